@@ -1,0 +1,54 @@
+# rspxdp — build, test, generate, bench, demo.
+#
+# `make test` is the README's test command and what CI runs (.ci/run): lint,
+# the full test suite (root-only tests included when run as root), and a
+# bounded run of every fuzz target.
+
+GO        ?= go
+BIN       ?= bin/rspxdp
+# Per-target fuzz time: long enough to get past the seed corpus, short enough
+# to keep CI well under its budget.
+FUZZTIME  ?= 10s
+# package:FuzzTarget pairs run by `make fuzz`.
+FUZZ_TARGETS ?=
+TESTFLAGS ?= -count=1 -timeout 15m
+
+.PHONY: all build test unit race fuzz generate bench demo lint vmtest clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/rspxdp
+
+test: lint unit fuzz
+
+unit:
+	$(GO) test $(TESTFLAGS) ./...
+
+race:
+	$(GO) test -race $(TESTFLAGS) ./...
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+# Rebuild the BPF objects and their Go bindings (needs clang and llvm-strip).
+generate:
+	$(GO) generate ./bpf/...
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+demo: build
+	./$(BIN) demo
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin
