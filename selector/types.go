@@ -53,7 +53,7 @@ type Transport struct {
 // which is how a re-registration is recognised when no owner identity is
 // known.
 func (t Transport) overlaps(u Transport) bool {
-	if t.Port != u.Port || t.Protocol != u.Protocol {
+	if t.Port != u.Port {
 		return false
 	}
 	for _, a := range t.Addrs {
