@@ -1,0 +1,476 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ishidawataru/sctp"
+	"golang.org/x/sys/unix"
+)
+
+// ErrSCTPUnsupported is returned when the running kernel cannot open SCTP
+// sockets.
+var ErrSCTPUnsupported = errors.New("kernel has no SCTP support: load it with `modprobe sctp`, or use --transport tcp")
+
+// SCTPSupported returns nil when this kernel opens SCTP sockets, and an
+// error wrapping ErrSCTPUnsupported when it does not.
+func SCTPSupported() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
+	if err != nil {
+		if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.ESOCKTNOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) {
+			return fmt.Errorf("%w (socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP): %v)", ErrSCTPUnsupported, err)
+		}
+		return fmt.Errorf("probe SCTP: %w", err)
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// SCTP carries ASAP or ENRP over SCTP, as the RFCs define them: one-to-one
+// style sockets (one association per socket), every message sent with the
+// protocol's PPID and checked for it on receive.
+//
+// github.com/ishidawataru/sctp provides the SCTP specifics (address
+// resolution, bindx/connectx, send with SCTP_SNDRCV). Its SCTPConn does
+// blocking system calls without deadlines, so the sockets here are
+// non-blocking and driven through the Go poller: Accept, Dial, ReadMessage
+// and WriteMessage all honour contexts and timeouts like the TCP transport.
+type SCTP struct {
+	cfg Config
+}
+
+// NewSCTP returns the SCTP transport for cfg.Protocol, or an error wrapping
+// ErrSCTPUnsupported when the kernel has no SCTP.
+func NewSCTP(cfg Config) (*SCTP, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := SCTPSupported(); err != nil {
+		return nil, fmt.Errorf("sctp transport for %s: %w", cfg.Protocol, err)
+	}
+	return &SCTP{cfg: cfg}, nil
+}
+
+// Name returns "sctp".
+func (s *SCTP) Name() string { return "sctp" }
+
+func sctpSocket(addr *sctp.SCTPAddr) (int, error) {
+	af := unix.AF_INET
+	for _, ip := range addr.IPAddrs {
+		if ip.IP.To4() == nil {
+			af = unix.AF_INET6
+		}
+	}
+	fd, err := unix.Socket(af, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_SCTP)
+	if err != nil {
+		if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.ESOCKTNOSUPPORT) {
+			return -1, fmt.Errorf("%w (socket: %v)", ErrSCTPUnsupported, err)
+		}
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	// Ask for SCTP_SNDRCV ancillary data on every receive: it carries the
+	// PPID we check. Accepted sockets inherit it; setting it again is cheap.
+	if err := sctp.NewSCTPConn(fd, nil).SubscribeEvents(sctp.SCTP_EVENT_DATA_IO); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("subscribe to SCTP data I/O events: %w", err)
+	}
+	// Same reason as TCP_NODELAY: small, latency-bound messages.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_SCTP, sctp.SCTP_NODELAY, 1); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("set SCTP_NODELAY: %w", err)
+	}
+	return fd, nil
+}
+
+// Listen binds addr, which may list several local addresses for
+// multi-homing ("10.0.0.1/10.0.1.1:3863").
+func (s *SCTP) Listen(ctx context.Context, addr string) (Listener, error) {
+	la, err := sctp.ResolveSCTPAddr("sctp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sctp listen %s on %s: %w", s.cfg.Protocol, addr, err)
+	}
+	fd, err := sctpSocket(la)
+	if err != nil {
+		return nil, fmt.Errorf("sctp listen %s on %s: %w", s.cfg.Protocol, addr, err)
+	}
+	fail := func(what string, err error) (Listener, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("sctp listen %s on %s: %s: %w", s.cfg.Protocol, addr, what, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return fail("SO_REUSEADDR", err)
+	}
+	if err := sctp.SCTPBind(fd, la, sctp.SCTP_BINDX_ADD_ADDR); err != nil {
+		return fail("bind", err)
+	}
+	if err := unix.Listen(fd, unix.SOMAXCONN); err != nil {
+		return fail("listen", err)
+	}
+	subscribe := func(fd int) error {
+		return sctp.NewSCTPConn(fd, nil).SubscribeEvents(sctp.SCTP_EVENT_DATA_IO)
+	}
+	ln, err := newSCTPListener(s, fd, subscribe, true)
+	if err != nil {
+		return nil, fmt.Errorf("sctp listen %s on %s: %w", s.cfg.Protocol, addr, err)
+	}
+	return ln, nil
+}
+
+// newSCTPListener wraps a listening non-blocking socket. prepare (if set)
+// runs on each accepted socket. Tests use it with an AF_UNIX SOCK_SEQPACKET
+// socket to run the message path where the kernel has no SCTP.
+func newSCTPListener(s *SCTP, fd int, prepare func(int) error, checkPPID bool) (*sctpListener, error) {
+	f := os.NewFile(uintptr(fd), "sctp-listener")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &sctpListener{s: s, f: f, rc: rc, addr: sockAddr(fd, unix.Getsockname), prepare: prepare, checkPPID: checkPPID}, nil
+}
+
+type sctpListener struct {
+	s         *SCTP
+	f         *os.File
+	rc        syscall.RawConn
+	addr      net.Addr
+	prepare   func(int) error
+	checkPPID bool
+	mu        sync.Mutex
+	closed    atomic.Bool
+}
+
+func (l *sctpListener) Addr() net.Addr { return l.addr }
+
+func (l *sctpListener) Close() error {
+	l.closed.Store(true)
+	return l.f.Close()
+}
+
+func (l *sctpListener) Accept(ctx context.Context) (Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	stop := watch(ctx, func() { _ = l.f.SetReadDeadline(time.Unix(1, 0)) })
+	var nfd int
+	var aerr error
+	err := l.rc.Read(func(fd uintptr) bool {
+		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		return !errors.Is(aerr, unix.EAGAIN)
+	})
+	if stop() {
+		_ = l.f.SetReadDeadline(time.Time{})
+	}
+	if err == nil {
+		err = aerr
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if l.closed.Load() || errors.Is(err, os.ErrClosed) {
+			err = net.ErrClosed
+		}
+		return nil, fmt.Errorf("sctp accept %s: %w", l.s.cfg.Protocol, err)
+	}
+	if l.prepare != nil {
+		if err := l.prepare(nfd); err != nil {
+			unix.Close(nfd)
+			return nil, fmt.Errorf("sctp accept %s: subscribe to data I/O events: %w", l.s.cfg.Protocol, err)
+		}
+	}
+	c, err := newSCTPConn(l.s, nfd, l.checkPPID)
+	if err != nil {
+		return nil, fmt.Errorf("sctp accept %s: %w", l.s.cfg.Protocol, err)
+	}
+	return c, nil
+}
+
+// Dial connects an association to addr ("ip:port", or "ip1/ip2:port" for a
+// multi-homed peer).
+func (s *SCTP) Dial(ctx context.Context, addr string) (Conn, error) {
+	ra, err := sctp.ResolveSCTPAddr("sctp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sctp dial %s %s: %w", s.cfg.Protocol, addr, err)
+	}
+	fd, err := sctpSocket(ra)
+	if err != nil {
+		return nil, fmt.Errorf("sctp dial %s %s: %w", s.cfg.Protocol, addr, err)
+	}
+	if _, err := sctp.SCTPConnect(fd, ra); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("sctp dial %s %s: %w", s.cfg.Protocol, addr, err)
+	}
+	c, err := newSCTPConn(s, fd, true)
+	if err != nil {
+		return nil, fmt.Errorf("sctp dial %s %s: %w", s.cfg.Protocol, addr, err)
+	}
+	// Wait for the association like net.Dialer waits for a TCP connect:
+	// writable, then SO_ERROR says how it went.
+	stop := watch(ctx, func() { _ = c.f.SetWriteDeadline(time.Unix(1, 0)) })
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.f.SetWriteDeadline(d)
+	}
+	first := true
+	var soerr error
+	err = c.rc.Write(func(fd uintptr) bool {
+		if first {
+			first = false
+			return false
+		}
+		v, gerr := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		if gerr != nil {
+			soerr = gerr
+			return true
+		}
+		switch e := syscall.Errno(v); e {
+		case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+			return false
+		case 0, unix.EISCONN:
+			return true
+		default:
+			soerr = e
+			return true
+		}
+	})
+	stop()
+	_ = c.f.SetWriteDeadline(time.Time{})
+	if err == nil {
+		err = soerr
+	}
+	if err != nil {
+		c.Close()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("sctp dial %s %s: %w", s.cfg.Protocol, addr, err)
+	}
+	c.laddr = sockAddr(fd, unix.Getsockname)
+	c.raddr = sockAddr(fd, unix.Getpeername)
+	return c, nil
+}
+
+// sctpConn is one one-to-one style SCTP socket. The kernel keeps message
+// boundaries, so framing is the association's; the header length is only
+// checked against the message size.
+type sctpConn struct {
+	s         *SCTP
+	f         *os.File
+	rc        syscall.RawConn
+	lib       *sctp.SCTPConn // for SCTPWrite (ancillary data); never closed itself
+	checkPPID bool
+	buf       []byte
+	oob       []byte
+	laddr     net.Addr
+	raddr     net.Addr
+	wmu       sync.Mutex
+	closed    atomic.Bool
+}
+
+// sndRcvInfoLen is sizeof(struct sctp_sndrcvinfo); the PPID sits at offset 8
+// in network byte order.
+const sndRcvInfoLen = 32
+
+// newSCTPConn wraps a connected non-blocking SEQPACKET-like socket. Tests
+// use it on an AF_UNIX SOCK_SEQPACKET pair (checkPPID false) to exercise the
+// message path where the kernel has no SCTP.
+func newSCTPConn(s *SCTP, fd int, checkPPID bool) (*sctpConn, error) {
+	f := os.NewFile(uintptr(fd), "sctp")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &sctpConn{
+		s: s, f: f, rc: rc, lib: sctp.NewSCTPConn(fd, nil), checkPPID: checkPPID,
+		// One byte more than the maximum, so an oversized message shows.
+		buf:   make([]byte, s.cfg.MaxMessageSize+1),
+		oob:   make([]byte, unix.CmsgSpace(sndRcvInfoLen)),
+		laddr: sockAddr(fd, unix.Getsockname),
+		raddr: sockAddr(fd, unix.Getpeername),
+	}, nil
+}
+
+func (c *sctpConn) LocalAddr() net.Addr  { return c.laddr }
+func (c *sctpConn) RemoteAddr() net.Addr { return c.raddr }
+func (c *sctpConn) Peer() Identity       { return Identity{} }
+
+func (c *sctpConn) Close() error {
+	c.closed.Store(true)
+	return c.f.Close()
+}
+
+func (c *sctpConn) fail(fe *FrameError) error {
+	fe.Remote = c.raddr
+	closeLogged(c.s.cfg.Logger, c.s.cfg.Protocol, "sctp", c, fe)
+	return fe
+}
+
+func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
+	cfg := &c.s.cfg
+	defer watch(ctx, func() { _ = c.f.SetReadDeadline(time.Unix(1, 0)) })()
+	if err := c.f.SetReadDeadline(deadlineFor(ctx, time.Now(), cfg.IdleTimeout)); err != nil {
+		return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n := 0
+	ppid, havePPID := uint32(0), false
+	for {
+		var got, oobn, flags int
+		var rerr error
+		err := c.rc.Read(func(fd uintptr) bool {
+			got, oobn, flags, _, rerr = unix.Recvmsg(int(fd), c.buf[n:], c.oob, 0)
+			return !errors.Is(rerr, unix.EAGAIN)
+		})
+		if err == nil {
+			err = rerr
+		}
+		if err != nil {
+			switch {
+			case isTimeout(err):
+				if cerr := ctxExpired(ctx); cerr != nil {
+					if n > 0 {
+						_ = c.Close()
+					}
+					return nil, cerr
+				}
+				if n > 0 {
+					return nil, c.fail(&FrameError{Err: ErrStalled, Got: n, Cause: fmt.Errorf("frame timeout %v", cfg.FrameTimeout)})
+				}
+				return nil, c.fail(&FrameError{Err: ErrIdle, Cause: fmt.Errorf("nothing received for %v", cfg.IdleTimeout)})
+			case c.closed.Load() || errors.Is(err, os.ErrClosed):
+				return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, net.ErrClosed)
+			}
+			_ = c.Close()
+			return nil, fmt.Errorf("read %s message from %v: %w", cfg.Protocol, c.raddr, err)
+		}
+		if flags&sctp.MSG_NOTIFICATION != 0 {
+			continue // not subscribed to any, but never mistake one for data
+		}
+		if got == 0 && oobn == 0 {
+			if n > 0 {
+				return nil, c.fail(&FrameError{Err: ErrTruncated, Got: n})
+			}
+			return nil, io.EOF
+		}
+		if p, ok := ppidOf(c.oob[:oobn]); ok {
+			ppid, havePPID = p, true
+		}
+		n += got
+		if flags&unix.MSG_TRUNC != 0 || n > cfg.MaxMessageSize {
+			return nil, c.fail(&FrameError{Err: ErrOversized, Length: n, Cause: fmt.Errorf("maximum %d", cfg.MaxMessageSize)})
+		}
+		if !c.checkPPID || flags&unix.MSG_EOR != 0 {
+			break
+		}
+		// Partial delivery of a large message: the rest must follow within
+		// the frame timeout, as on TCP.
+		if err := c.f.SetReadDeadline(deadlineFor(ctx, time.Now(), cfg.FrameTimeout)); err != nil {
+			return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, err)
+		}
+	}
+	if c.checkPPID && havePPID && ppid != cfg.Protocol.PPID() {
+		return nil, c.fail(&FrameError{Err: ErrWrongPPID, Length: n, Got: int(ppid)})
+	}
+	msg := c.buf[:n]
+	if n < HeaderLen {
+		return nil, c.fail(&FrameError{Err: ErrBadLength, Length: n})
+	}
+	length := int(binary.BigEndian.Uint16(msg[2:4]))
+	switch {
+	case length < HeaderLen:
+		return nil, c.fail(&FrameError{Err: ErrBadLength, Length: length})
+	case length != n:
+		return nil, c.fail(&FrameError{Err: ErrLengthMismatch, Length: length, Got: n})
+	}
+	return msg, nil
+}
+
+// ppidOf finds the PPID in SCTP_SNDRCV ancillary data.
+func ppidOf(oob []byte) (uint32, bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, false
+	}
+	for _, m := range msgs {
+		if m.Header.Level == unix.IPPROTO_SCTP && m.Header.Type == sctp.SCTP_CMSG_SNDRCV && len(m.Data) >= 12 {
+			return binary.BigEndian.Uint32(m.Data[8:12]), true
+		}
+	}
+	return 0, false
+}
+
+func (c *sctpConn) WriteMessage(ctx context.Context, msg []byte) error {
+	cfg := &c.s.cfg
+	if err := checkOutgoing(msg, MaxMessageSize); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.f.SetWriteDeadline(deadlineFor(ctx, time.Now(), cfg.WriteTimeout)); err != nil {
+		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.raddr, err)
+	}
+	defer watch(ctx, func() { _ = c.f.SetWriteDeadline(time.Unix(1, 0)) })()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	info := sctp.SndRcvInfo{PPID: cfg.Protocol.PPID()}
+	var werr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		_, werr = c.lib.SCTPWrite(msg, &info)
+		return !errors.Is(werr, unix.EAGAIN)
+	})
+	if err == nil {
+		err = werr
+	}
+	if err != nil {
+		// SCTP sends whole messages, so the association stays in step; a
+		// timeout or cancellation leaves it usable.
+		if cerr := ctxExpired(ctx); cerr != nil {
+			return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.raddr, cerr)
+		}
+		if c.closed.Load() || errors.Is(err, os.ErrClosed) {
+			err = net.ErrClosed
+		}
+		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.raddr, err)
+	}
+	return nil
+}
+
+// sockAddr turns getsockname/getpeername into a net.Addr (an *sctp.SCTPAddr
+// for IP sockets), or nil.
+func sockAddr(fd int, get func(int) (unix.Sockaddr, error)) net.Addr {
+	sa, err := get(fd)
+	if err != nil {
+		return nil
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &sctp.SCTPAddr{IPAddrs: []net.IPAddr{{IP: net.IP(a.Addr[:]).To16()}}, Port: a.Port}
+	case *unix.SockaddrInet6:
+		ip := net.IPAddr{IP: net.IP(a.Addr[:])}
+		if a.ZoneId != 0 {
+			if ifi, err := net.InterfaceByIndex(int(a.ZoneId)); err == nil {
+				ip.Zone = ifi.Name
+			}
+		}
+		return &sctp.SCTPAddr{IPAddrs: []net.IPAddr{ip}, Port: a.Port}
+	case *unix.SockaddrUnix:
+		return &net.UnixAddr{Name: a.Name, Net: "unixpacket"}
+	}
+	return nil
+}
