@@ -1,0 +1,149 @@
+package enrp
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/rspxdp/rspxdp/selector"
+)
+
+// minLifetime keeps a PE asking for a zero or absurd registration life from
+// expiring at peers between two Handle Updates.
+const minLifetime = time.Second
+
+func (c *Core) reject(link LinkID, m Registration, src netip.Addr, cause Cause, detail string) {
+	c.log.Warn("registration rejected", "pool", m.Handle, "pe", idString(m.PE.ID),
+		"source", src.String(), "cause", uint16(cause), "reason", cause.String(), "detail", detail)
+	c.send(Output{Link: link, Msg: RegistrationResponse{Handle: m.Handle, PEID: m.PE.ID, Reject: true, Cause: cause}})
+}
+
+func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {
+	switch {
+	case !c.cfg.Allow.Allowed(m.Handle, src):
+		c.reject(link, m, src, CauseRejectionDueToSecurity, "pool handle or source not in the allow-list")
+		return
+	case m.Handle == "" || len(m.Handle) > MaxHandleLen:
+		c.reject(link, m, src, CauseInvalidValues, "pool handle length")
+		return
+	case m.PE.ID == 0 || len(m.PE.Transport.Addrs) == 0 || m.PE.Transport.Port == 0:
+		c.reject(link, m, src, CauseInvalidValues, "PE identifier or user transport missing")
+		return
+	}
+	pe := clonePE(m.PE)
+	pe.Home = c.cfg.ID
+	if pe.Lifetime < minLifetime {
+		pe.Lifetime = minLifetime
+	}
+	added, err := c.hs.Register(m.Handle, toSel(pe, true), c.now)
+	if err != nil {
+		cause, ok := selector.CauseOf(err)
+		if !ok {
+			cause = selector.CauseInvalidValues
+		}
+		c.reject(link, m, src, Cause(cause), err.Error())
+		return
+	}
+	k := peKey{m.Handle, pe.ID}
+	s := c.owned[k]
+	if s == nil {
+		s = &peState{key: k}
+		c.owned[k] = s
+	}
+	s.link, s.asap, s.lifetime, s.awaitingAck = link, pe.ASAP, pe.Lifetime, false
+	c.schedule(s, timerKASend, c.now.Add(c.cfg.KeepAliveInterval))
+	if added {
+		c.log.Info("PE registered", "pool", m.Handle, "pe", idString(pe.ID), "source", src.String())
+	} else {
+		c.log.Debug("PE re-registered", "pool", m.Handle, "pe", idString(pe.ID))
+	}
+	c.send(Output{Link: link, Msg: RegistrationResponse{Handle: m.Handle, PEID: pe.ID}})
+	c.toAllPeers(func(h Header) Message {
+		return HandleUpdate{Header: h, Action: AddPE, Handle: m.Handle, PE: clonePE(pe)}
+	})
+}
+
+func (c *Core) onDeregistration(link LinkID, src netip.Addr, m Deregistration) {
+	resp := DeregistrationResponse{Handle: m.Handle, PEID: m.PEID}
+	k := peKey{m.Handle, m.PEID}
+	pe, found := c.lookup(m.Handle, m.PEID)
+	s := c.owned[k]
+	switch {
+	case !c.cfg.Allow.Allowed(m.Handle, src):
+		resp.Reject, resp.Cause = true, CauseRejectionDueToSecurity
+	case !found && len(c.hs.Elements(m.Handle)) == 0:
+		resp.Reject, resp.Cause = true, CauseUnknownPoolHandle
+	case !found:
+		// Already gone: deregistration is idempotent.
+	case s != nil && s.link != 0 && s.link != link:
+		// Only the PE's own association may remove it (RFC 5355: spoofed
+		// deregistration).
+		resp.Reject, resp.Cause = true, CauseRejectionDueToSecurity
+	case s != nil:
+		c.log.Info("PE deregistered", "pool", m.Handle, "pe", idString(m.PEID))
+		c.removeOwned(k, selector.ReasonDeregistered)
+	default:
+		// A PE of a peer deregistering here (its home is gone or
+		// unreachable for it): drain it locally and tell everyone,
+		// naming its owner so they accept the delete.
+		c.log.Info("PE deregistered at non-home registrar", "pool", m.Handle, "pe", idString(m.PEID), "home", idString(pe.Home))
+		_, _ = c.hs.Deregister(m.Handle, m.PEID, c.now)
+		c.toAllPeers(func(h Header) Message {
+			return HandleUpdate{Header: h, Action: DelPE, Handle: m.Handle, PE: clonePE(pe)}
+		})
+	}
+	if resp.Reject {
+		c.log.Warn("deregistration rejected", "pool", m.Handle, "pe", idString(m.PEID),
+			"source", src.String(), "reason", resp.Cause.String())
+	}
+	c.send(Output{Link: link, Msg: resp})
+}
+
+// Resolve answers a Handle Resolution from the handlespace by the pool's
+// policy. It advances the policy state.
+func (c *Core) Resolve(m HandleResolution) HandleResolutionResponse {
+	n := int(m.MaxItems)
+	if m.MaxItems == maxResolutionAll || n < 0 {
+		n = selector.All
+	}
+	els, err := c.hs.Resolve(m.Handle, n, nil)
+	if err != nil || len(els) == 0 {
+		return HandleResolutionResponse{Handle: m.Handle, Cause: CauseUnknownPoolHandle}
+	}
+	resp := HandleResolutionResponse{Handle: m.Handle, PolicyType: uint32(els[0].Policy.Type), PEs: make([]PoolElement, len(els))}
+	for i, el := range els {
+		resp.PEs[i] = fromSel(el, c.lifetimeOf(m.Handle, el.ID))
+	}
+	return resp
+}
+
+func (c *Core) onKeepAliveAck(link LinkID, m EndpointKeepAliveAck) {
+	s := c.owned[peKey{m.Handle, m.PEID}]
+	if s == nil {
+		return
+	}
+	s.awaitingAck = false
+	s.link = link
+	c.schedule(s, timerKASend, c.now.Add(c.cfg.KeepAliveInterval))
+}
+
+func (c *Core) onUnreachable(m EndpointUnreachable) {
+	k := peKey{m.Handle, m.PEID}
+	if c.owned[k] == nil {
+		// Only the home registrar counts and removes; the other copies
+		// follow its Handle Update.
+		return
+	}
+	pe, ok := c.lookup(m.Handle, m.PEID)
+	if !ok {
+		return
+	}
+	removed, err := c.hs.ReportUnreachable(m.Handle, m.PEID)
+	if err != nil || !removed {
+		return
+	}
+	c.log.Info("PE removed: too many unreachable reports", "pool", m.Handle, "pe", idString(m.PEID))
+	delete(c.owned, k)
+	c.toAllPeers(func(h Header) Message {
+		return HandleUpdate{Header: h, Action: DelPE, Handle: m.Handle, PE: clonePE(pe)}
+	})
+}

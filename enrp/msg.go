@@ -1,0 +1,236 @@
+package enrp
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/rspxdp/rspxdp/selector"
+	"github.com/rspxdp/rspxdp/selector/policy"
+)
+
+// The registrar core speaks in these decoded messages, not in bytes: the
+// driver (Server) translates between them and the wire codec. Keeping the
+// core free of encoding makes every protocol exchange testable as plain
+// values and lets the codec evolve without touching protocol logic.
+
+// Cause is an RFC 5352 operation error cause code (section 3.3.10 of RFC 5354).
+type Cause uint16
+
+// Error causes used in Registration, Deregistration and Handle Resolution
+// responses (RFC 5354, 3.3.10).
+const (
+	CauseUnrecognizedParameter     Cause = 0x1
+	CauseUnrecognizedMessage       Cause = 0x2
+	CauseInvalidValues             Cause = 0x3
+	CauseNonUniquePEIdentifier     Cause = 0x4
+	CauseInconsistentPolicy        Cause = 0x5
+	CauseLackOfResources           Cause = 0x6
+	CauseInconsistentTransport     Cause = 0x7
+	CauseInconsistentDataControl   Cause = 0x8
+	CauseUnknownPoolHandle         Cause = 0x9
+	CauseRejectionDueToSecurity    Cause = 0xa
+	causeNone                      Cause = 0
+	maxResolutionAll                     = 0xffffffff
+	defaultRegistrationLifeSeconds       = 30 * 3
+)
+
+var causeNames = map[Cause]string{
+	CauseUnrecognizedParameter:   "unrecognized parameter",
+	CauseUnrecognizedMessage:     "unrecognized message",
+	CauseInvalidValues:           "invalid values",
+	CauseNonUniquePEIdentifier:   "non-unique PE identifier",
+	CauseInconsistentPolicy:      "inconsistent pooling policy",
+	CauseLackOfResources:         "lack of resources",
+	CauseInconsistentTransport:   "inconsistent transport type",
+	CauseInconsistentDataControl: "inconsistent data/control configuration",
+	CauseUnknownPoolHandle:       "unknown pool handle",
+	CauseRejectionDueToSecurity:  "rejection due to security considerations",
+}
+
+func (c Cause) String() string {
+	if s, ok := causeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("cause 0x%x", uint16(c))
+}
+
+// PoolElement is one PE as carried in the Pool Element parameter.
+type PoolElement struct {
+	ID uint32
+	// Home is the server ID of the registrar that owns this PE (the home
+	// registrar); 0 in a Registration, set by the registrar.
+	Home uint32
+	// Lifetime is the registration life the PE asked for.
+	Lifetime time.Duration
+	// Transport is the user transport: where PUs reach the PE's service.
+	Transport selector.Transport
+	// ASAP is the PE's ASAP transport address, where a registrar that takes
+	// it over sends the keep-alive with the home flag.
+	ASAP   netip.AddrPort
+	Policy policy.Settings
+}
+
+// Message is any ASAP or ENRP message the core consumes or produces.
+type Message interface{ msgName() string }
+
+// ASAP messages (RFC 5352).
+type (
+	// Registration registers or re-registers PE under Handle.
+	Registration struct {
+		Handle string
+		PE     PoolElement
+	}
+	// RegistrationResponse answers a Registration; Reject with Cause on refusal.
+	RegistrationResponse struct {
+		Handle string
+		PEID   uint32
+		Reject bool
+		Cause  Cause
+	}
+	// Deregistration removes a PE.
+	Deregistration struct {
+		Handle string
+		PEID   uint32
+	}
+	// DeregistrationResponse answers a Deregistration.
+	DeregistrationResponse struct {
+		Handle string
+		PEID   uint32
+		Reject bool
+		Cause  Cause
+	}
+	// HandleResolution asks for up to MaxItems PEs of Handle (0 = the
+	// registrar's default, 0xffffffff = all), from the Handle Resolution option.
+	HandleResolution struct {
+		Handle   string
+		MaxItems uint32
+	}
+	// HandleResolutionResponse carries the selected PEs or Cause (unknown pool handle).
+	HandleResolutionResponse struct {
+		Handle     string
+		PolicyType uint32
+		PEs        []PoolElement
+		Cause      Cause
+	}
+	// EndpointKeepAlive is sent by the home registrar; Home set after a takeover.
+	EndpointKeepAlive struct {
+		ServerID uint32
+		Handle   string
+		PEID     uint32
+		Home     bool
+	}
+	// EndpointKeepAliveAck answers a keep-alive.
+	EndpointKeepAliveAck struct {
+		Handle string
+		PEID   uint32
+	}
+	// EndpointUnreachable is a PU's report that a PE did not answer.
+	EndpointUnreachable struct {
+		Handle string
+		PEID   uint32
+	}
+	// ServerAnnounce advertises a registrar to PEs and PUs.
+	ServerAnnounce struct {
+		ServerID uint32
+		ASAP     []netip.AddrPort
+	}
+)
+
+// ServerInfo describes a registrar (Server Information parameter).
+type ServerInfo struct {
+	ID   uint32
+	ENRP netip.AddrPort
+	ASAP netip.AddrPort
+}
+
+// Pool is one pool handle with PEs, as in Handle Table Responses.
+type Pool struct {
+	Handle string
+	PEs    []PoolElement
+}
+
+// Header carries the ENRP sender and receiver server IDs.
+type Header struct{ Sender, Receiver uint32 }
+
+// UpdateAction is the Handle Update action.
+type UpdateAction uint16
+
+// Handle Update actions (RFC 5353, 2.2.4).
+const (
+	AddPE UpdateAction = 0
+	DelPE UpdateAction = 1
+)
+
+// ENRP messages (RFC 5353).
+type (
+	// Presence carries the sender's checksum over the PEs it owns.
+	Presence struct {
+		Header
+		Reply    bool
+		Checksum uint16
+		Info     ServerInfo
+	}
+	// HandleTableRequest asks for the handlespace (OwnOnly: just the PEs the receiver owns).
+	HandleTableRequest struct {
+		Header
+		OwnOnly bool
+	}
+	// HandleTableResponse is one chunk of the handlespace; More says another follows on request.
+	HandleTableResponse struct {
+		Header
+		More   bool
+		Reject bool
+		Pools  []Pool
+	}
+	// HandleUpdate replicates one add or delete.
+	HandleUpdate struct {
+		Header
+		Action UpdateAction
+		Handle string
+		PE     PoolElement
+	}
+	// ListRequest asks a peer for its peer list.
+	ListRequest struct{ Header }
+	// ListResponse carries the peer list.
+	ListResponse struct {
+		Header
+		Reject  bool
+		Servers []ServerInfo
+	}
+	// InitTakeover announces the intent to take over Target.
+	InitTakeover struct {
+		Header
+		Target uint32
+	}
+	// InitTakeoverAck agrees to the sender's takeover of Target.
+	InitTakeoverAck struct {
+		Header
+		Target uint32
+	}
+	// TakeoverServer says the sender now owns Target's PEs.
+	TakeoverServer struct {
+		Header
+		Target uint32
+	}
+)
+
+func (Registration) msgName() string             { return "Registration" }
+func (RegistrationResponse) msgName() string     { return "RegistrationResponse" }
+func (Deregistration) msgName() string           { return "Deregistration" }
+func (DeregistrationResponse) msgName() string   { return "DeregistrationResponse" }
+func (HandleResolution) msgName() string         { return "HandleResolution" }
+func (HandleResolutionResponse) msgName() string { return "HandleResolutionResponse" }
+func (EndpointKeepAlive) msgName() string        { return "EndpointKeepAlive" }
+func (EndpointKeepAliveAck) msgName() string     { return "EndpointKeepAliveAck" }
+func (EndpointUnreachable) msgName() string      { return "EndpointUnreachable" }
+func (ServerAnnounce) msgName() string           { return "ServerAnnounce" }
+func (Presence) msgName() string                 { return "Presence" }
+func (HandleTableRequest) msgName() string       { return "HandleTableRequest" }
+func (HandleTableResponse) msgName() string      { return "HandleTableResponse" }
+func (HandleUpdate) msgName() string             { return "HandleUpdate" }
+func (ListRequest) msgName() string              { return "ListRequest" }
+func (ListResponse) msgName() string             { return "ListResponse" }
+func (InitTakeover) msgName() string             { return "InitTakeover" }
+func (InitTakeoverAck) msgName() string          { return "InitTakeoverAck" }
+func (TakeoverServer) msgName() string           { return "TakeoverServer" }

@@ -1,0 +1,401 @@
+package enrp
+
+import (
+	"sort"
+	"time"
+
+	"github.com/rspxdp/rspxdp/selector"
+)
+
+var timeZero time.Time
+
+// ENRP among registrars: presence and audit, mentor synchronisation,
+// handle updates and takeover (RFC 5353).
+
+// heard records that a peer spoke on link and returns its record,
+// creating it (a join) when new.
+func (c *Core) heard(link LinkID, h Header) *peer {
+	if h.Sender == 0 || h.Sender == c.cfg.ID {
+		return nil
+	}
+	p := c.peers[h.Sender]
+	if p == nil {
+		p = &peer{id: h.Sender}
+		c.peers[h.Sender] = p
+		c.log.Info("peer joined", "peer", idString(h.Sender))
+	}
+	if p.dead {
+		p.dead = false
+		c.log.Info("peer is back", "peer", idString(h.Sender))
+	}
+	p.lastHard = c.now
+	p.noRespDeadline = timeZero
+	if link != 0 {
+		p.link = link
+		c.links[link] = p.id
+	}
+	if p.takeover != nil {
+		c.log.Info("takeover aborted: target alive", "peer", idString(p.id))
+		p.takeover = nil
+	}
+	return p
+}
+
+func (c *Core) onPresence(link LinkID, m Presence) {
+	p := c.heard(link, m.Header)
+	if p == nil {
+		return
+	}
+	if m.Info.ID == p.id {
+		p.info = m.Info
+	}
+	if m.Reply {
+		c.toPeer(p, c.presence(p.id, false))
+	}
+	if !c.synced {
+		c.startMentorSync(p)
+		return
+	}
+	// Audit: the peer's checksum over what it owns against ours over what we
+	// think it owns. A mismatch resynchronises that part only.
+	if m.Checksum != c.hs.Checksum(p.id) && !p.reqPending {
+		c.log.Info("audit mismatch: resynchronising peer's PEs", "peer", idString(p.id),
+			"theirs", m.Checksum, "ours", c.hs.Checksum(p.id))
+		c.requestTable(p, true)
+	}
+}
+
+func (c *Core) startMentorSync(p *peer) {
+	c.mentor = p.id
+	c.synced = true // one mentor is enough; audits repair the rest
+	c.log.Info("synchronising handlespace from mentor", "mentor", idString(p.id))
+	c.toPeer(p, ListRequest{Header: Header{Sender: c.cfg.ID, Receiver: p.id}})
+	c.requestTable(p, false)
+}
+
+// MarkSynced tells a registrar without peers configured that there is no
+// mentor to wait for.
+func (c *Core) MarkSynced() { c.synced = true }
+
+func (c *Core) requestTable(p *peer, ownOnly bool) {
+	p.reqPending, p.reqOwnOnly = true, ownOnly
+	p.reqSeen = map[peKey]bool{}
+	p.reqSentAt = c.now
+	c.toPeer(p, HandleTableRequest{Header: Header{Sender: c.cfg.ID, Receiver: p.id}, OwnOnly: ownOnly})
+}
+
+func (c *Core) onHandleTableRequest(link LinkID, m HandleTableRequest) {
+	p := c.heard(link, m.Header)
+	if p == nil {
+		return
+	}
+	// A request while a previous table is still being sent continues it;
+	// otherwise a new one starts from a fresh key list.
+	if p.htKeys == nil || p.htOwnOnly != m.OwnOnly {
+		p.htKeys = c.keys(m.OwnOnly)
+		p.htOwnOnly = m.OwnOnly
+	}
+	resp := HandleTableResponse{Header: Header{Sender: c.cfg.ID, Receiver: p.id}}
+	n := 0
+	idx := map[string]int{}
+	for n < c.cfg.MaxPEsPerResponse && len(p.htKeys) > 0 {
+		k := p.htKeys[0]
+		p.htKeys = p.htKeys[1:]
+		pe, ok := c.lookup(k.handle, k.id)
+		if !ok || (m.OwnOnly && pe.Home != c.cfg.ID) {
+			continue
+		}
+		i, ok := idx[k.handle]
+		if !ok {
+			i = len(resp.Pools)
+			idx[k.handle] = i
+			resp.Pools = append(resp.Pools, Pool{Handle: k.handle})
+		}
+		resp.Pools[i].PEs = append(resp.Pools[i].PEs, pe)
+		n++
+	}
+	resp.More = len(p.htKeys) > 0
+	if !resp.More {
+		p.htKeys = nil
+	}
+	c.toPeer(p, resp)
+}
+
+func (c *Core) onHandleTableResponse(link LinkID, m HandleTableResponse) {
+	p := c.heard(link, m.Header)
+	if p == nil || !p.reqPending {
+		return
+	}
+	if m.Reject {
+		p.reqPending = false
+		return
+	}
+	for _, pl := range m.Pools {
+		for _, pe := range pl.PEs {
+			if p.reqOwnOnly {
+				pe.Home = p.id
+			}
+			if pe.Home == 0 {
+				continue
+			}
+			p.reqSeen[peKey{pl.Handle, pe.ID}] = true
+			c.importPE(pl.Handle, pe)
+		}
+	}
+	if m.More {
+		c.toPeer(p, HandleTableRequest{Header: Header{Sender: c.cfg.ID, Receiver: p.id}, OwnOnly: p.reqOwnOnly})
+		return
+	}
+	if p.reqOwnOnly {
+		// What we thought the peer owns but it does not list is gone.
+		for _, e := range c.ownedBy(p.id) {
+			if !p.reqSeen[peKey{e.handle, e.pe.ID}] {
+				_, _ = c.hs.Remove(e.handle, e.pe.ID, selector.ReasonReplicated)
+			}
+		}
+	}
+	p.reqPending, p.reqSeen = false, nil
+	c.log.Info("handle table synchronised", "peer", idString(p.id), "ownOnly", p.reqOwnOnly, "pes", c.hs.Len())
+}
+
+// importPE adds or refreshes a PE another registrar owns. A PE we own
+// ourselves stays ours: if the other claim is the newer one, our
+// keep-alives go unanswered and the delete we then send settles it.
+func (c *Core) importPE(handle string, pe PoolElement) {
+	k := peKey{handle, pe.ID}
+	if c.owned[k] != nil && pe.Home != c.cfg.ID {
+		return
+	}
+	if pe.Home == c.cfg.ID {
+		if c.owned[k] == nil {
+			// A peer tells us about a PE we own but do not know (we
+			// restarted with the same ID): adopt it and verify it.
+			c.adopt(handle, pe)
+		}
+		return
+	}
+	if pe.Lifetime < minLifetime {
+		pe.Lifetime = minLifetime
+	}
+	if _, err := c.hs.Update(handle, toSel(pe, false), c.now); err != nil {
+		c.log.Warn("replicated PE refused", "pool", handle, "pe", idString(pe.ID), "home", idString(pe.Home), "err", err)
+	}
+}
+
+// adopt makes us home of pe and sends it a keep-alive with the home flag,
+// so it re-registers with us; if it does not answer it is removed.
+func (c *Core) adopt(handle string, pe PoolElement) {
+	pe.Home = c.cfg.ID
+	if _, err := c.hs.Update(handle, toSel(pe, true), c.now); err != nil {
+		c.log.Warn("adopting PE failed", "pool", handle, "pe", idString(pe.ID), "err", err)
+		return
+	}
+	k := peKey{handle, pe.ID}
+	s := c.owned[k]
+	if s == nil {
+		s = &peState{key: k}
+		c.owned[k] = s
+	}
+	s.link, s.asap, s.lifetime = 0, pe.ASAP, pe.Lifetime
+	c.sendKeepAlive(s, true)
+}
+
+func (c *Core) onHandleUpdate(link LinkID, m HandleUpdate) {
+	p := c.heard(link, m.Header)
+	if p == nil {
+		return
+	}
+	pe := m.PE
+	if pe.Home == 0 {
+		pe.Home = p.id
+	}
+	switch m.Action {
+	case AddPE:
+		c.importPE(m.Handle, pe)
+	case DelPE:
+		cur, ok := c.lookup(m.Handle, pe.ID)
+		if !ok || cur.Home != pe.Home {
+			return // stale: the PE has moved home since
+		}
+		k := peKey{m.Handle, pe.ID}
+		if c.owned[k] != nil {
+			// Our PE deregistered through another registrar.
+			delete(c.owned, k)
+			_, _ = c.hs.Deregister(m.Handle, pe.ID, c.now)
+			return
+		}
+		_, _ = c.hs.Remove(m.Handle, pe.ID, selector.ReasonReplicated)
+	}
+}
+
+func (c *Core) onListRequest(link LinkID, m ListRequest) {
+	p := c.heard(link, m.Header)
+	if p == nil {
+		return
+	}
+	resp := ListResponse{Header: Header{Sender: c.cfg.ID, Receiver: p.id}}
+	for _, id := range c.Peers() {
+		if q := c.peers[id]; q.info.ID != 0 {
+			resp.Servers = append(resp.Servers, q.info)
+		}
+	}
+	c.toPeer(p, resp)
+}
+
+func (c *Core) onListResponse(link LinkID, m ListResponse) {
+	if c.heard(link, m.Header) == nil || m.Reject {
+		return
+	}
+	for _, si := range m.Servers {
+		if si.ID == 0 || si.ID == c.cfg.ID || !si.ENRP.IsValid() {
+			continue
+		}
+		if q := c.peers[si.ID]; q != nil && q.link != 0 {
+			continue
+		}
+		c.send(Output{ConnectPeer: true, Dial: si.ENRP, Peer: si.ID})
+	}
+}
+
+// checkPeers runs the peer timers: a peer silent past max-time-last-heard
+// is asked for a Presence; one that stays silent past max-time-no-response
+// is dead and taken over.
+func (c *Core) checkPeers() {
+	for _, id := range sortedPeerIDs(c.peers) {
+		p := c.peers[id]
+		if p.reqPending && c.now.Sub(p.reqSentAt) > c.cfg.PeerMaxTimeNoResponse {
+			p.reqPending = false // lost answer; the next Presence re-audits
+		}
+		if p.takeover != nil && !c.now.Before(p.takeover.expires) {
+			c.log.Warn("takeover expired waiting for acks; completing", "target", idString(p.id), "missing", len(p.takeover.acks))
+			c.finishTakeover(p)
+			continue
+		}
+		if p.dead {
+			if p.takeover == nil && p.ackedFor != 0 && c.now.Sub(p.ackedAt) > 2*c.cfg.TakeoverExpiry {
+				// The peer we agreed to never completed: try ourselves.
+				p.ackedFor = 0
+				c.startTakeover(p)
+			}
+			continue
+		}
+		switch {
+		case !p.noRespDeadline.IsZero() && !c.now.Before(p.noRespDeadline):
+			c.log.Warn("peer dead: no response", "peer", idString(p.id))
+			p.dead = true
+			p.noRespDeadline = timeZero
+			if p.ackedFor == 0 {
+				c.startTakeover(p)
+			}
+		case p.noRespDeadline.IsZero() && c.now.Sub(p.lastHard) > c.cfg.PeerMaxTimeLastHeard:
+			p.noRespDeadline = c.now.Add(c.cfg.PeerMaxTimeNoResponse)
+			if p.link != 0 {
+				c.toPeer(p, c.presence(p.id, true))
+			}
+		}
+	}
+}
+
+func (c *Core) startTakeover(target *peer) {
+	t := &takeover{acks: map[uint32]bool{}, expires: c.now.Add(c.cfg.TakeoverExpiry)}
+	for _, id := range c.Peers() {
+		if id != target.id && c.peers[id].link != 0 {
+			t.acks[id] = true
+		}
+	}
+	target.takeover = t
+	c.log.Warn("takeover initiated", "target", idString(target.id), "acksNeeded", len(t.acks))
+	if len(t.acks) == 0 {
+		c.finishTakeover(target)
+		return
+	}
+	for id := range t.acks {
+		q := c.peers[id]
+		c.toPeer(q, InitTakeover{Header: Header{Sender: c.cfg.ID, Receiver: id}, Target: target.id})
+	}
+}
+
+func (c *Core) finishTakeover(target *peer) {
+	target.takeover = nil
+	c.toAllPeers(func(h Header) Message { return TakeoverServer{Header: h, Target: target.id} })
+	adopted := c.ownedBy(target.id)
+	for _, e := range adopted {
+		c.adopt(e.handle, e.pe)
+	}
+	c.log.Warn("takeover complete", "target", idString(target.id), "adoptedPEs", len(adopted))
+	c.dropPeer(target)
+}
+
+func (c *Core) dropPeer(p *peer) {
+	delete(c.peers, p.id)
+	if p.link != 0 {
+		delete(c.links, p.link)
+	}
+	c.log.Info("peer left", "peer", idString(p.id))
+}
+
+func (c *Core) onInitTakeover(link LinkID, m InitTakeover) {
+	p := c.heard(link, m.Header)
+	if p == nil {
+		return
+	}
+	if m.Target == c.cfg.ID {
+		c.log.Warn("peer is taking us over: answering with presence", "peer", idString(p.id))
+		c.broadcastPresence(false)
+		return
+	}
+	ack := InitTakeoverAck{Header: Header{Sender: c.cfg.ID, Receiver: p.id}, Target: m.Target}
+	t := c.peers[m.Target]
+	if t == nil {
+		c.toPeer(p, ack)
+		return
+	}
+	if t.takeover != nil {
+		// Competing takeovers: the lower server ID wins (as rsplib does).
+		if p.id > c.cfg.ID {
+			c.log.Info("competing takeover: we continue (lower ID)", "target", idString(m.Target), "other", idString(p.id))
+			return
+		}
+		c.log.Info("competing takeover: yielding to lower ID", "target", idString(m.Target), "winner", idString(p.id))
+		t.takeover = nil
+	}
+	t.ackedFor, t.ackedAt = p.id, c.now
+	t.dead = true
+	c.toPeer(p, ack)
+}
+
+func (c *Core) onInitTakeoverAck(link LinkID, m InitTakeoverAck) {
+	p := c.heard(link, m.Header)
+	if p == nil {
+		return
+	}
+	t := c.peers[m.Target]
+	if t == nil || t.takeover == nil {
+		return
+	}
+	delete(t.takeover.acks, p.id)
+	if len(t.takeover.acks) == 0 {
+		c.finishTakeover(t)
+	}
+}
+
+func (c *Core) onTakeoverServer(link LinkID, m TakeoverServer) {
+	p := c.heard(link, m.Header)
+	if p == nil || m.Target == c.cfg.ID {
+		return
+	}
+	moved := c.hs.TakeOver(m.Target, p.id)
+	c.log.Info("peer taken over", "target", idString(m.Target), "by", idString(p.id), "pes", moved)
+	if t := c.peers[m.Target]; t != nil {
+		c.dropPeer(t)
+	}
+}
+
+func sortedPeerIDs(m map[uint32]*peer) []uint32 {
+	ids := make([]uint32, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
