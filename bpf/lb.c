@@ -1,0 +1,565 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/*
+ * rspxdp load balancer: steers flows sent to a pool's virtual service
+ * (VIP, port, protocol) to a pool element, keeping each flow on its PE through
+ * a connection table and choosing new flows' PEs with a per-service Maglev
+ * ring. Everything else is passed untouched.
+ *
+ * Only the Go loader (package loader) writes these maps; the program writes
+ * the connection table, the counters and the flood guard state.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lb.h"
+
+/* ICMP headers spelled out: linux/icmp.h drags in glibc's socket headers. */
+struct icmp_hdr {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u32 rest; /* unused or MTU */
+};
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
+#define ICMPV6_PKT_TOOBIG 2
+
+#ifndef IPPROTO_SCTP
+#define IPPROTO_SCTP 132
+#endif
+
+#define MAX_SERVICES 1024
+#define MAX_BACKENDS 16384
+#define RING_SIZE 65537
+#define CONN_ENTRIES 262144
+#define TX_PORTS 64
+
+/* Virtual services by VIP, port and protocol. Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, struct vip_key);
+	__type(value, struct service);
+} lb_services SEC(".maps");
+
+/* Maglev ring of one service: slot -> backend id (0 = none). The loader
+ * builds a fresh ring and swaps it into lb_rings, so a packet sees either the
+ * old ring or the new one, never a mix. */
+struct lb_ring {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RING_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+/* Service id -> its current Maglev ring. Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__array(values, struct lb_ring);
+} lb_rings SEC(".maps");
+
+/* Backend id -> PE address, next-hop MACs, state. Written by the loader;
+ * id 0 is never used. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend);
+} lb_backends SEC(".maps");
+
+/* Connection table: flow -> backend. Written by this program (new flows,
+ * re-steering), read by the loader for stats and restarts. The loader picks
+ * a common or per-CPU LRU list at load time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CONN_ENTRIES);
+	__type(key, struct flow);
+	__type(value, struct conn);
+} lb_conns SEC(".maps");
+
+/* Node-wide settings, one entry. Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} lb_config SEC(".maps");
+
+/* Packets and bytes per service id. Written by this program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct vip_stats);
+} lb_vip_stats SEC(".maps");
+
+/* Packets, bytes and new flows per backend id. Written by this program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct pe_stats);
+} lb_pe_stats SEC(".maps");
+
+/* Connection table hits/misses and drops by reason. Written by this program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct global_stats);
+} lb_stats SEC(".maps");
+
+/* Per-CPU new-flow rate window of the flood guard. Written by this program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flood_state);
+} lb_flood SEC(".maps");
+
+/* Egress interfaces for CFG_F_REDIRECT, indexed by backend tx_port. Written
+ * by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, TX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} lb_tx_ports SEC(".maps");
+
+static __always_inline __u32 rotl32(__u32 x, int r)
+{
+	return (x << r) | (x >> (32 - r));
+}
+
+/* One murmur3 round; loader.FlowHash mirrors this exactly so Go can predict
+ * (and test) the PE a flow gets. */
+static __always_inline __u32 mix(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51;
+	k = rotl32(k, 15);
+	k *= 0x1b873593;
+	h ^= k;
+	h = rotl32(h, 13);
+	return h * 5 + 0xe6546b64;
+}
+
+static __always_inline __u32 flow_hash(const struct flow *f, __u32 seed)
+{
+	__u32 h = seed;
+
+	h = mix(h, f->src.w[0]);
+	h = mix(h, f->dst.w[0]);
+	if (f->family == 6) {
+		h = mix(h, f->src.w[1]);
+		h = mix(h, f->src.w[2]);
+		h = mix(h, f->src.w[3]);
+		h = mix(h, f->dst.w[1]);
+		h = mix(h, f->dst.w[2]);
+		h = mix(h, f->dst.w[3]);
+	}
+	h = mix(h, ((__u32)f->sport << 16) | f->dport);
+	h = mix(h, f->proto);
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline struct global_stats *gstats(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&lb_stats, &zero);
+}
+
+#define COUNT(field)                                   \
+	({                                             \
+		struct global_stats *__s = gstats();   \
+		if (__s)                               \
+			__s->field++;                  \
+	})
+
+/* The parsed facts the steering code needs. */
+struct pkt {
+	struct flow flow;
+	__u32 l3_len;  /* bytes from the IP header to the end of the packet */
+	__u8 inner_v6; /* the packet to forward is IPv6 */
+	__u8 icmp;     /* a too-big error about the flow, not the flow itself */
+};
+
+/* Reads the first four bytes of a TCP, UDP or SCTP header: the ports. The
+ * minimal header length is checked so a truncated header is caught. */
+static __always_inline int l4_ports(void *l4, void *data_end, __u8 proto, __be16 *sport,
+				    __be16 *dport)
+{
+	__u32 need;
+
+	switch (proto) {
+	case IPPROTO_TCP:
+		need = 20;
+		break;
+	case IPPROTO_UDP:
+		need = 8;
+		break;
+	case IPPROTO_SCTP:
+		need = 12;
+		break;
+	default:
+		return -1;
+	}
+	if (l4 + need > data_end)
+		return -2;
+	*sport = ((__be16 *)l4)[0];
+	*dport = ((__be16 *)l4)[1];
+	return 0;
+}
+
+static __always_inline int is_l4(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
+/* Parses the IPv4 header quoted inside an ICMP error and turns it back into
+ * the flow as the client sent it (the quoted packet went from the VIP to the
+ * client). Only the first 8 bytes of the quoted L4 header are guaranteed. */
+static __always_inline int parse_icmp4_inner(void *p, void *data_end, struct pkt *pk)
+{
+	struct iphdr *in = p;
+
+	if ((void *)(in + 1) > data_end)
+		return -2;
+	if (in->version != 4 || in->ihl != 5 || !is_l4(in->protocol))
+		return -1;
+	__be16 *ports = (void *)(in + 1);
+	if ((void *)(ports + 2) > data_end)
+		return -2;
+	pk->flow.src.w[0] = in->daddr;
+	pk->flow.dst.w[0] = in->saddr;
+	pk->flow.sport = ports[1];
+	pk->flow.dport = ports[0];
+	pk->flow.proto = in->protocol;
+	return 0;
+}
+
+static __always_inline int parse_icmp6_inner(void *p, void *data_end, struct pkt *pk)
+{
+	struct ipv6hdr *in = p;
+
+	if ((void *)(in + 1) > data_end)
+		return -2;
+	if (!is_l4(in->nexthdr))
+		return -1;
+	__be16 *ports = (void *)(in + 1);
+	if ((void *)(ports + 2) > data_end)
+		return -2;
+	__builtin_memcpy(&pk->flow.src, &in->daddr, 16);
+	__builtin_memcpy(&pk->flow.dst, &in->saddr, 16);
+	pk->flow.sport = ports[1];
+	pk->flow.dport = ports[0];
+	pk->flow.proto = in->nexthdr;
+	return 0;
+}
+
+/* Returns 0 when pk holds a flow worth a service lookup, -1 for a packet
+ * that is none of our business (pass), -2 for a malformed one (drop). */
+static __always_inline int parse_v4(void *data, void *data_end, struct pkt *pk)
+{
+	struct iphdr *ip = data;
+
+	if ((void *)(ip + 1) > data_end)
+		return -2;
+	if (ip->version != 4 || ip->ihl < 5)
+		return -2;
+	__u32 hlen = ip->ihl * 4;
+	__u32 tot = bpf_ntohs(ip->tot_len);
+	if (tot < hlen || data + tot > data_end)
+		return -2;
+	/* Fragments carry no ports; the kernel reassembles them. */
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return -1;
+	pk->l3_len = tot;
+	pk->flow.family = 4;
+	void *l4 = data + hlen;
+	if (ip->protocol == IPPROTO_ICMP) {
+		struct icmp_hdr *ic = l4;
+		if ((void *)(ic + 1) > data_end)
+			return -1;
+		if (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED)
+			return -1;
+		pk->icmp = 1;
+		return parse_icmp4_inner(ic + 1, data_end, pk) == 0 ? 0 : -1;
+	}
+	pk->flow.src.w[0] = ip->saddr;
+	pk->flow.dst.w[0] = ip->daddr;
+	pk->flow.proto = ip->protocol;
+	return l4_ports(l4, data_end, ip->protocol, &pk->flow.sport, &pk->flow.dport);
+}
+
+static __always_inline int parse_v6(void *data, void *data_end, struct pkt *pk)
+{
+	struct ipv6hdr *ip = data;
+
+	if ((void *)(ip + 1) > data_end)
+		return -2;
+	if (ip->version != 6)
+		return -2;
+	__u32 tot = bpf_ntohs(ip->payload_len) + sizeof(*ip);
+	if (data + tot > data_end)
+		return -2;
+	pk->l3_len = tot;
+	pk->flow.family = 6;
+	pk->inner_v6 = 1;
+	void *l4 = ip + 1;
+	if (ip->nexthdr == IPPROTO_ICMPV6) {
+		struct icmp_hdr *ic = l4;
+		if ((void *)(ic + 1) > data_end)
+			return -1;
+		if (ic->type != ICMPV6_PKT_TOOBIG)
+			return -1;
+		pk->icmp = 1;
+		return parse_icmp6_inner(ic + 1, data_end, pk) == 0 ? 0 : -1;
+	}
+	__builtin_memcpy(&pk->flow.src, &ip->saddr, 16);
+	__builtin_memcpy(&pk->flow.dst, &ip->daddr, 16);
+	pk->flow.proto = ip->nexthdr;
+	/* Extension headers are not walked: such packets are passed. */
+	return l4_ports(l4, data_end, ip->nexthdr, &pk->flow.sport, &pk->flow.dport);
+}
+
+static __always_inline __u16 csum_fold(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+/* Prepends an outer IPv4 header (IPIP, or protocol 41 for IPv6 inside). */
+static __always_inline int encap_v4(struct xdp_md *ctx, const struct backend *be,
+				    const struct config *cfg, const struct pkt *pk)
+{
+	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct iphdr)))
+		return -1;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + sizeof(*eth);
+	if ((void *)(ip + 1) > data_end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, be->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, be->smac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0;
+	ip->tot_len = bpf_htons(pk->l3_len + sizeof(*ip));
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = pk->inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+	ip->check = 0;
+	ip->saddr = cfg->src_v4;
+	ip->daddr = be->addr.w[0];
+
+	__u32 sum = 0;
+	__u16 *w = (__u16 *)ip;
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	ip->check = csum_fold(sum);
+	return 0;
+}
+
+/* Prepends an outer IPv6 header (IPv6-in-IPv6, or IPv4 inside). */
+static __always_inline int encap_v6(struct xdp_md *ctx, const struct backend *be,
+				    const struct config *cfg, const struct pkt *pk)
+{
+	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct ipv6hdr)))
+		return -1;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip = data + sizeof(*eth);
+	if ((void *)(ip + 1) > data_end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, be->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, be->smac, ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+
+	*(__u32 *)ip = bpf_htonl(0x60000000);
+	ip->payload_len = bpf_htons(pk->l3_len);
+	ip->nexthdr = pk->inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+	ip->hop_limit = 64;
+	__builtin_memcpy(&ip->saddr, &cfg->src_v6, 16);
+	__builtin_memcpy(&ip->daddr, &be->addr, 16);
+	return 0;
+}
+
+/* Picks the backend of a flow that has no usable connection entry. */
+static __always_inline struct backend *maglev_pick(const struct service *svc,
+						   const struct config *cfg,
+						   const struct flow *f, __u32 *id)
+{
+	__u32 key = svc->id;
+	void *ring = bpf_map_lookup_elem(&lb_rings, &key);
+	if (!ring || !cfg->ring_size)
+		return NULL;
+	__u32 slot = flow_hash(f, cfg->seed) % cfg->ring_size;
+	__u32 *bid = bpf_map_lookup_elem(ring, &slot);
+	if (!bid || !*bid)
+		return NULL;
+	struct backend *be = bpf_map_lookup_elem(&lb_backends, bid);
+	/* The loader swaps the ring before it marks a PE draining or down, so
+	 * this only trips on a slot freed concurrently. */
+	if (!be || be->state != PE_ACTIVE || be->svc != svc->id)
+		return NULL;
+	*id = *bid;
+	return be;
+}
+
+/* Whether the flood guard lets one more new flow into the connection table. */
+static __always_inline int flood_allows(const struct config *cfg)
+{
+	if (!cfg->flood_limit)
+		return 1;
+	__u32 zero = 0;
+	struct flood_state *fs = bpf_map_lookup_elem(&lb_flood, &zero);
+	if (!fs)
+		return 1;
+	__u64 now = bpf_ktime_get_ns();
+	if (now - fs->window_start > 1000000000ULL) {
+		fs->window_start = now;
+		fs->count = 0;
+	}
+	fs->count++;
+	return fs->count <= cfg->flood_limit;
+}
+
+SEC("xdp")
+int lb_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct pkt pk = {};
+	int rc;
+
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		rc = parse_v4(eth + 1, data_end, &pk);
+	else if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		rc = parse_v6(eth + 1, data_end, &pk);
+	else
+		return XDP_PASS;
+	if (rc == -1)
+		return XDP_PASS;
+	if (rc < 0) {
+		COUNT(drop_bad_header);
+		return XDP_DROP;
+	}
+
+	struct vip_key vk = {
+		.addr = pk.flow.dst,
+		.port = pk.flow.dport,
+		.proto = pk.flow.proto,
+		.family = pk.flow.family,
+	};
+	struct service *svc = bpf_map_lookup_elem(&lb_services, &vk);
+	if (!svc)
+		return XDP_PASS;
+
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	if (!cfg)
+		return XDP_PASS;
+
+	struct global_stats *gs = gstats();
+	struct backend *be = NULL;
+	__u32 bid = 0;
+	int new_flow = 0;
+	struct conn *c = bpf_map_lookup_elem(&lb_conns, &pk.flow);
+	if (c) {
+		bid = c->backend;
+		be = bpf_map_lookup_elem(&lb_backends, &bid);
+		/* Draining PEs keep their flows; down ones lose them now. */
+		if (be && be->svc == svc->id &&
+		    (be->state == PE_ACTIVE || be->state == PE_DRAINING)) {
+			if (gs)
+				gs->conn_hit++;
+		} else {
+			be = NULL;
+			if (gs)
+				gs->resteered++;
+		}
+	} else if (gs) {
+		gs->conn_miss++;
+	}
+	if (!be) {
+		be = maglev_pick(svc, cfg, &pk.flow, &bid);
+		if (!be) {
+			if (gs)
+				gs->drop_no_pe++;
+			return XDP_DROP;
+		}
+		/* ICMP errors steer with the flow's entry but never create one. */
+		if (!pk.icmp) {
+			new_flow = 1;
+			if (flood_allows(cfg)) {
+				struct conn nc = { .backend = bid, .svc = svc->id };
+				bpf_map_update_elem(&lb_conns, &pk.flow, &nc, BPF_ANY);
+			} else if (gs) {
+				gs->flood_skip++;
+			}
+		}
+	}
+
+	int l2dsr = svc->flags & SVC_F_L2DSR;
+	__u32 overhead = l2dsr ? 0 : (be->family == 6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr));
+	if (pk.l3_len + overhead > cfg->mtu) {
+		if (gs)
+			gs->drop_too_big++;
+		return XDP_DROP;
+	}
+
+	struct vip_stats *vs = bpf_map_lookup_elem(&lb_vip_stats, &svc->id);
+	if (vs) {
+		vs->packets++;
+		vs->bytes += pk.l3_len;
+	}
+	struct pe_stats *ps = bpf_map_lookup_elem(&lb_pe_stats, &bid);
+	if (ps) {
+		ps->packets++;
+		ps->bytes += pk.l3_len;
+		ps->new_flows += new_flow;
+	}
+	if (pk.icmp && gs)
+		gs->icmp_fwd++;
+
+	if (l2dsr) {
+		__builtin_memcpy(eth->h_dest, be->dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, be->smac, ETH_ALEN);
+	} else {
+		rc = be->family == 6 ? encap_v6(ctx, be, cfg, &pk) : encap_v4(ctx, be, cfg, &pk);
+		if (rc) {
+			if (gs)
+				gs->drop_bad_header++;
+			return XDP_DROP;
+		}
+	}
+	if (cfg->flags & CFG_F_REDIRECT)
+		return bpf_redirect_map(&lb_tx_ports, be->tx_port, XDP_DROP);
+	return XDP_TX;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: (MIT OR GPL-2.0) */
+/*
+ * Types shared by the rspxdp load balancer (lb.c) and its Go loader. Every
+ * struct here is a map key or value; bpf2go turns each into a Go type of the
+ * same layout (LbBackend, LbFlow, ...), so change both sides together by
+ * running `make generate`.
+ */
+#ifndef RSPXDP_LB_H
+#define RSPXDP_LB_H
+
+#include <linux/types.h>
+
+/* Address of either family. IPv4 uses w[0] only and leaves w[1..3] zero so
+ * that one key type serves both families. Network byte order. */
+struct addr {
+	__u32 w[4];
+};
+
+/* Key of a virtual service: the VIP, port and IP protocol a client sends to. */
+struct vip_key {
+	struct addr addr;
+	__be16 port;
+	__u8 proto;  /* IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP */
+	__u8 family; /* 4 or 6 */
+};
+
+/* Forward by rewriting the destination MAC only (L2 direct server return)
+ * instead of encapsulating. The PE must own the VIP on a loopback. */
+#define SVC_F_L2DSR 0x1
+
+struct service {
+	__u32 id;    /* index into lb_rings and lb_vip_stats */
+	__u32 flags; /* SVC_F_* */
+};
+
+/* A flow as the client sent it: the connection table key and the input of
+ * the Maglev hash. Ports in network byte order. */
+struct flow {
+	struct addr src;
+	struct addr dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+/* Connection table value: which backend slot a flow is pinned to. svc guards
+ * against a reused slot: an entry is only honoured if the backend still
+ * belongs to the flow's service. */
+struct conn {
+	__u32 backend;
+	__u32 svc;
+};
+
+enum pe_state {
+	PE_UNUSED = 0,   /* free slot */
+	PE_ACTIVE = 1,   /* takes new flows */
+	PE_DRAINING = 2, /* keeps its flows, takes no new ones */
+	PE_DOWN = 3,     /* its flows move on their next packet */
+};
+
+/* A pool element as the data path sees it. dmac is the next hop towards the
+ * PE (the PE itself in L2 DSR mode), smac the egress interface. */
+struct backend {
+	struct addr addr;
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u8 family; /* 4 or 6: outer header of the encapsulation */
+	__u8 state;  /* enum pe_state */
+	__u16 tx_port; /* lb_tx_ports slot used when CFG_F_REDIRECT is set */
+	__u32 svc;     /* owning service id */
+	__u32 pe_id;   /* the control plane's PE identifier (not used by the data path) */
+	__u32 weight;  /* the control plane's weight (not used by the data path) */
+};
+
+/* Send with XDP_REDIRECT through lb_tx_ports instead of XDP_TX. */
+#define CFG_F_REDIRECT 0x1
+
+struct config {
+	__u32 seed;        /* Maglev flow hash seed: equal on every node */
+	__u32 ring_size;   /* entries of each Maglev ring (prime) */
+	__u32 flood_limit; /* new flows per second per CPU before compute-only; 0 = off */
+	__u32 mtu;         /* largest IP packet the egress link carries */
+	__u32 flags;       /* CFG_F_* */
+	__u32 src_v4;      /* outer source of IPIP */
+	struct addr src_v6; /* outer source of IPv6 encapsulation */
+};
+
+struct vip_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct pe_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+
+struct global_stats {
+	__u64 conn_hit;
+	__u64 conn_miss;
+	__u64 resteered;   /* conn entries moved off a down PE */
+	__u64 flood_skip;  /* new flows not inserted by the flood guard */
+	__u64 icmp_fwd;    /* ICMP too-big forwarded to a PE */
+	__u64 drop_no_pe;
+	__u64 drop_bad_header;
+	__u64 drop_too_big;
+};
+
+struct flood_state {
+	__u64 window_start; /* ns */
+	__u64 count;
+};
+
+#endif

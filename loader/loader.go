@@ -1,0 +1,388 @@
+// Package loader loads rspxdp's XDP load balancer (bpf/lb.c), attaches it to
+// interfaces, pins its maps and links under a bpffs directory, and is the only
+// code that writes its maps: virtual services, pool elements with their
+// weights and states, and the Maglev rings built from them.
+//
+// A Loader opened on a pin directory that already holds state takes it over
+// (maps, rings, connection table, links), so the control plane can restart
+// without dropping a single established flow.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/rspxdp/rspxdp/bpf"
+	"github.com/rspxdp/rspxdp/loader/maglev"
+)
+
+// DefaultPinDir is where maps and links are pinned unless Options say
+// otherwise.
+const DefaultPinDir = "/sys/fs/bpf/rspxdp"
+
+// DefaultSeed is the flow hash seed used when none is configured. Any value
+// works as long as every node of a registrar pool uses the same one.
+const DefaultSeed uint32 = 0x52535058 // "RSPX"
+
+// Defaults for the sizes that Options leave zero.
+const (
+	DefaultConnTableSize = 262144
+	DefaultMTU           = 1500
+	DefaultMaxServices   = 1024
+	DefaultMaxBackends   = 16384
+)
+
+// Mode says how the program is attached to an interface.
+type Mode int
+
+const (
+	// ModeAuto tries native (driver) mode and falls back to generic mode
+	// with a warning.
+	ModeAuto Mode = iota
+	// ModeNative insists on driver mode.
+	ModeNative
+	// ModeGeneric uses generic (skb) mode, which every interface supports.
+	ModeGeneric
+)
+
+// ConnTable selects the LRU flavour of the connection table.
+type ConnTable int
+
+const (
+	// ConnTableGlobal is one LRU list shared by all CPUs.
+	ConnTableGlobal ConnTable = iota
+	// ConnTablePerCPULRU keeps one shared hash table but per-CPU LRU lists
+	// (BPF_F_NO_COMMON_LRU): no cross-CPU lock on insert, at the price of
+	// evicting by per-CPU age.
+	ConnTablePerCPULRU
+)
+
+// Options configure Open. Zero values mean the documented defaults.
+type Options struct {
+	// PinDir is the bpffs directory for maps and links (DefaultPinDir).
+	// When it is under /sys/fs/bpf and that is not mounted, Open mounts it.
+	PinDir string
+	// Interfaces to attach the program to; none means load only.
+	Interfaces []string
+	// Mode of attachment.
+	Mode Mode
+	// TableSize is the Maglev ring size, a prime (maglev.DefaultSize).
+	TableSize uint32
+	// Seed of the flow hash (DefaultSeed).
+	Seed uint32
+	// ConnTableSize is the connection table's capacity.
+	ConnTableSize uint32
+	// ConnTable selects the LRU flavour.
+	ConnTable ConnTable
+	// MaxServices and MaxBackends size the service and PE tables.
+	MaxServices, MaxBackends uint32
+	// FloodLimit is the number of new flows per second and CPU past which
+	// new flows are forwarded without a connection entry; 0 disables it.
+	FloodLimit uint32
+	// MTU of the egress link: encapsulated packets that would exceed it are
+	// dropped and counted (DefaultMTU).
+	MTU uint32
+	// SourceV4 and SourceV6 are the outer source addresses of IPIP and
+	// IPv6 encapsulation.
+	SourceV4, SourceV6 netip.Addr
+	// Redirect sends packets with XDP_REDIRECT through a device map to the
+	// interface of each PE's route, instead of XDP_TX back out the
+	// receiving interface.
+	Redirect bool
+	// Resolver finds each PE's next hop; nil means the kernel's routing
+	// and neighbour tables (NetlinkResolver).
+	Resolver Resolver
+	// Logger receives warnings such as the fall back to generic mode.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.PinDir == "" {
+		o.PinDir = DefaultPinDir
+	}
+	if o.TableSize == 0 {
+		o.TableSize = maglev.DefaultSize
+	}
+	if o.Seed == 0 {
+		o.Seed = DefaultSeed
+	}
+	if o.ConnTableSize == 0 {
+		o.ConnTableSize = DefaultConnTableSize
+	}
+	if o.MaxServices == 0 {
+		o.MaxServices = DefaultMaxServices
+	}
+	if o.MaxBackends == 0 {
+		o.MaxBackends = DefaultMaxBackends
+	}
+	if o.MTU == 0 {
+		o.MTU = DefaultMTU
+	}
+	if o.Resolver == nil {
+		o.Resolver = NetlinkResolver{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Loader owns the loaded program, its maps and links. Its methods are safe
+// for concurrent use.
+type Loader struct {
+	opts  Options
+	objs  bpf.LbObjects
+	inner *ebpf.MapSpec // template of a Maglev ring
+	links map[string]link.Link
+	ncpu  int
+
+	mu       sync.Mutex
+	services map[ServiceKey]*service
+	svcFree  idPool
+	beFree   idPool
+	txPorts  map[int]uint16 // ifindex -> lb_tx_ports slot
+}
+
+// Open loads the program, creating or re-opening its pinned maps in
+// opts.PinDir, and attaches it to opts.Interfaces (replacing the program of
+// a pinned link left by a previous run, which keeps the attachment).
+func Open(opts Options) (*Loader, error) {
+	opts.setDefaults()
+	if !maglev.IsPrime(opts.TableSize) {
+		return nil, fmt.Errorf("table size %d is not prime", opts.TableSize)
+	}
+	if err := ensureBPFFS(opts.PinDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.PinDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create pin dir: %w", err)
+	}
+	spec, err := bpf.LoadLb()
+	if err != nil {
+		return nil, fmt.Errorf("load lb spec: %w", err)
+	}
+	for name, m := range spec.Maps {
+		m.Pinning = ebpf.PinByName
+		switch name {
+		case bpf.LbMapLbServices, bpf.LbMapLbRings, bpf.LbMapLbVipStats:
+			m.MaxEntries = opts.MaxServices
+		case bpf.LbMapLbBackends, bpf.LbMapLbPeStats:
+			m.MaxEntries = opts.MaxBackends
+		case bpf.LbMapLbConns:
+			m.MaxEntries = opts.ConnTableSize
+			if opts.ConnTable == ConnTablePerCPULRU {
+				m.Flags |= unix.BPF_F_NO_COMMON_LRU
+			}
+		}
+	}
+	ring := spec.Maps[bpf.LbMapLbRings].InnerMap
+	ring.MaxEntries = opts.TableSize
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count CPUs: %w", err)
+	}
+	l := &Loader{
+		opts:     opts,
+		inner:    ring.Copy(),
+		links:    map[string]link.Link{},
+		ncpu:     ncpu,
+		services: map[ServiceKey]*service{},
+		svcFree:  newIDPool(0, opts.MaxServices),
+		beFree:   newIDPool(1, opts.MaxBackends),
+		txPorts:  map[int]uint16{},
+	}
+	l.inner.Name = "lb_ring"
+	err = spec.LoadAndAssign(&l.objs, &ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: opts.PinDir},
+	})
+	if err != nil {
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("pinned maps in %s were made with other sizes or table kind (remove them or use the same options): %w", opts.PinDir, err)
+		}
+		return nil, fmt.Errorf("load lb objects: %w", err)
+	}
+	if err := l.writeConfig(); err != nil {
+		l.objs.Close()
+		return nil, err
+	}
+	if err := l.restore(); err != nil {
+		l.objs.Close()
+		return nil, fmt.Errorf("restore state from %s: %w", opts.PinDir, err)
+	}
+	for _, ifname := range opts.Interfaces {
+		if err := l.attach(ifname); err != nil {
+			l.closeFDs()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// writeConfig writes lb_config, keeping the table size of pinned state: the
+// rings already in lb_rings have that size.
+func (l *Loader) writeConfig() error {
+	var old bpf.LbConfig
+	if err := l.objs.LbConfig.Lookup(uint32(0), &old); err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	if old.RingSize != 0 && old.RingSize != l.opts.TableSize {
+		return fmt.Errorf("pinned state in %s uses table size %d, not %d", l.opts.PinDir, old.RingSize, l.opts.TableSize)
+	}
+	cfg := bpf.LbConfig{
+		Seed:       l.opts.Seed,
+		RingSize:   l.opts.TableSize,
+		FloodLimit: l.opts.FloodLimit,
+		Mtu:        l.opts.MTU,
+	}
+	if l.opts.Redirect {
+		cfg.Flags |= 1 // CFG_F_REDIRECT
+	}
+	if l.opts.SourceV4.IsValid() {
+		cfg.SrcV4 = addrWords(l.opts.SourceV4)[0]
+	}
+	if l.opts.SourceV6.IsValid() {
+		cfg.SrcV6.W = addrWords(l.opts.SourceV6)
+	}
+	if err := l.objs.LbConfig.Update(uint32(0), &cfg, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	return nil
+}
+
+func (l *Loader) attach(ifname string) error {
+	iface, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return fmt.Errorf("attach to %s: %w", ifname, err)
+	}
+	pin := filepath.Join(l.opts.PinDir, "link_"+ifname)
+	if old, err := link.LoadPinnedLink(pin, nil); err == nil {
+		// A previous run left the program attached: swap in this one
+		// atomically, so not a packet goes unsteered.
+		if err := old.Update(l.objs.LbXdp); err != nil {
+			old.Close()
+			return fmt.Errorf("update pinned link on %s: %w", ifname, err)
+		}
+		l.links[ifname] = old
+		return nil
+	}
+	try := func(flags link.XDPAttachFlags) (link.Link, error) {
+		return link.AttachXDP(link.XDPOptions{Program: l.objs.LbXdp, Interface: iface.Index, Flags: flags})
+	}
+	var lk link.Link
+	switch l.opts.Mode {
+	case ModeNative:
+		lk, err = try(link.XDPDriverMode)
+	case ModeGeneric:
+		lk, err = try(link.XDPGenericMode)
+	default:
+		lk, err = try(link.XDPDriverMode)
+		if err != nil {
+			l.opts.Logger.Warn("native XDP attach failed, falling back to generic mode (slower: runs after skb allocation)",
+				"interface", ifname, "err", err)
+			lk, err = try(link.XDPGenericMode)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("attach XDP to %s: %w", ifname, err)
+	}
+	if err := lk.Pin(pin); err != nil {
+		lk.Close()
+		return fmt.Errorf("pin link of %s: %w", ifname, err)
+	}
+	l.links[ifname] = lk
+	return nil
+}
+
+// Program returns the load balancer program, for tests and benchmarks that
+// run it with BPF_PROG_TEST_RUN.
+func (l *Loader) Program() *ebpf.Program { return l.objs.LbXdp }
+
+// Close releases the loader. With keepState the program stays attached and
+// the maps pinned, so a new Loader on the same PinDir carries on; without,
+// links are detached and every pin removed.
+func (l *Loader) Close(keepState bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	if !keepState {
+		for name, lk := range l.links {
+			if err := lk.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("unpin link of %s: %w", name, err))
+			}
+		}
+		for _, m := range l.pinnedMaps() {
+			if err := m.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("unpin map: %w", err))
+			}
+		}
+	}
+	l.closeFDs()
+	if !keepState {
+		// Only empty directories go; another program's pins stay.
+		if err := os.Remove(l.opts.PinDir); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
+			errs = append(errs, fmt.Errorf("remove pin dir: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Loader) closeFDs() {
+	for _, lk := range l.links {
+		lk.Close()
+	}
+	l.links = map[string]link.Link{}
+	l.objs.Close()
+}
+
+func (l *Loader) pinnedMaps() []*ebpf.Map {
+	m := l.objs.LbMaps
+	return []*ebpf.Map{m.LbBackends, m.LbConfig, m.LbConns, m.LbFlood, m.LbPeStats,
+		m.LbRings, m.LbServices, m.LbStats, m.LbTxPorts, m.LbVipStats}
+}
+
+// idPool hands out small integer ids, reusing freed ones oldest first so a
+// freed id rests as long as possible before it is reused.
+type idPool struct {
+	next, limit uint32
+	free        []uint32
+}
+
+func newIDPool(first, limit uint32) idPool { return idPool{next: first, limit: limit} }
+
+func (p *idPool) get() (uint32, bool) {
+	if len(p.free) > 0 {
+		id := p.free[0]
+		p.free = p.free[1:]
+		return id, true
+	}
+	if p.next >= p.limit {
+		return 0, false
+	}
+	p.next++
+	return p.next - 1, true
+}
+
+func (p *idPool) put(id uint32) { p.free = append(p.free, id) }
+
+// take marks id as used when restoring state.
+func (p *idPool) take(id uint32) {
+	for p.next <= id {
+		p.free = append(p.free, p.next)
+		p.next++
+	}
+	for i, f := range p.free {
+		if f == id {
+			p.free = append(p.free[:i], p.free[i+1:]...)
+			return
+		}
+	}
+}
