@@ -190,11 +190,17 @@ type echoServer struct {
 
 func startEcho(t *testing.T, tr Transport, addr string) *echoServer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ln, err := tr.Listen(ctx, addr)
+	ln, err := tr.Listen(context.Background(), addr)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
+	return startEchoOn(t, ln)
+}
+
+// startEchoOn serves ln as an echo server until the test ends.
+func startEchoOn(t *testing.T, ln Listener) *echoServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	s := &echoServer{ln: ln, ended: make(chan error, 100)}
 	s.wg.Add(1)
 	go func() {
@@ -407,26 +413,32 @@ var (
 // testPKI returns a CA made for this test run (once per process: key
 // generation is the slow part).
 func testPKI(t testing.TB) *pki {
-	pkiOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rspxdp test CA"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		cert, _ := x509.ParseCertificate(der)
-		pool := x509.NewCertPool()
-		pool.AddCert(cert)
-		pkiVal = &pki{pool: pool, caCert: cert, caKey: key}
-	})
+	pkiOnce.Do(func() { pkiVal = newPKI() })
 	return pkiVal
+}
+
+// newPKI makes a fresh CA.
+func newPKI() *pki {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err) // crypto/rand failing is not a test outcome
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rspxdp test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &pki{pool: pool, caCert: cert, caKey: key}
 }
 
 var serial = struct {
@@ -479,7 +491,7 @@ func (p *pki) clientConfig(name string) *tls.Config {
 var leafCache sync.Map
 
 func (p *pki) cachedLeaf(name string, server bool) *tls.Certificate {
-	k := fmt.Sprint(name, server)
+	k := fmt.Sprint(p, name, server)
 	if c, ok := leafCache.Load(k); ok {
 		return c.(*tls.Certificate)
 	}

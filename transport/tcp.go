@@ -198,10 +198,16 @@ func (c *streamConn) handshake(ctx context.Context) error {
 	hctx, cancel := context.WithTimeout(ctx, c.t.cfg.FrameTimeout)
 	defer cancel()
 	if err := c.tlsConn.HandshakeContext(hctx); err != nil {
-		if ctx.Err() == nil {
-			c.t.cfg.Logger.Warn("closing connection", "transport", c.t.name, "protocol", c.t.cfg.Protocol.String(),
-				"remote", c.RemoteAddr().String(), "reason", "TLS handshake: "+err.Error())
+		if cerr := ctxExpired(ctx); cerr != nil {
+			_ = c.Close()
+			return fmt.Errorf("TLS handshake with %v: %w", c.RemoteAddr(), cerr)
 		}
+		if hctx.Err() != nil {
+			// Our own bound ran out: the peer stalled in the handshake.
+			return c.fail(&FrameError{Err: ErrStalled, Cause: fmt.Errorf("TLS handshake not done within %v", c.t.cfg.FrameTimeout)})
+		}
+		c.t.cfg.Logger.Warn("closing connection", "transport", c.t.name, "protocol", c.t.cfg.Protocol.String(),
+			"remote", c.RemoteAddr().String(), "reason", "TLS handshake: "+err.Error())
 		_ = c.Close()
 		return fmt.Errorf("TLS handshake with %v: %w", c.RemoteAddr(), err)
 	}

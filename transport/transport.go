@@ -72,9 +72,9 @@ func (p Protocol) DefaultPort() int {
 func (p Protocol) AnnounceGroup() *net.UDPAddr {
 	switch p {
 	case ASAP:
-		return &net.UDPAddr{IP: net.IPv4(239, 0, 0, 50), Port: PortASAP}
+		return &net.UDPAddr{IP: net.IPv4(239, 0, 0, 50).To4(), Port: PortASAP}
 	case ENRP:
-		return &net.UDPAddr{IP: net.IPv4(239, 0, 0, 51), Port: PortENRP}
+		return &net.UDPAddr{IP: net.IPv4(239, 0, 0, 51).To4(), Port: PortENRP}
 	}
 	return nil
 }

@@ -43,14 +43,17 @@ type AnnounceSender struct {
 
 // NewAnnounceSender opens the UDP socket announces leave from.
 func NewAnnounceSender(cfg AnnounceSenderConfig) (*AnnounceSender, error) {
+	cfg.Group = netip.AddrPortFrom(cfg.Group.Addr().Unmap(), cfg.Group.Port())
+	cfg.Local = netip.AddrPortFrom(cfg.Local.Addr().Unmap(), cfg.Local.Port())
 	var dests []netip.AddrPort
 	for _, d := range cfg.Unicast {
+		d = netip.AddrPortFrom(d.Addr().Unmap(), d.Port())
 		if !d.IsValid() || d.Port() == 0 {
 			return nil, fmt.Errorf("announce sender: invalid unicast destination %v", d)
 		}
 		dests = append(dests, d)
 	}
-	v6 := cfg.Local.Addr().Is6() && !cfg.Local.Addr().Is4In6()
+	v6 := cfg.Local.Addr().Is6()
 	if cfg.Group.IsValid() {
 		if !cfg.Group.Addr().IsMulticast() {
 			return nil, fmt.Errorf("announce sender: %v is not a multicast group", cfg.Group.Addr())
@@ -211,6 +214,7 @@ func ListenAnnounces(cfg AnnounceReceiverConfig) (*AnnounceReceiver, error) {
 	}
 	var conn *net.UDPConn
 	var err error
+	cfg.Group = cfg.Group.Unmap()
 	if cfg.Group.IsValid() {
 		if !cfg.Group.IsMulticast() {
 			return nil, fmt.Errorf("announce receiver: %v is not a multicast group", cfg.Group)
