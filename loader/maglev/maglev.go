@@ -112,7 +112,6 @@ func Build(members []Member, size uint32, seed uint32) ([]int, error) {
 	return table, nil
 }
 
-
 // hash64 is splitmix64's finaliser over key and salt: cheap, well spread,
 // and identical on every platform.
 func hash64(key, salt uint64) uint64 {
