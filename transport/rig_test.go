@@ -38,7 +38,7 @@ type rig struct {
 	// require skips or fails the test when the rig cannot run here.
 	require func(t *testing.T)
 	// transport returns the transport under test for cfg.
-	transport func(t *testing.T, cfg Config) Transport
+	transport func(t testing.TB, cfg Config) Transport
 	// rawDial connects a raw peer to addr.
 	rawDial func(t *testing.T, addr string) rawPeer
 	// addr is the address to listen on.
@@ -71,7 +71,7 @@ func rigs() []rig {
 		{
 			name: "tcp", stream: true,
 			require: func(*testing.T) {},
-			transport: func(t *testing.T, cfg Config) Transport {
+			transport: func(t testing.TB, cfg Config) Transport {
 				tr, err := NewTCP(cfg)
 				if err != nil {
 					t.Fatal(err)
@@ -84,7 +84,7 @@ func rigs() []rig {
 		{
 			name: "tls", stream: true,
 			require: func(*testing.T) {},
-			transport: func(t *testing.T, cfg Config) Transport {
+			transport: func(t testing.TB, cfg Config) Transport {
 				return newTLSPair(t, cfg).server
 			},
 			rawDial: func(t *testing.T, addr string) rawPeer {
@@ -101,7 +101,7 @@ func rigs() []rig {
 			name:    "sctp",
 			hasPPID: true,
 			require: requireSCTP,
-			transport: func(t *testing.T, cfg Config) Transport {
+			transport: func(t testing.TB, cfg Config) Transport {
 				tr, err := NewSCTP(cfg)
 				if err != nil {
 					t.Fatal(err)
@@ -117,7 +117,7 @@ func rigs() []rig {
 			// it runs everywhere, the real SCTP rig only where SCTP exists.
 			name:      "seqpacket",
 			require:   func(*testing.T) {},
-			transport: func(t *testing.T, cfg Config) Transport { return newSeqpacket(t, cfg) },
+			transport: func(t testing.TB, cfg Config) Transport { return newSeqpacket(t, cfg) },
 			rawDial:   dialRawSeqpacket,
 			addr: func(t *testing.T) string {
 				return fmt.Sprintf("@rspxdp-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
@@ -343,7 +343,7 @@ func dialRawSCTP(t *testing.T, addr string) rawPeer {
 
 type seqpacket struct{ s *SCTP }
 
-func newSeqpacket(t *testing.T, cfg Config) *seqpacket {
+func newSeqpacket(t testing.TB, cfg Config) *seqpacket {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		t.Fatal(err)
@@ -517,7 +517,7 @@ func (d *dualTLS) Listen(ctx context.Context, addr string) (Listener, error) {
 }
 func (d *dualTLS) Dial(ctx context.Context, addr string) (Conn, error) { return d.cli.Dial(ctx, addr) }
 
-func newTLSPair(t *testing.T, cfg Config) tlsPair {
+func newTLSPair(t testing.TB, cfg Config) tlsPair {
 	p := testPKI(t)
 	srv, err := NewTLS(cfg, p.serverConfig("registrar.test"))
 	if err != nil {

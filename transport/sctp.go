@@ -275,6 +275,7 @@ type sctpConn struct {
 	oob       []byte
 	laddr     net.Addr
 	raddr     net.Addr
+	rw, ww    *watcher
 	wmu       sync.Mutex
 	closed    atomic.Bool
 }
@@ -293,14 +294,17 @@ func newSCTPConn(s *SCTP, fd int, checkPPID bool) (*sctpConn, error) {
 		f.Close()
 		return nil, err
 	}
-	return &sctpConn{
+	c := &sctpConn{
 		s: s, f: f, rc: rc, lib: sctp.NewSCTPConn(fd, nil), checkPPID: checkPPID,
 		// One byte more than the maximum, so an oversized message shows.
 		buf:   make([]byte, s.cfg.MaxMessageSize+1),
 		oob:   make([]byte, unix.CmsgSpace(sndRcvInfoLen)),
 		laddr: sockAddr(fd, unix.Getsockname),
 		raddr: sockAddr(fd, unix.Getpeername),
-	}, nil
+	}
+	c.rw = newWatcher(func() { _ = c.f.SetReadDeadline(time.Unix(1, 0)) })
+	c.ww = newWatcher(func() { _ = c.f.SetWriteDeadline(time.Unix(1, 0)) })
+	return c, nil
 }
 
 func (c *sctpConn) LocalAddr() net.Addr  { return c.laddr }
@@ -320,7 +324,8 @@ func (c *sctpConn) fail(fe *FrameError) error {
 
 func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	cfg := &c.s.cfg
-	defer watch(ctx, func() { _ = c.f.SetReadDeadline(time.Unix(1, 0)) })()
+	stop := c.rw.start(ctx)
+	defer c.rw.finish(stop)
 	if err := c.f.SetReadDeadline(deadlineFor(ctx, time.Now(), cfg.IdleTimeout)); err != nil {
 		return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, err)
 	}
@@ -424,7 +429,8 @@ func (c *sctpConn) WriteMessage(ctx context.Context, msg []byte) error {
 	if err := c.f.SetWriteDeadline(deadlineFor(ctx, time.Now(), cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.raddr, err)
 	}
-	defer watch(ctx, func() { _ = c.f.SetWriteDeadline(time.Unix(1, 0)) })()
+	stop := c.ww.start(ctx)
+	defer c.ww.finish(stop)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -95,6 +95,8 @@ func (t *TCP) wrap(nc net.Conn, server bool) (*streamConn, error) {
 		return nil, fmt.Errorf("set TCP_NODELAY: %w", err)
 	}
 	c := &streamConn{t: t, raw: tc, c: tc}
+	c.rw = newWatcher(func() { _ = c.c.SetReadDeadline(time.Unix(1, 0)) })
+	c.ww = newWatcher(func() { _ = c.c.SetWriteDeadline(time.Unix(1, 0)) })
 	if t.tls != nil {
 		if server {
 			c.tlsConn = tls.Server(tc, t.tls)
@@ -160,6 +162,7 @@ type streamConn struct {
 	tlsConn *tls.Conn
 	br      *bufio.Reader
 	buf     []byte
+	rw, ww  *watcher
 
 	wmu       sync.Mutex
 	hmu       sync.Mutex
@@ -249,6 +252,39 @@ func watch(ctx context.Context, interrupt func()) (stop func() bool) {
 	}
 }
 
+// watcher is watch for one direction of a connection, reused across calls
+// so the per-message path allocates only what context.AfterFunc needs.
+// One call at a time may use it.
+type watcher struct {
+	interrupt func()
+	fired     chan struct{} // one token per interrupt that ran
+	fire      func()
+}
+
+func newWatcher(interrupt func()) *watcher {
+	w := &watcher{interrupt: interrupt, fired: make(chan struct{}, 1)}
+	w.fire = func() { w.interrupt(); w.fired <- struct{}{} }
+	return w
+}
+
+// start arms w for ctx; pass its result to finish.
+func (w *watcher) start(ctx context.Context) (stop func() bool) {
+	if ctx.Done() == nil {
+		return nil
+	}
+	return context.AfterFunc(ctx, w.fire)
+}
+
+// finish disarms w, waiting for an interrupt already under way, and
+// reports whether it ran.
+func (w *watcher) finish(stop func() bool) bool {
+	if stop == nil || stop() {
+		return false
+	}
+	<-w.fired
+	return true
+}
+
 func ctxExpired(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -274,7 +310,8 @@ func (c *streamConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	if err := c.handshake(ctx); err != nil {
 		return nil, err
 	}
-	defer watch(ctx, func() { _ = c.c.SetReadDeadline(time.Unix(1, 0)) })()
+	stop := c.rw.start(ctx)
+	defer c.rw.finish(stop)
 
 	cfg := &c.t.cfg
 	// Between messages: wait as long as the idle timeout (or ctx) allows.
@@ -363,7 +400,8 @@ func (c *streamConn) WriteMessage(ctx context.Context, msg []byte) error {
 	if err := c.c.SetWriteDeadline(deadlineFor(ctx, time.Now(), cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.RemoteAddr(), err)
 	}
-	defer watch(ctx, func() { _ = c.c.SetWriteDeadline(time.Unix(1, 0)) })()
+	stop := c.ww.start(ctx)
+	defer c.ww.finish(stop)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
