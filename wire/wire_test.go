@@ -326,3 +326,11 @@ func TestNames(t *testing.T) {
 		t.Error(got)
 	}
 }
+
+func TestString(t *testing.T) {
+	got := wiretest.Messages()[0].String()
+	want := `ASAP Registration PoolHandle="rspxdp-sample-pool" PE{id=0x0badcafe home=0x5eed0001 life=300000ms user=SCTP[192.0.2.10,2001:db8::10]:7070/data+ctrl policy=WRR(weight=5) asap=SCTP[192.0.2.10]:50000/data}`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}

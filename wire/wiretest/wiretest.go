@@ -257,3 +257,16 @@ func IPv4Packet(src, dst netip.Addr, proto byte, payload []byte) []byte {
 	binary.BigEndian.PutUint16(h[10:], ^uint16(sum))
 	return append(h, payload...)
 }
+
+// TCPPacket builds an IPv4 packet holding a TCP segment (checksum 0) with
+// the given flags (layers-style bits: 0x02 SYN, 0x10 ACK, 0x01 FIN).
+func TCPPacket(src, dst netip.Addr, sport, dport uint16, seq uint32, flags byte, payload []byte) []byte {
+	tcp := make([]byte, 20, 20+len(payload))
+	binary.BigEndian.PutUint16(tcp[0:], sport)
+	binary.BigEndian.PutUint16(tcp[2:], dport)
+	binary.BigEndian.PutUint32(tcp[4:], seq)
+	tcp[12] = 5 << 4
+	tcp[13] = flags
+	binary.BigEndian.PutUint16(tcp[14:], 65535)
+	return IPv4Packet(src, dst, 6, append(tcp, payload...))
+}
