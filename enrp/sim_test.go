@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -46,7 +47,13 @@ type simPE struct {
 	resp   []Message
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+// quietLogger discards logs unless ENRP_TEST_LOG is set.
+func quietLogger() *slog.Logger {
+	if os.Getenv("ENRP_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 func testConfig(id uint32) Config {
 	return Config{

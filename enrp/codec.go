@@ -1,0 +1,388 @@
+package enrp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/rspxdp/rspxdp/selector"
+	"github.com/rspxdp/rspxdp/selector/policy"
+	"github.com/rspxdp/rspxdp/wire"
+)
+
+// The codec maps the core's typed messages to wire.Message and back. It is
+// the only place that knows which parameters each message carries.
+
+var errMissing = errors.New("missing parameter")
+
+// Encode returns the wire form of m.
+func Encode(m Message) ([]byte, error) {
+	w, err := ToWire(m)
+	if err != nil {
+		return nil, err
+	}
+	b, err := w.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", m.msgName(), err)
+	}
+	return b, nil
+}
+
+// Decode parses one ASAP or ENRP message into the core's types.
+func Decode(p wire.Protocol, b []byte) (Message, error) {
+	var w wire.Message
+	if err := (&wire.Decoder{}).Decode(p, b, &w); err != nil {
+		return nil, err
+	}
+	return FromWire(&w)
+}
+
+func handleParam(h string) wire.Param { return wire.PoolHandleParam([]byte(h)) }
+
+func causeParam(c Cause) wire.Param {
+	return wire.ErrorParam(wire.Cause{Code: wire.CauseCode(c)})
+}
+
+func hdr(t wire.Type, h Header) wire.Message {
+	return wire.Message{Protocol: wire.ENRP, Type: t, SenderID: h.Sender, ReceiverID: h.Receiver}
+}
+
+func boolFlag(b bool, f wire.Flags) wire.Flags {
+	if b {
+		return f
+	}
+	return 0
+}
+
+// ToWire converts a core message to a wire.Message.
+func ToWire(m Message) (*wire.Message, error) {
+	var w wire.Message
+	switch m := m.(type) {
+	case Registration:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPRegistration,
+			Params: []wire.Param{handleParam(m.Handle), wire.PoolElementParam(peToWire(m.PE))}}
+	case RegistrationResponse:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPRegistrationResponse, Flags: boolFlag(m.Reject, wire.FlagReject),
+			Params: []wire.Param{handleParam(m.Handle), wire.PEIDParam(m.PEID)}}
+		if m.Reject {
+			w.Params = append(w.Params, causeParam(m.Cause))
+		}
+	case Deregistration:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPDeregistration,
+			Params: []wire.Param{handleParam(m.Handle), wire.PEIDParam(m.PEID)}}
+	case DeregistrationResponse:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPDeregistrationResponse, Flags: boolFlag(m.Reject, wire.FlagReject),
+			Params: []wire.Param{handleParam(m.Handle), wire.PEIDParam(m.PEID)}}
+		if m.Reject {
+			w.Params = append(w.Params, causeParam(m.Cause))
+		}
+	case HandleResolution:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPHandleResolution, Params: []wire.Param{handleParam(m.Handle)}}
+		if m.MaxItems != 0 {
+			w.Params = append(w.Params, wire.HandleResolutionParam(m.MaxItems))
+		}
+	case HandleResolutionResponse:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPHandleResolutionResponse, Params: []wire.Param{handleParam(m.Handle)}}
+		if m.Cause != 0 {
+			w.Flags = wire.FlagReject
+			w.Params = append(w.Params, causeParam(m.Cause))
+			break
+		}
+		if len(m.PEs) > 0 {
+			w.Params = append(w.Params, wire.PolicyParam(policyToWire(m.PEs[0].Policy)))
+		}
+		for _, pe := range m.PEs {
+			w.Params = append(w.Params, wire.PoolElementParam(peToWire(pe)))
+		}
+	case EndpointKeepAlive:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPEndpointKeepAlive, Flags: boolFlag(m.Home, wire.FlagHome),
+			ServerID: m.ServerID, Params: []wire.Param{handleParam(m.Handle), wire.PEIDParam(m.PEID)}}
+	case EndpointKeepAliveAck:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPEndpointKeepAliveAck,
+			Params: []wire.Param{handleParam(m.Handle), wire.PEIDParam(m.PEID)}}
+	case EndpointUnreachable:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPEndpointUnreachable,
+			Params: []wire.Param{handleParam(m.Handle), wire.PEIDParam(m.PEID)}}
+	case ServerAnnounce:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPServerAnnounce, ServerID: m.ServerID}
+		for _, a := range m.ASAP {
+			w.Params = append(w.Params, wire.TransportParam(addrTransport(wire.ParamTCPTransport, a)))
+		}
+	case Presence:
+		w = hdr(wire.ENRPPresence, m.Header)
+		w.Flags = boolFlag(m.Reply, wire.FlagReplyRequired)
+		w.Params = []wire.Param{wire.ChecksumParam(m.Checksum), wire.ServerInfoParam(serverToWire(m.Info))}
+	case HandleTableRequest:
+		w = hdr(wire.ENRPHandleTableRequest, m.Header)
+		w.Flags = boolFlag(m.OwnOnly, wire.FlagOwnChildrenOnly)
+	case HandleTableResponse:
+		w = hdr(wire.ENRPHandleTableResponse, m.Header)
+		w.Flags = boolFlag(m.Reject, wire.FlagReject) | boolFlag(m.More, wire.FlagMoreToSend)
+		for _, p := range m.Pools {
+			w.Params = append(w.Params, handleParam(p.Handle))
+			for _, pe := range p.PEs {
+				w.Params = append(w.Params, wire.PoolElementParam(peToWire(pe)))
+			}
+		}
+	case HandleUpdate:
+		w = hdr(wire.ENRPHandleUpdate, m.Header)
+		w.Action = wire.UpdateAction(m.Action)
+		w.Params = []wire.Param{handleParam(m.Handle), wire.PoolElementParam(peToWire(m.PE))}
+	case ListRequest:
+		w = hdr(wire.ENRPListRequest, m.Header)
+	case ListResponse:
+		w = hdr(wire.ENRPListResponse, m.Header)
+		w.Flags = boolFlag(m.Reject, wire.FlagReject)
+		for _, s := range m.Servers {
+			w.Params = append(w.Params, wire.ServerInfoParam(serverToWire(s)))
+		}
+	case InitTakeover:
+		w = hdr(wire.ENRPInitTakeover, m.Header)
+		w.TargetID = m.Target
+	case InitTakeoverAck:
+		w = hdr(wire.ENRPInitTakeoverAck, m.Header)
+		w.TargetID = m.Target
+	case TakeoverServer:
+		w = hdr(wire.ENRPTakeoverServer, m.Header)
+		w.TargetID = m.Target
+	default:
+		return nil, fmt.Errorf("encode %T: not a registrar message", m)
+	}
+	return &w, nil
+}
+
+// FromWire converts a decoded wire.Message to a core message.
+func FromWire(w *wire.Message) (Message, error) {
+	handle := string(w.PoolHandle())
+	peid, hasID := w.PEID()
+	need := func(ok bool, what string) error {
+		if !ok {
+			return fmt.Errorf("decode %s: %s: %w", w.TypeName(), what, errMissing)
+		}
+		return nil
+	}
+	var cause Cause
+	if cs := w.Causes(); len(cs) > 0 {
+		cause = Cause(cs[0].Code)
+	}
+	h := Header{Sender: w.SenderID, Receiver: w.ReceiverID}
+	if w.Protocol == wire.ASAP {
+		switch w.Type {
+		case wire.ASAPRegistration:
+			pe := w.PoolElement()
+			if err := need(pe != nil, "pool element"); err != nil {
+				return nil, err
+			}
+			return Registration{Handle: handle, PE: peFromWire(pe)}, nil
+		case wire.ASAPRegistrationResponse:
+			return RegistrationResponse{Handle: handle, PEID: peid, Reject: w.Flags&wire.FlagReject != 0, Cause: cause}, nil
+		case wire.ASAPDeregistration:
+			if err := need(hasID, "PE identifier"); err != nil {
+				return nil, err
+			}
+			return Deregistration{Handle: handle, PEID: peid}, nil
+		case wire.ASAPDeregistrationResponse:
+			return DeregistrationResponse{Handle: handle, PEID: peid, Reject: w.Flags&wire.FlagReject != 0, Cause: cause}, nil
+		case wire.ASAPHandleResolution:
+			var items uint32
+			if p := w.Param(wire.ParamHandleResolution); p != nil {
+				items = p.Items
+			}
+			return HandleResolution{Handle: handle, MaxItems: items}, nil
+		case wire.ASAPHandleResolutionResponse:
+			r := HandleResolutionResponse{Handle: handle, Cause: cause}
+			if p := w.Param(wire.ParamPolicy); p != nil {
+				r.PolicyType = uint32(p.Policy.Type)
+			}
+			for _, pl := range w.Pools() {
+				for _, pe := range pl.Elements {
+					r.PEs = append(r.PEs, peFromWire(pe))
+				}
+			}
+			return r, nil
+		case wire.ASAPEndpointKeepAlive:
+			return EndpointKeepAlive{ServerID: w.ServerID, Handle: handle, PEID: peid, Home: w.Flags&wire.FlagHome != 0}, nil
+		case wire.ASAPEndpointKeepAliveAck:
+			return EndpointKeepAliveAck{Handle: handle, PEID: peid}, nil
+		case wire.ASAPEndpointUnreachable:
+			return EndpointUnreachable{Handle: handle, PEID: peid}, nil
+		case wire.ASAPServerAnnounce:
+			a := ServerAnnounce{ServerID: w.ServerID}
+			for _, p := range w.Params {
+				if p.Type.IsTransport() {
+					if ap := firstAddrPort(p.Transport); ap.IsValid() {
+						a.ASAP = append(a.ASAP, ap)
+					}
+				}
+			}
+			return a, nil
+		}
+		return nil, fmt.Errorf("decode ASAP %s: not handled by the registrar", w.TypeName())
+	}
+	switch w.Type {
+	case wire.ENRPPresence:
+		p := Presence{Header: h, Reply: w.Flags&wire.FlagReplyRequired != 0}
+		if c := w.Param(wire.ParamPEChecksum); c != nil {
+			p.Checksum = c.Checksum
+		}
+		if s := w.Param(wire.ParamServerInformation); s != nil {
+			p.Info = serverFromWire(&s.Server)
+		}
+		return p, nil
+	case wire.ENRPHandleTableRequest:
+		return HandleTableRequest{Header: h, OwnOnly: w.Flags&wire.FlagOwnChildrenOnly != 0}, nil
+	case wire.ENRPHandleTableResponse:
+		r := HandleTableResponse{Header: h, More: w.Flags&wire.FlagMoreToSend != 0, Reject: w.Flags&wire.FlagReject != 0}
+		for _, pl := range w.Pools() {
+			p := Pool{Handle: string(pl.Handle)}
+			for _, pe := range pl.Elements {
+				p.PEs = append(p.PEs, peFromWire(pe))
+			}
+			r.Pools = append(r.Pools, p)
+		}
+		return r, nil
+	case wire.ENRPHandleUpdate:
+		pe := w.PoolElement()
+		if err := need(pe != nil, "pool element"); err != nil {
+			return nil, err
+		}
+		return HandleUpdate{Header: h, Action: UpdateAction(w.Action), Handle: handle, PE: peFromWire(pe)}, nil
+	case wire.ENRPListRequest:
+		return ListRequest{Header: h}, nil
+	case wire.ENRPListResponse:
+		r := ListResponse{Header: h, Reject: w.Flags&wire.FlagReject != 0}
+		for i := range w.Params {
+			if w.Params[i].Type.Code() == wire.ParamServerInformation {
+				r.Servers = append(r.Servers, serverFromWire(&w.Params[i].Server))
+			}
+		}
+		return r, nil
+	case wire.ENRPInitTakeover:
+		return InitTakeover{Header: h, Target: w.TargetID}, nil
+	case wire.ENRPInitTakeoverAck:
+		return InitTakeoverAck{Header: h, Target: w.TargetID}, nil
+	case wire.ENRPTakeoverServer:
+		return TakeoverServer{Header: h, Target: w.TargetID}, nil
+	}
+	return nil, fmt.Errorf("decode ENRP %s: not handled by the registrar", w.TypeName())
+}
+
+func addrTransport(kind wire.ParamType, a netip.AddrPort) wire.Transport {
+	return wire.Transport{Kind: kind, Port: a.Port(), Addrs: []netip.Addr{a.Addr()}}
+}
+
+func firstAddrPort(t wire.Transport) netip.AddrPort {
+	if len(t.Addrs) == 0 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(t.Addrs[0], t.Port)
+}
+
+func serverToWire(s ServerInfo) wire.ServerInfo {
+	w := wire.ServerInfo{ID: s.ID}
+	if s.ENRP.IsValid() {
+		w.Transport = addrTransport(wire.ParamTCPTransport, s.ENRP)
+	}
+	return w
+}
+
+func serverFromWire(w *wire.ServerInfo) ServerInfo {
+	s := ServerInfo{ID: w.ID}
+	if w.Transport.Kind != 0 {
+		s.ENRP = firstAddrPort(w.Transport)
+	}
+	return s
+}
+
+var protoToKind = map[selector.Protocol]wire.ParamType{
+	selector.TCP:  wire.ParamTCPTransport,
+	selector.UDP:  wire.ParamUDPTransport,
+	selector.SCTP: wire.ParamSCTPTransport,
+	protoDCCP:     wire.ParamDCCPTransport,
+	protoUDPLite:  wire.ParamUDPLiteTransport,
+}
+
+// IP protocol numbers of the transports selector has no constant for.
+const (
+	protoDCCP    selector.Protocol = 33
+	protoUDPLite selector.Protocol = 136
+)
+
+func peToWire(pe PoolElement) wire.PoolElement {
+	kind, ok := protoToKind[pe.Transport.Protocol]
+	if !ok {
+		kind = wire.ParamTCPTransport
+	}
+	w := wire.PoolElement{
+		ID:            pe.ID,
+		HomeRegistrar: pe.Home,
+		Lifetime:      uint32(pe.Lifetime / time.Millisecond),
+		UserTransport: wire.Transport{
+			Kind:  kind,
+			Port:  pe.Transport.Port,
+			Use:   wire.TransportUse(pe.Transport.Use),
+			Addrs: append([]netip.Addr(nil), pe.Transport.Addrs...),
+		},
+		Policy: policyToWire(pe.Policy),
+	}
+	if pe.ASAP.IsValid() {
+		w.ASAPTransport = addrTransport(wire.ParamTCPTransport, pe.ASAP)
+	}
+	return w
+}
+
+func peFromWire(w *wire.PoolElement) PoolElement {
+	pe := PoolElement{
+		ID:       w.ID,
+		Home:     w.HomeRegistrar,
+		Lifetime: time.Duration(w.Lifetime) * time.Millisecond,
+		Transport: selector.Transport{
+			Port:  w.UserTransport.Port,
+			Use:   selector.TransportUse(w.UserTransport.Use),
+			Addrs: append([]netip.Addr(nil), w.UserTransport.Addrs...),
+		},
+		Policy: policyFromWire(w.Policy),
+	}
+	for p, k := range protoToKind {
+		if k.Code() == w.UserTransport.Kind.Code() {
+			pe.Transport.Protocol = p
+		}
+	}
+	if w.ASAPTransport.Kind != 0 {
+		pe.ASAP = firstAddrPort(w.ASAPTransport)
+	}
+	return pe
+}
+
+func policyToWire(s policy.Settings) wire.Policy {
+	w := wire.Policy{
+		Type:            wire.PolicyType(s.Type),
+		Weight:          s.Weight,
+		Load:            s.Load,
+		LoadDegradation: s.LoadDegradation,
+		LoadDPF:         s.LoadDPF,
+		WeightDPF:       s.WeightDPF,
+		Distance:        s.Distance,
+	}
+	if s.Type == policy.TypePriority {
+		w.Priority, w.Weight = s.Weight, 0
+	}
+	return w
+}
+
+func policyFromWire(w wire.Policy) policy.Settings {
+	s := policy.Settings{
+		Type:            policy.Type(w.Type),
+		Weight:          w.Weight,
+		Load:            w.Load,
+		LoadDegradation: w.LoadDegradation,
+		LoadDPF:         w.LoadDPF,
+		WeightDPF:       w.WeightDPF,
+		Distance:        w.Distance,
+	}
+	if s.Type == policy.TypePriority {
+		s.Weight = w.Priority
+	}
+	return s
+}

@@ -1,0 +1,314 @@
+package enrp
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Integration tests: real registrars over TCP on 127.0.0.1 with small
+// timers, in one process.
+
+const (
+	itKA        = 100 * time.Millisecond
+	itHeartbeat = 100 * time.Millisecond
+	itLastHeard = 250 * time.Millisecond
+	itNoResp    = 150 * time.Millisecond
+)
+
+type node struct {
+	srv    *Server
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func itConfig(id uint32) ServerConfig {
+	return ServerConfig{
+		Config: Config{
+			ID:                    id,
+			KeepAliveInterval:     itKA,
+			KeepAliveTimeout:      itKA,
+			PeerHeartbeatCycle:    itHeartbeat,
+			PeerMaxTimeLastHeard:  itLastHeard,
+			PeerMaxTimeNoResponse: itNoResp,
+			TakeoverExpiry:        300 * time.Millisecond,
+			DrainTimeout:          -1,
+			Logger:                quietLogger(),
+		},
+		Transport:  "tcp",
+		ASAPListen: "127.0.0.1:0",
+		ENRPListen: "127.0.0.1:0",
+	}
+}
+
+func startNode(t testing.TB, cfg ServerConfig) *node {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := NewServer(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{srv: srv, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- srv.Run(ctx) }()
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *node) stop() {
+	n.once.Do(func() {
+		n.cancel()
+		select {
+		case <-n.done:
+		case <-time.After(5 * time.Second):
+			panic("registrar did not stop")
+		}
+	})
+}
+
+// startCluster starts k registrars, each with the others as static peers.
+func startCluster(t testing.TB, k int, tune func(*ServerConfig)) []*node {
+	t.Helper()
+	cfgs := make([]ServerConfig, k)
+	srvs := make([]*Server, k)
+	for i := range cfgs {
+		cfgs[i] = itConfig(uint32(i + 1))
+		if tune != nil {
+			tune(&cfgs[i])
+		}
+	}
+	// Bind first so every registrar knows the others' addresses.
+	for i := range cfgs {
+		s, err := NewServer(context.Background(), cfgs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvs[i] = s
+	}
+	nodes := make([]*node, k)
+	for i, s := range srvs {
+		for j, o := range srvs {
+			if i != j {
+				s.cfg.Peers = append(s.cfg.Peers, o.ENRPAddr().String())
+			}
+		}
+		if i > 0 {
+			s.core.synced = false
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		n := &node{srv: s, cancel: cancel, done: make(chan error, 1)}
+		go func() { n.done <- s.Run(ctx) }()
+		t.Cleanup(n.stop)
+		nodes[i] = n
+	}
+	return nodes
+}
+
+// converged reports whether all servers hold want PEs with equal per-owner
+// checksums.
+func converged(srvs []*Server, want int) bool {
+	for _, s := range srvs {
+		if s.Count() != want {
+			return false
+		}
+	}
+	for _, s := range srvs[1:] {
+		for _, o := range srvs {
+			if s.Checksum(o.ID()) != srvs[0].Checksum(o.ID()) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func servers(ns ...*node) []*Server {
+	var out []*Server
+	for _, n := range ns {
+		out = append(out, n.srv)
+	}
+	return out
+}
+
+func TestIntegrationThreeRegistrarsTwentyPEs(t *testing.T) {
+	top := t
+	nodes := startCluster(t, 3, nil)
+	if _, err := eventually(3*time.Second, func() bool {
+		for _, n := range nodes {
+			if len(n.srv.Peers()) != 2 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal("registrars did not find each other")
+	}
+	pes := make([]*testClient, 20)
+	for i := range pes {
+		pes[i] = startPE(t, nodes[i%3].srv.ASAPAddr().String(), "echo", uint32(100+i))
+		if r, ok := pes[i].await(t).(RegistrationResponse); !ok || r.Reject {
+			t.Fatalf("PE %d registration: %+v", i, r)
+		}
+	}
+	t.Cleanup(func() {
+		for _, p := range pes {
+			p.kill()
+		}
+	})
+	if d, err := eventually(2*time.Second, func() bool { return converged(servers(nodes...), 20) }); err != nil {
+		t.Fatalf("no convergence after registration (%v)", d)
+	}
+
+	t.Run("resolution", func(t *testing.T) {
+		r := dialRPC(t, nodes[1].srv.ASAPAddr().String())
+		defer r.conn.Close()
+		resp, err := r.call(context.Background(), HandleResolution{Handle: "echo"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hr := resp.(HandleResolutionResponse); len(hr.PEs) != 3 || hr.Cause != 0 {
+			t.Fatalf("resolution: %+v", hr)
+		}
+	})
+
+	t.Run("kill registrar: takeover", func(t *testing.T) {
+		nodes[2].stop()
+		start := time.Now()
+		live := servers(nodes[0], nodes[1])
+		d, err := eventually(3*time.Second, func() bool {
+			if !converged(live, 20) {
+				return false
+			}
+			for _, s := range live {
+				if s.Checksum(3) != 0xffff || len(s.Peers()) != 1 {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			t.Fatalf("PEs of the dead registrar not taken over after %v: counts %d/%d", d, live[0].Count(), live[1].Count())
+		}
+		// Every PE now answers a live registrar that agrees it is home.
+		if _, err := eventually(2*time.Second, func() bool {
+			for _, p := range pes {
+				if h := p.homeID(); h != 1 && h != 2 {
+					return false
+				}
+			}
+			return true
+		}); err != nil {
+			t.Fatal("PEs were not told their new home")
+		}
+		detect := itLastHeard + itNoResp
+		t.Logf("takeover: all PEs owned by live registrars, checksums equal, %v after kill (detection %v + heartbeat %v)",
+			time.Since(start), detect, itHeartbeat)
+		if d > detect+2*itHeartbeat+300*time.Millisecond {
+			t.Errorf("agreement took %v, more than detection + takeover expiry + 2 heartbeat cycles", d)
+		}
+	})
+
+	t.Run("restart registrar: mentor sync", func(t *testing.T) {
+		cfg := itConfig(3)
+		cfg.Peers = []string{nodes[0].srv.ENRPAddr().String(), nodes[1].srv.ENRPAddr().String()}
+		nodes[2] = startNode(top, cfg) // lives past this subtest
+		if d, err := eventually(3*time.Second, func() bool { return converged(servers(nodes...), 20) }); err != nil {
+			t.Fatalf("restarted registrar holds %d PEs after %v", nodes[2].srv.Count(), d)
+		}
+	})
+
+	t.Run("kill PEs: removed everywhere within interval+timeout", func(t *testing.T) {
+		start := time.Now()
+		for _, p := range pes[:5] {
+			p.kill()
+		}
+		d, err := eventually(3*time.Second, func() bool { return converged(servers(nodes...), 15) })
+		if err != nil {
+			for _, n := range nodes {
+				t.Logf("registrar %d: %d PEs, peers %v, snapshot %v", n.srv.ID(), n.srv.Count(), n.srv.Peers(), n.srv.Snapshot())
+			}
+			t.Fatalf("dead PEs still present after %v", d)
+		}
+		t.Logf("5 dead PEs removed at all 3 registrars %v after their death", time.Since(start))
+		if d > 2*itKA+200*time.Millisecond {
+			t.Errorf("removal took %v, want about interval + timeout (%v)", d, 2*itKA)
+		}
+	})
+}
+
+func TestIntegrationRejectedRegistrationOverTCP(t *testing.T) {
+	cfg := itConfig(1)
+	cfg.Allow = &AllowList{Handles: []string{"allowed"}}
+	n := startNode(t, cfg)
+	p := startPE(t, n.srv.ASAPAddr().String(), "forbidden", 5)
+	defer p.kill()
+	r, ok := p.await(t).(RegistrationResponse)
+	if !ok || !r.Reject || r.Cause != CauseRejectionDueToSecurity {
+		t.Fatalf("response %+v, want reject with cause 0xa", r)
+	}
+	if n.srv.Count() != 0 {
+		t.Fatal("rejected PE in the handlespace")
+	}
+}
+
+func TestStressTenThousandPEs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress test skipped in -short mode")
+	}
+	nodes := startCluster(t, 3, func(c *ServerConfig) {
+		// Realistic keep-alive timers: the test is about registration
+		// load and replication, not liveness.
+		c.KeepAliveInterval = 5 * time.Second
+		c.KeepAliveTimeout = 5 * time.Second
+	})
+	if _, err := eventually(3*time.Second, func() bool {
+		for _, n := range nodes {
+			if len(n.srv.Peers()) != 2 {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		t.Fatal("registrars did not find each other")
+	}
+	const total, conns = 10000, 30
+	start := time.Now()
+	errs := make(chan error, conns)
+	for c := 0; c < conns; c++ {
+		go func(c int) {
+			r := dialRPC(t, nodes[c%3].srv.ASAPAddr().String())
+			// Kept open to the end: a closed link would make the
+			// registrars dial the (unreachable) test PE addresses.
+			t.Cleanup(func() { r.conn.Close() })
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			for i := c; i < total; i += conns {
+				pe := testPE(uint32(i + 1))
+				resp, err := r.call(ctx, Registration{Handle: fmt.Sprintf("pool-%d", i%100), PE: pe})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if rr := resp.(RegistrationResponse); rr.Reject {
+					errs <- fmt.Errorf("PE %d rejected: %v", i, rr.Cause)
+					return
+				}
+			}
+			errs <- nil
+		}(c)
+	}
+	for c := 0; c < conns; c++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	regDone := time.Since(start)
+	d, err := eventually(20*time.Second, func() bool { return converged(servers(nodes...), total) })
+	if err != nil {
+		t.Fatalf("no convergence: counts %d/%d/%d", nodes[0].srv.Count(), nodes[1].srv.Count(), nodes[2].srv.Count())
+	}
+	t.Logf("%d PEs registered in %v (%.0f/s), all 3 registrars converged %v later", total, regDone,
+		float64(total)/regDone.Seconds(), d)
+}

@@ -1,0 +1,524 @@
+package enrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/rspxdp/rspxdp/selector"
+	"github.com/rspxdp/rspxdp/transport"
+	"github.com/rspxdp/rspxdp/wire"
+)
+
+// ServerConfig configures a registrar Server: the core's Config plus where
+// to listen, whom to peer with and how to announce.
+type ServerConfig struct {
+	Config
+	// Transport is "tcp", "sctp" or "auto" (default "tcp").
+	Transport string
+	// ASAPListen and ENRPListen are the listen addresses (defaults
+	// ":3863" and ":9901"). Config.ASAP and Config.ENRP, when unset, are
+	// filled in from the bound addresses.
+	ASAPListen, ENRPListen string
+	// Peers are static ENRP peers ("host:port"), dialled and redialled.
+	Peers []string
+	// Announce enables ASAP Server Announces over UDP to AnnounceUnicast
+	// and, if AnnounceMulticast, to the ASAP announce group.
+	Announce          bool
+	AnnounceUnicast   []netip.AddrPort
+	AnnounceMulticast bool
+	// DialTimeout bounds connection set-up to peers and PEs (default 2 s).
+	DialTimeout time.Duration
+}
+
+// Server runs a registrar: it owns the listeners, connections, timers and
+// UDP announces, and feeds a Core. Its methods are safe for concurrent use.
+type Server struct {
+	cfg   ServerConfig
+	log   *slog.Logger
+	asapT transport.Transport
+	enrpT transport.Transport
+
+	mu       sync.Mutex // guards core, links, nextLink, peDials
+	core     *Core
+	links    map[LinkID]*link
+	nextLink LinkID
+	byAddr   map[netip.AddrPort]LinkID // links we dialled to PEs and peers
+	dialing  map[netip.AddrPort][][]byte
+
+	asapLn, enrpLn transport.Listener
+	announcer      *transport.AnnounceSender
+	kick           chan struct{}
+	wg             sync.WaitGroup
+	ctx            context.Context
+}
+
+type link struct {
+	id    LinkID
+	conn  transport.Conn
+	proto wire.Protocol
+	out   chan []byte
+	done  chan struct{}
+	once  sync.Once
+}
+
+// Outgoing queue lengths per connection, in messages.
+const (
+	linkQueue = 4096
+	peerQueue = 1 << 16
+)
+
+// NewServer binds the listeners; Run serves.
+func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
+	if cfg.Transport == "" {
+		cfg.Transport = "tcp"
+	}
+	if cfg.ASAPListen == "" {
+		cfg.ASAPListen = transport.ASAP.DefaultAddr("")
+	}
+	if cfg.ENRPListen == "" {
+		cfg.ENRPListen = transport.ENRP.DefaultAddr("")
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("registrar", idString(cfg.ID)),
+		links:   map[LinkID]*link{},
+		byAddr:  map[netip.AddrPort]LinkID{},
+		dialing: map[netip.AddrPort][][]byte{},
+		kick:    make(chan struct{}, 1),
+	}
+	var err error
+	if s.asapT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ASAP, Logger: cfg.Logger}); err != nil {
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
+	if s.enrpT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ENRP, Logger: cfg.Logger}); err != nil {
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
+	if s.asapLn, err = s.asapT.Listen(ctx, cfg.ASAPListen); err != nil {
+		return nil, fmt.Errorf("registrar: listen ASAP %s: %w", cfg.ASAPListen, err)
+	}
+	if s.enrpLn, err = s.enrpT.Listen(ctx, cfg.ENRPListen); err != nil {
+		s.asapLn.Close()
+		return nil, fmt.Errorf("registrar: listen ENRP %s: %w", cfg.ENRPListen, err)
+	}
+	if !cfg.Config.ASAP.IsValid() {
+		s.cfg.Config.ASAP = advertised(s.asapLn.Addr())
+	}
+	if !cfg.Config.ENRP.IsValid() {
+		s.cfg.Config.ENRP = advertised(s.enrpLn.Addr())
+	}
+	if s.core, err = NewCore(s.cfg.Config, time.Now()); err != nil {
+		s.asapLn.Close()
+		s.enrpLn.Close()
+		return nil, err
+	}
+	if len(cfg.Peers) == 0 {
+		s.core.MarkSynced()
+	}
+	if cfg.Announce {
+		ac := transport.AnnounceSenderConfig{Unicast: cfg.AnnounceUnicast, Loopback: true}
+		if cfg.AnnounceMulticast {
+			g := transport.ASAP.AnnounceGroup()
+			ip, _ := netip.AddrFromSlice(g.IP.To4())
+			ac.Group = netip.AddrPortFrom(ip, uint16(g.Port))
+		}
+		if s.announcer, err = transport.NewAnnounceSender(ac); err != nil {
+			s.asapLn.Close()
+			s.enrpLn.Close()
+			return nil, fmt.Errorf("registrar: announces: %w", err)
+		}
+		s.core.Announce = true
+	}
+	return s, nil
+}
+
+// advertised turns a bound address into one peers can reach: an
+// unspecified host becomes loopback (the operator sets Config.ASAP/ENRP
+// for anything else).
+func advertised(a net.Addr) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	if ap.Addr().IsUnspecified() {
+		ap = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())
+	}
+	return ap
+}
+
+// ASAPAddr and ENRPAddr return the bound listen addresses.
+func (s *Server) ASAPAddr() net.Addr { return s.asapLn.Addr() }
+
+// ENRPAddr returns the bound ENRP listen address.
+func (s *Server) ENRPAddr() net.Addr { return s.enrpLn.Addr() }
+
+// ID returns the server identifier.
+func (s *Server) ID() uint32 { return s.cfg.ID }
+
+// Handlespace returns the handlespace, for subscriptions (the node) and
+// read-only queries. It is safe for concurrent use.
+func (s *Server) Handlespace() *selector.Handlespace { return s.core.Handlespace() }
+
+// Snapshot returns a copy of the handlespace (pools sorted by handle, PEs
+// by identifier).
+func (s *Server) Snapshot() []Pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.core.Snapshot()
+}
+
+// Checksum returns this registrar's checksum over the PEs owner owns.
+func (s *Server) Checksum(owner uint32) uint16 { return s.core.Handlespace().Checksum(owner) }
+
+// Count returns the number of active PEs.
+func (s *Server) Count() int { return s.core.Handlespace().Len() }
+
+// Peers returns the server IDs of the live peers.
+func (s *Server) Peers() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.core.Peers()
+}
+
+// Run serves until ctx ends, then closes every connection: peers notice
+// and take over this registrar's PEs.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.ctx = ctx
+	s.log.Info("registrar started", "asap", s.asapLn.Addr().String(), "enrp", s.enrpLn.Addr().String(),
+		"transport", s.asapT.Name(), "peers", s.cfg.Peers)
+	s.wg.Add(3)
+	go s.acceptLoop(ctx, s.asapLn, wire.ASAP)
+	go s.acceptLoop(ctx, s.enrpLn, wire.ENRP)
+	go s.timerLoop(ctx)
+	for _, p := range s.cfg.Peers {
+		s.wg.Add(1)
+		go s.peerLoop(ctx, p)
+	}
+	<-ctx.Done()
+	s.asapLn.Close()
+	s.enrpLn.Close()
+	s.mu.Lock()
+	for _, l := range s.links {
+		l.close()
+	}
+	s.mu.Unlock()
+	if s.announcer != nil {
+		s.announcer.Close()
+	}
+	s.wg.Wait()
+	s.log.Info("registrar left")
+	return nil
+}
+
+func (s *Server) acceptLoop(ctx context.Context, ln transport.Listener, p wire.Protocol) {
+	defer s.wg.Done()
+	for {
+		c, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accept failed", "protocol", p.String(), "err", err)
+			continue
+		}
+		s.addLink(c, p, false)
+	}
+}
+
+// addLink registers a connection and starts its reader and writer.
+func (s *Server) addLink(c transport.Conn, p wire.Protocol, peerDial bool) *link {
+	s.mu.Lock()
+	s.nextLink++
+	q := linkQueue
+	if p == wire.ENRP {
+		q = peerQueue // a handle table or a registration burst replicates through it
+	}
+	l := &link{id: s.nextLink, conn: c, proto: p, out: make(chan []byte, q), done: make(chan struct{})}
+	s.links[l.id] = l
+	if peerDial {
+		s.core.LinkUp(l.id)
+	}
+	outs := s.core.Drain()
+	s.mu.Unlock()
+	s.wg.Add(2)
+	go s.writeLoop(l)
+	go s.readLoop(l)
+	s.dispatch(outs)
+	return l
+}
+
+func (l *link) close() {
+	l.once.Do(func() {
+		close(l.done)
+		l.conn.Close()
+	})
+}
+
+// enqueue queues b for the link's writer. A peer that stops reading is
+// cut off rather than waited for or silently shortchanged: closing tells
+// it (a PE re-registers, a peer reconnects and the audit repairs).
+func (l *link) enqueue(b []byte) bool {
+	select {
+	case <-l.done:
+		return false
+	case l.out <- b:
+		return true
+	default:
+		l.close()
+		return false
+	}
+}
+
+func (s *Server) writeLoop(l *link) {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-l.done:
+			return
+		case b := <-l.out:
+			if err := l.conn.WriteMessage(s.ctx, b); err != nil {
+				l.close()
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) readLoop(l *link) {
+	defer s.wg.Done()
+	defer s.dropLink(l)
+	src := netip.Addr{}
+	if ap, err := netip.ParseAddrPort(l.conn.RemoteAddr().String()); err == nil {
+		src = ap.Addr().Unmap()
+	}
+	var dec wire.Decoder
+	var w wire.Message
+	for {
+		b, err := l.conn.ReadMessage(s.ctx)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
+				s.log.Debug("connection closed", "remote", l.conn.RemoteAddr().String(), "err", err)
+			}
+			return
+		}
+		if err := dec.Decode(l.proto, b, &w); err != nil {
+			s.log.Warn("undecodable message", "protocol", l.proto.String(), "remote", l.conn.RemoteAddr().String(), "err", err)
+			continue
+		}
+		m, err := FromWire(&w)
+		if err != nil {
+			s.log.Debug("message ignored", "remote", l.conn.RemoteAddr().String(), "err", err)
+			continue
+		}
+		s.step(l.id, src, m)
+	}
+}
+
+func (s *Server) dropLink(l *link) {
+	l.close()
+	s.mu.Lock()
+	delete(s.links, l.id)
+	for a, id := range s.byAddr {
+		if id == l.id {
+			delete(s.byAddr, a)
+		}
+	}
+	s.core.LinkDown(l.id)
+	outs := s.core.Drain()
+	s.mu.Unlock()
+	s.dispatch(outs)
+}
+
+// step feeds one message to the core and sends what it produced.
+func (s *Server) step(id LinkID, src netip.Addr, m Message) {
+	s.mu.Lock()
+	s.core.Tick(time.Now())
+	s.core.Step(id, src, m)
+	outs := s.core.Drain()
+	s.mu.Unlock()
+	s.dispatch(outs)
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) timerLoop(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+		s.mu.Lock()
+		s.core.Tick(time.Now())
+		outs := s.core.Drain()
+		next := s.core.NextDeadline()
+		s.mu.Unlock()
+		s.dispatch(outs)
+		d := time.Until(next)
+		if d < time.Millisecond {
+			d = time.Millisecond
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(d)
+	}
+}
+
+// dispatch sends the core's outputs; it runs without the lock.
+func (s *Server) dispatch(outs []Output) {
+	for _, o := range outs {
+		b, err := Encode(o.Msg)
+		if err != nil {
+			s.log.Error("encode failed", "err", err)
+			continue
+		}
+		switch {
+		case o.Announce:
+			if s.announcer != nil && s.ctx != nil {
+				if err := s.announcer.Send(s.ctx, b); err != nil {
+					s.log.Debug("announce failed", "err", err)
+				}
+			}
+			continue
+		case o.ConnectPeer:
+			s.connectPeer(o.Dial)
+			continue
+		}
+		s.mu.Lock()
+		l := s.links[o.Link]
+		s.mu.Unlock()
+		if l != nil && l.enqueue(b) {
+			continue
+		}
+		if o.Dial.IsValid() {
+			s.dialPE(o.Dial, b)
+		}
+	}
+}
+
+// dialPE sends b to a PE over a connection we open to its ASAP address
+// (after a takeover, or when its own connection is gone). Messages for an
+// address being dialled queue behind the dial.
+func (s *Server) dialPE(addr netip.AddrPort, b []byte) {
+	s.mu.Lock()
+	if id, ok := s.byAddr[addr]; ok {
+		if l := s.links[id]; l != nil {
+			s.mu.Unlock()
+			l.enqueue(b)
+			return
+		}
+	}
+	if q, ok := s.dialing[addr]; ok {
+		s.dialing[addr] = append(q, b)
+		s.mu.Unlock()
+		return
+	}
+	if s.ctx == nil || s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.dialing[addr] = [][]byte{b}
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
+		c, err := s.asapT.Dial(ctx, addr.String())
+		cancel()
+		s.mu.Lock()
+		q := s.dialing[addr]
+		delete(s.dialing, addr)
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Debug("dial PE failed", "addr", addr.String(), "err", err)
+			return
+		}
+		l := s.addLink(c, wire.ASAP, false)
+		s.mu.Lock()
+		s.byAddr[addr] = l.id
+		s.mu.Unlock()
+		for _, m := range q {
+			l.enqueue(m)
+		}
+	}()
+}
+
+// connectPeer opens an ENRP connection to a peer learned from a List
+// Response, unless one to that address exists.
+func (s *Server) connectPeer(addr netip.AddrPort) {
+	s.mu.Lock()
+	_, have := s.byAddr[addr]
+	_, pending := s.dialing[addr]
+	if have || pending || s.ctx == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.dialing[addr] = nil
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
+		c, err := s.enrpT.Dial(ctx, addr.String())
+		cancel()
+		s.mu.Lock()
+		delete(s.dialing, addr)
+		s.mu.Unlock()
+		if err != nil {
+			return
+		}
+		l := s.addLink(c, wire.ENRP, true)
+		s.mu.Lock()
+		s.byAddr[addr] = l.id
+		s.mu.Unlock()
+	}()
+}
+
+// peerLoop keeps a connection to one static peer, redialling after a
+// failure at a fraction of the heartbeat cycle.
+func (s *Server) peerLoop(ctx context.Context, addr string) {
+	defer s.wg.Done()
+	retry := s.core.cfg.PeerHeartbeatCycle / 2
+	for ctx.Err() == nil {
+		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+		c, err := s.enrpT.Dial(dctx, addr)
+		cancel()
+		if err == nil {
+			l := s.addLink(c, wire.ENRP, true)
+			select {
+			case <-l.done:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+	}
+}
