@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rspxdp/rspxdp/selector/policy"
@@ -58,8 +59,10 @@ type Config struct {
 // Each pool has its own mutex, which resolutions take alone: a resolution
 // waits only for a writer changing that same pool, for the microsecond the
 // change takes, never for the handlespace as a whole. The pool map is
-// behind an RWMutex that writers hold exclusively only to add or drop a
-// pool.
+// copy-on-write behind an atomic pointer, so finding a pool costs readers
+// one load and no shared write; writers copy it only when a pool is
+// created, or when Sweep drops pools that became empty (kept until then so
+// a pool that empties and refills does not copy the map twice).
 type Handlespace struct {
 	cfg      Config
 	policies map[policy.Type]*policy.Algorithm
@@ -72,8 +75,8 @@ type Handlespace struct {
 	subs    []*Subscription
 	expired []expiredPE
 
-	poolsMu sync.RWMutex
-	pools   map[string]*pool
+	pools   atomic.Pointer[map[string]*pool]
+	emptied []*pool // pools that became empty, dropped by Sweep
 }
 
 type expiredPE struct {
@@ -95,7 +98,9 @@ type pool struct {
 	order    []*pe // active elements in selection order
 	drain    []*pe // deregistered, still steered for existing flows
 	seq      uint64
-	valueSum uint64 // sum of Entry.Value over order (weighted policies)
+	valueSum uint64   // sum of Entry.Value over order (weighted policies)
+	prefix   []uint64 // running sums of Entry.Value in order, when !stale
+	stale    bool
 	rng      rand.PCG
 	scratch  []*pe
 	version  uint64
@@ -127,8 +132,8 @@ func New(cfg Config) (*Handlespace, error) {
 		cfg:      cfg,
 		policies: make(map[policy.Type]*policy.Algorithm),
 		owners:   make(map[uint32]uint64),
-		pools:    make(map[string]*pool),
 	}
+	h.pools.Store(&map[string]*pool{})
 	for _, a := range policy.All() {
 		h.policies[a.Type] = a
 	}
@@ -194,17 +199,19 @@ func (h *Handlespace) register(handle string, el PoolElement, now time.Time, che
 	h.mu.Lock()
 	defer h.mu.Unlock()
 
-	h.poolsMu.RLock()
-	p := h.pools[handle]
-	h.poolsMu.RUnlock()
+	p := h.lookupPool(handle)
 	if p == nil {
-		if h.cfg.MaxPools > 0 && len(h.pools) >= h.cfg.MaxPools {
-			return false, h.errorf(CauseLackOfResources, handle, el.ID, "%d pools", len(h.pools))
+		pools := *h.pools.Load()
+		if h.cfg.MaxPools > 0 && h.livePoolsLocked() >= h.cfg.MaxPools {
+			return false, h.errorf(CauseLackOfResources, handle, el.ID, "%d pools", len(pools))
 		}
 		p = newPool(handle, alg, &el, h.cfg.Seed)
-		h.poolsMu.Lock()
-		h.pools[handle] = p
-		h.poolsMu.Unlock()
+		next := make(map[string]*pool, len(pools)+1)
+		for k, v := range pools {
+			next[k] = v
+		}
+		next[handle] = p
+		h.pools.Store(&next)
 	}
 
 	p.mu.Lock()
@@ -213,12 +220,9 @@ func (h *Handlespace) register(handle string, el PoolElement, now time.Time, che
 		p.version++
 	}
 	empty := len(p.order) == 0 && len(p.drain) == 0
-	if empty {
-		p.dead = true
-	}
 	p.mu.Unlock()
 	if empty { // the refused element would have been the first
-		h.dropPool(p)
+		h.emptied = append(h.emptied, p)
 		return false, err
 	}
 	if err != nil {
@@ -422,31 +426,60 @@ func (h *Handlespace) detachLocked(p *pool, e *pe) {
 	h.count--
 }
 
-// finishLocked bumps the pool version and reports whether it is empty (and
-// marks it dead so concurrent readers holding it see that).
+// finishLocked bumps the pool version and reports whether it is empty.
 func (p *pool) finishLocked() bool {
 	p.version++
-	if len(p.order) == 0 && len(p.drain) == 0 {
-		p.dead = true
-		return true
-	}
-	return false
+	return len(p.order) == 0 && len(p.drain) == 0
 }
 
+// dropPool queues an empty pool for removal by the next Sweep; h.mu held.
 func (h *Handlespace) dropPool(p *pool) {
-	h.poolsMu.Lock()
-	if h.pools[p.handle] == p {
-		delete(h.pools, p.handle)
-	}
-	h.poolsMu.Unlock()
+	h.emptied = append(h.emptied, p)
 }
 
-func (h *Handlespace) poolLocked(handle string) *pool {
-	h.poolsMu.RLock()
-	p := h.pools[handle]
-	h.poolsMu.RUnlock()
-	return p
+// dropEmptiedLocked removes the queued pools that are still empty with one
+// copy of the pool map; h.mu held.
+func (h *Handlespace) dropEmptiedLocked() {
+	if len(h.emptied) == 0 {
+		return
+	}
+	pools := *h.pools.Load()
+	next := make(map[string]*pool, len(pools))
+	for k, v := range pools {
+		next[k] = v
+	}
+	for _, p := range h.emptied {
+		p.mu.Lock()
+		if len(p.order) == 0 && len(p.drain) == 0 && next[p.handle] == p {
+			p.dead = true
+			delete(next, p.handle)
+		}
+		p.mu.Unlock()
+	}
+	clear(h.emptied)
+	h.emptied = h.emptied[:0]
+	h.pools.Store(&next)
 }
+
+// livePoolsLocked counts pools with elements; h.mu held.
+func (h *Handlespace) livePoolsLocked() int {
+	n := 0
+	for _, p := range *h.pools.Load() {
+		p.mu.Lock()
+		if len(p.order)+len(p.drain) > 0 {
+			n++
+		}
+		p.mu.Unlock()
+	}
+	return n
+}
+
+func (h *Handlespace) lookupPool(handle string) *pool {
+	return (*h.pools.Load())[handle]
+}
+
+// poolLocked is lookupPool, kept as a name for writer paths.
+func (h *Handlespace) poolLocked(handle string) *pool { return h.lookupPool(handle) }
 
 // ReportUnreachable counts an Endpoint Unreachable report; when the count
 // reaches MaxBadPEReports the element is removed (as rsplib, reports are
@@ -485,7 +518,7 @@ func (h *Handlespace) Sweep(now time.Time) int {
 	limit := now.UnixNano()
 	h.mu.Lock()
 	for len(h.heap) > 0 && h.heap[0].deadline <= limit {
-		e := h.heap[0]
+		e := h.heap[0].e
 		h.heap.remove(e)
 		p := e.pool
 		p.mu.Lock()
@@ -507,6 +540,7 @@ func (h *Handlespace) Sweep(now time.Time) int {
 		}
 		h.publish(p.handle, ev)
 	}
+	h.dropEmptiedLocked()
 	expired := h.expired
 	h.expired = h.expired[:0]
 	h.mu.Unlock()
@@ -538,7 +572,7 @@ func (h *Handlespace) setDeadline(e *pe, t time.Time) {
 	}
 	e.deadline = t.UnixNano()
 	if e.heapIdx >= 0 {
-		h.heap.fix(e.heapIdx)
+		h.heap.update(e)
 	} else {
 		h.heap.push(e)
 	}
@@ -549,9 +583,7 @@ func (h *Handlespace) setDeadline(e *pe, t time.Time) {
 // negative: all). It advances the policy state of the first MaxIncrement
 // of them. It does not allocate when dst has room.
 func (h *Handlespace) Resolve(handle string, n int, dst []PoolElement) ([]PoolElement, error) {
-	h.poolsMu.RLock()
-	p := h.pools[handle]
-	h.poolsMu.RUnlock()
+	p := h.lookupPool(handle)
 	if p == nil {
 		return dst, &Error{Cause: CauseUnknownPoolHandle, Handle: handle}
 	}
@@ -602,10 +634,35 @@ func (p *pool) selectOrdered(n, maxInc int) []*pe {
 	return sel
 }
 
+// selectWeighted draws without replacement. A draw binary-searches the
+// running sums and redraws if it hits an element already taken, which
+// samples exactly the remaining elements' distribution; after a few misses
+// (the taken elements hold most of the weight) it falls back to a linear
+// scan over the rest.
 func (p *pool) selectWeighted(n, maxInc int) []*pe {
+	if p.stale {
+		p.prefix = p.prefix[:0]
+		var run uint64
+		for _, e := range p.order {
+			run += e.Value
+			p.prefix = append(p.prefix, run)
+		}
+		p.stale = false
+	}
 	sel := p.scratch[:0]
 	total := p.valueSum
+draw:
 	for len(sel) < n && total > 0 {
+		for range 8 {
+			r := p.rng.Uint64() % p.valueSum
+			i, _ := slices.BinarySearch(p.prefix, r+1) // first running sum > r
+			if e := p.order[i]; !e.picked {
+				e.picked = true
+				total -= e.Value
+				sel = append(sel, e)
+				continue draw
+			}
+		}
 		r := p.rng.Uint64() % total
 		for _, e := range p.order {
 			if e.picked || e.Value == 0 {
@@ -630,6 +687,7 @@ func (p *pool) selectWeighted(n, maxInc int) []*pe {
 			v := p.alg.Value(&e.Entry)
 			p.valueSum += v - e.Value
 			e.Value = v
+			p.stale = true
 		}
 	}
 	p.scratch = sel
@@ -641,6 +699,7 @@ func (p *pool) insert(e *pe) {
 	if p.alg.Kind == policy.Weighted {
 		e.Value = p.alg.Value(&e.Entry)
 		p.valueSum += e.Value
+		p.stale = true
 	}
 	p.insertOrdered(e)
 }
@@ -682,6 +741,7 @@ func (p *pool) remove(e *pe) {
 	p.order = slices.Delete(p.order, i, i+1)
 	if p.alg.Kind == policy.Weighted {
 		p.valueSum -= e.Value
+		p.stale = true
 	}
 }
 
@@ -728,14 +788,18 @@ func (h *Handlespace) Len() int {
 	return h.count
 }
 
-// Pools returns the pool handles, sorted.
+// Pools returns the handles of pools that have elements (active or
+// draining), sorted.
 func (h *Handlespace) Pools() []string {
-	h.poolsMu.RLock()
-	out := make([]string, 0, len(h.pools))
-	for k := range h.pools {
-		out = append(out, k)
+	pools := *h.pools.Load()
+	out := make([]string, 0, len(pools))
+	for k, p := range pools {
+		p.mu.Lock()
+		if len(p.order)+len(p.drain) > 0 {
+			out = append(out, k)
+		}
+		p.mu.Unlock()
 	}
-	h.poolsMu.RUnlock()
 	slices.Sort(out)
 	return out
 }
@@ -784,14 +848,8 @@ func (h *Handlespace) Range(fn func(handle string, pe PoolElement) bool) {
 func (h *Handlespace) TakeOver(oldHome, newHome uint32) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.poolsMu.RLock()
-	pools := make([]*pool, 0, len(h.pools))
-	for _, p := range h.pools {
-		pools = append(pools, p)
-	}
-	h.poolsMu.RUnlock()
 	n := 0
-	for _, p := range pools {
+	for _, p := range *h.pools.Load() {
 		p.mu.Lock()
 		for _, e := range p.order {
 			if e.el.Home == oldHome {

@@ -2,12 +2,18 @@ package selector
 
 // expiryHeap is a min-heap of elements by deadline that knows each
 // element's index, so refreshing a registration is one O(log n) fix
-// instead of a lazy duplicate entry.
-type expiryHeap []*pe
+// instead of a lazy duplicate entry. Deadlines are stored inline so the
+// sift loops compare contiguous memory rather than chasing pointers.
+type expiryHeap []heapItem
+
+type heapItem struct {
+	deadline int64
+	e        *pe
+}
 
 func (h *expiryHeap) push(e *pe) {
 	e.heapIdx = len(*h)
-	*h = append(*h, e)
+	*h = append(*h, heapItem{e.deadline, e})
 	h.up(e.heapIdx)
 }
 
@@ -20,14 +26,20 @@ func (h *expiryHeap) remove(e *pe) {
 	last := len(s) - 1
 	if i != last {
 		s[i] = s[last]
-		s[i].heapIdx = i
+		s[i].e.heapIdx = i
 	}
-	s[last] = nil
+	s[last] = heapItem{}
 	*h = s[:last]
 	e.heapIdx = -1
 	if i != last {
 		h.fix(i)
 	}
+}
+
+// update moves e, already in the heap, to its new deadline.
+func (h expiryHeap) update(e *pe) {
+	h[e.heapIdx].deadline = e.deadline
+	h.fix(e.heapIdx)
 }
 
 func (h expiryHeap) fix(i int) {
@@ -37,19 +49,24 @@ func (h expiryHeap) fix(i int) {
 }
 
 func (h expiryHeap) up(i int) {
+	it := h[i]
 	for i > 0 {
 		parent := (i - 1) / 2
-		if h[parent].deadline <= h[i].deadline {
-			return
+		if h[parent].deadline <= it.deadline {
+			break
 		}
-		h.swap(i, parent)
+		h[i] = h[parent]
+		h[i].e.heapIdx = i
 		i = parent
 	}
+	h[i] = it
+	it.e.heapIdx = i
 }
 
 func (h expiryHeap) down(i0 int) bool {
 	i := i0
 	n := len(h)
+	it := h[i]
 	for {
 		l := 2*i + 1
 		if l >= n {
@@ -59,17 +76,14 @@ func (h expiryHeap) down(i0 int) bool {
 		if r := l + 1; r < n && h[r].deadline < h[l].deadline {
 			j = r
 		}
-		if h[i].deadline <= h[j].deadline {
+		if it.deadline <= h[j].deadline {
 			break
 		}
-		h.swap(i, j)
+		h[i] = h[j]
+		h[i].e.heapIdx = i
 		i = j
 	}
+	h[i] = it
+	it.e.heapIdx = i
 	return i > i0
-}
-
-func (h expiryHeap) swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIdx = i
-	h[j].heapIdx = j
 }

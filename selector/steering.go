@@ -39,7 +39,7 @@ func (h *Handlespace) SteeringSet(handle string) (SteeringSet, bool) {
 		return SteeringSet{Handle: handle}, false
 	}
 	p.mu.Lock()
-	if p.dead {
+	if p.dead || len(p.order)+len(p.drain) == 0 {
 		p.mu.Unlock()
 		return SteeringSet{Handle: handle}, false
 	}
