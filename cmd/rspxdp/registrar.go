@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rspxdp/rspxdp/enrp"
+)
+
+const registrarUsage = `Usage: rspxdp registrar [flags]
+
+Runs an RSerPool registrar: the ASAP server for pool elements and pool
+users (registration, handle resolution, keep-alives) and ENRP peering
+with the other registrars of the operation scope (presence, handle
+updates, audit, takeover). Runs until SIGINT or SIGTERM, then closes its
+connections; its peers take over its pool elements.
+
+Timers (defaults as rsplib's registrar):
+  --keepalive-interval   Endpoint Keep-Alive period to each PE this registrar is home for (5s)
+  --keepalive-timeout    wait for the Keep-Alive Ack before the PE is removed (5s)
+  --heartbeat            ENRP Presence period to every peer, the peer heartbeat cycle (2.444s)
+  --max-time-last-heard  a peer silent this long is asked for a Presence (5s)
+  --max-time-no-response a peer that then stays silent this long is taken over (5s)
+  --takeover-expiry      wait for Init Takeover Acks before completing anyway (5s)
+  --announce-interval    ASAP Server Announce period with --announce (1s)
+  --drain-timeout        a deregistered PE keeps its existing flows this long (30s)
+
+Examples:
+  # A single registrar on the standard ports.
+  rspxdp registrar --id 1
+
+  # Three registrars on one host, each peering with the other two.
+  rspxdp registrar --id 1 --asap 127.0.0.1:3863 --enrp 127.0.0.1:9901 --peer 127.0.0.1:9902 --peer 127.0.0.1:9903
+  rspxdp registrar --id 2 --asap 127.0.0.1:3864 --enrp 127.0.0.1:9902 --peer 127.0.0.1:9901 --peer 127.0.0.1:9903
+  rspxdp registrar --id 3 --asap 127.0.0.1:3865 --enrp 127.0.0.1:9903 --peer 127.0.0.1:9901 --peer 127.0.0.1:9902
+
+  # Fast failure detection, announces to the multicast group, registrations
+  # only for pool "echo" from 10.0.0.0/8.
+  rspxdp registrar --id 7 --keepalive-interval 1s --keepalive-timeout 1s --announce \
+      --allow-handle echo --allow-net 10.0.0.0/8`
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "registrar", registrarUsage)
+	id := fs.String("id", "", "server identifier (decimal or 0x hex, non-zero; default: random)")
+	asap := fs.String("asap", ":3863", "ASAP listen address")
+	enrpAddr := fs.String("enrp", ":9901", "ENRP listen address")
+	advASAP := fs.String("advertise-asap", "", "ASAP address announced to PEs and PUs (default: the listen address, loopback if unspecified)")
+	advENRP := fs.String("advertise-enrp", "", "ENRP address announced to peers (default: the listen address, loopback if unspecified)")
+	var peers, allowHandles, allowNets, announceTo listFlag
+	fs.Var(&peers, "peer", "static ENRP peer ADDR:PORT (repeatable or comma-separated)")
+	fs.Var(&allowHandles, "allow-handle", "pool handle PEs may register (repeatable; default: any)")
+	fs.Var(&allowNets, "allow-net", "source network PEs may register from, CIDR (repeatable; default: any)")
+	fs.Var(&announceTo, "announce-to", "also send Server Announces to this unicast ADDR:PORT (repeatable; implies --announce)")
+	tr := fs.String("transport", "tcp", "transport: tcp, sctp or auto")
+	announce := fs.Bool("announce", false, "send ASAP Server Announces over UDP multicast (239.0.0.50:3863)")
+	kaInt := fs.Duration("keepalive-interval", enrp.DefaultKeepAliveInterval, "Endpoint Keep-Alive interval")
+	kaTO := fs.Duration("keepalive-timeout", enrp.DefaultKeepAliveTimeout, "Endpoint Keep-Alive timeout")
+	hb := fs.Duration("heartbeat", enrp.DefaultPeerHeartbeatCycle, "peer heartbeat cycle")
+	lastHeard := fs.Duration("max-time-last-heard", enrp.DefaultPeerMaxTimeLastHeard, "peer max time last heard")
+	noResp := fs.Duration("max-time-no-response", enrp.DefaultPeerMaxTimeNoResponse, "peer max time no response")
+	takeover := fs.Duration("takeover-expiry", enrp.DefaultTakeoverExpiry, "takeover expiry interval")
+	annInt := fs.Duration("announce-interval", enrp.DefaultAnnounceInterval, "Server Announce interval")
+	drain := fs.Duration("drain-timeout", 30*time.Second, "drain time of deregistered PEs (0 or negative: none)")
+	maxItems := fs.Int("max-resolution-items", enrp.DefaultMaxResolutionItems, "PEs per handle resolution when the PU does not say")
+	maxInc := fs.Int("max-increment", enrp.DefaultMaxIncrement, "selection state advance per resolution (0: policy default)")
+	maxPerResp := fs.Int("max-pes-per-response", enrp.DefaultMaxPEsPerResponse, "PEs per ENRP Handle Table Response")
+	maxBad := fs.Int("max-bad-pe-reports", enrp.DefaultMaxBadPEReports, "Endpoint Unreachable reports that remove a PE")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := enrp.ServerConfig{
+		Transport:  *tr,
+		ASAPListen: *asap,
+		ENRPListen: *enrpAddr,
+		Peers:      peers,
+		Config: enrp.Config{
+			KeepAliveInterval:     *kaInt,
+			KeepAliveTimeout:      *kaTO,
+			PeerHeartbeatCycle:    *hb,
+			PeerMaxTimeLastHeard:  *lastHeard,
+			PeerMaxTimeNoResponse: *noResp,
+			TakeoverExpiry:        *takeover,
+			AnnounceInterval:      *annInt,
+			MaxResolutionItems:    *maxItems,
+			MaxIncrement:          *maxInc,
+			MaxPEsPerResponse:     *maxPerResp,
+			MaxBadPEReports:       *maxBad,
+			DrainTimeout:          *drain,
+		},
+	}
+	if *drain <= 0 {
+		cfg.DrainTimeout = -1
+	}
+	switch *tr {
+	case "tcp", "sctp", "auto":
+	default:
+		return usagef("--transport %q: want tcp, sctp or auto", *tr)
+	}
+	var err error
+	if cfg.ID, err = parseServerID(*id); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    string
+		dst  *netip.AddrPort
+	}{{"--advertise-asap", *advASAP, &cfg.ASAP}, {"--advertise-enrp", *advENRP, &cfg.ENRP}} {
+		if f.v == "" {
+			continue
+		}
+		if *f.dst, err = netip.ParseAddrPort(f.v); err != nil {
+			return usagef("%s %q: want IP:PORT", f.name, f.v)
+		}
+	}
+	if len(allowHandles) > 0 || len(allowNets) > 0 {
+		cfg.Allow = &enrp.AllowList{Handles: allowHandles}
+		for _, n := range allowNets {
+			p, err := netip.ParsePrefix(n)
+			if err != nil {
+				return usagef("--allow-net %q: want a CIDR prefix", n)
+			}
+			cfg.Allow.Networks = append(cfg.Allow.Networks, p)
+		}
+	}
+	for _, a := range announceTo {
+		ap, err := netip.ParseAddrPort(a)
+		if err != nil {
+			return usagef("--announce-to %q: want IP:PORT", a)
+		}
+		cfg.AnnounceUnicast = append(cfg.AnnounceUnicast, ap)
+	}
+	cfg.Announce = *announce || len(cfg.AnnounceUnicast) > 0
+	cfg.AnnounceMulticast = *announce
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+
+	srv, err := enrp.NewServer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("start registrar: %w", err)
+	}
+	fmt.Fprintf(env.stdout, "registrar $%08x: ASAP %v, ENRP %v\n", srv.ID(), srv.ASAPAddr(), srv.ENRPAddr())
+	if err := srv.Run(ctx); err != nil {
+		return fmt.Errorf("registrar: %w", err)
+	}
+	return nil
+}
+
+// parseServerID parses a non-zero 32-bit server identifier; empty picks a
+// random one.
+func parseServerID(s string) (uint32, error) {
+	if s == "" {
+		var b [4]byte
+		for {
+			if _, err := rand.Read(b[:]); err != nil {
+				return 0, fmt.Errorf("random server id: %w", err)
+			}
+			if id := binary.BigEndian.Uint32(b[:]); id != 0 {
+				return id, nil
+			}
+		}
+	}
+	v, err := strconv.ParseUint(s, 0, 32)
+	if err != nil || v == 0 {
+		return 0, usagef("--id %q: want a non-zero 32-bit number", s)
+	}
+	return uint32(v), nil
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRegistrarHelpDocumentsTimers(t *testing.T) {
+	code, out, _ := runCLI(t, "registrar", "--help")
+	if code != 0 {
+		t.Fatalf("--help exited %d", code)
+	}
+	for _, want := range []string{
+		"--keepalive-interval", "--keepalive-timeout", "--heartbeat", "--max-time-last-heard",
+		"--max-time-no-response", "--takeover-expiry", "--announce-interval", "--drain-timeout",
+		"(5s)", "(2.444s)", "Examples:", "--peer",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
+
+func TestRegistrarUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--id", "0"},
+		{"--id", "nope"},
+		{"--transport", "carrier-pigeon"},
+		{"--allow-net", "10.0.0.0"},
+		{"--advertise-asap", "localhost"},
+		{"--log-level", "loud"},
+		{"extra"},
+	} {
+		code, _, errs := runCLI(t, append([]string{"registrar"}, args...)...)
+		if code != 2 || !strings.Contains(errs, "registrar --help") {
+			t.Errorf("registrar %v: code %d stderr %q, want usage error", args, code, errs)
+		}
+	}
+}
+
+func TestRegistrarRunsUntilCancelled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, &cliEnv{stdout: &out, stderr: &errb}, []string{"registrar", "--id", "0x2a",
+		"--asap", "127.0.0.1:0", "--enrp", "127.0.0.1:0", "--keepalive-interval", "100ms"})
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "registrar $0000002a: ASAP 127.0.0.1:") {
+		t.Fatalf("stdout %q", out.String())
+	}
+	if !strings.Contains(errb.String(), "registrar left") {
+		t.Fatalf("no clean leave logged: %s", errb.String())
+	}
+}
