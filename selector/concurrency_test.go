@@ -95,3 +95,38 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 	}
 	t.Logf("%d resolutions alongside 20000 writes", resolutions.Load())
 }
+
+// TestReadersDoNotTakeWriterLock holds the writers' lock, as a long
+// registration burst would, and checks resolution, steering sets and
+// lookups still complete: readers never queue behind writers of other
+// pools.
+func TestReadersDoNotTakeWriterLock(t *testing.T) {
+	h := newHS(t, Config{})
+	mustRegister(t, h, "p", mkPE(1, policy.RoundRobin()), t0)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	done := make(chan error)
+	go func() {
+		if _, err := h.Resolve("p", 0, nil); err != nil {
+			done <- err
+			return
+		}
+		if _, ok := h.SteeringSet("p"); !ok {
+			done <- fmt.Errorf("no steering set")
+			return
+		}
+		if _, ok := h.Lookup("p", 1); !ok {
+			done <- fmt.Errorf("lookup failed")
+			return
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("readers blocked behind the writer lock")
+	}
+}
