@@ -43,6 +43,7 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 func commands() []command {
 	cmds := []command{
 		// Subcommands, one line each; keep sorted by name.
+		{name: "decode", summary: "print the ASAP/ENRP messages in a pcap", run: runDecode},
 		{name: "registrar", summary: "run an RSerPool registrar (ASAP server, ENRP peer)", run: runRegistrar},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
