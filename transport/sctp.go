@@ -223,27 +223,26 @@ func (s *SCTP) Dial(ctx context.Context, addr string) (Conn, error) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.f.SetWriteDeadline(d)
 	}
-	first := true
+	// Never wait blindly: the poller forgets readiness that arrived before
+	// the wait began, so look at the socket first, then after each wake-up.
+	// A one-to-one socket reports no peer until the association is up.
 	var soerr error
 	err = c.rc.Write(func(fd uintptr) bool {
-		if first {
-			first = false
-			return false
-		}
 		v, gerr := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
 		if gerr != nil {
 			soerr = gerr
 			return true
 		}
 		switch e := syscall.Errno(v); e {
+		case 0, unix.EISCONN:
 		case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
 			return false
-		case 0, unix.EISCONN:
-			return true
 		default:
 			soerr = e
 			return true
 		}
+		_, perr := unix.Getpeername(int(fd))
+		return perr == nil
 	})
 	stop()
 	_ = c.f.SetWriteDeadline(time.Time{})

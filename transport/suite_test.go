@@ -410,7 +410,9 @@ func badPeers() []badPeer {
 			cfg:  func(c *Config) { c.FrameTimeout = 300 * time.Millisecond },
 			send: func(p rawPeer) error { return p.send([]byte{0x01}, PPIDASAP) }},
 		{name: "IdleTimeout", applies: always, want: ErrIdle,
-			cfg:  func(c *Config) { c.IdleTimeout = 300 * time.Millisecond },
+			// Long enough that well-behaved clients on a slow (emulated)
+			// machine never come near it.
+			cfg:  func(c *Config) { c.IdleTimeout = time.Second },
 			send: func(rawPeer) error { return nil }},
 		{name: "LengthFieldDisagrees", applies: messageOnly, want: ErrLengthMismatch,
 			send: func(p rawPeer) error {

@@ -73,7 +73,8 @@ func (t *TCP) Dial(ctx context.Context, addr string) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s dial %s %s: %w", t.name, t.cfg.Protocol, addr, err)
 	}
-	c, err := t.wrap(nc, false)
+	host, _, _ := net.SplitHostPort(addr)
+	c, err := t.wrap(nc, false, host)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("%s dial %s %s: %w", t.name, t.cfg.Protocol, addr, err)
@@ -87,14 +88,16 @@ func (t *TCP) Dial(ctx context.Context, addr string) (Conn, error) {
 	return c, nil
 }
 
-func (t *TCP) wrap(nc net.Conn, server bool) (*streamConn, error) {
+// wrap makes nc a message connection; serverName is the host the client
+// dialled, which its TLS handshake verifies unless the config names one.
+func (t *TCP) wrap(nc net.Conn, server bool, serverName string) (*streamConn, error) {
 	tc := nc.(*net.TCPConn)
 	// One message per write and no Nagle: RSerPool messages are small and
 	// latency-bound (a handle resolution waits for its answer).
 	if err := tc.SetNoDelay(true); err != nil {
 		return nil, fmt.Errorf("set TCP_NODELAY: %w", err)
 	}
-	c := &streamConn{t: t, raw: tc, c: tc}
+	c := &streamConn{t: t, raw: tc, c: tc, server: server}
 	c.rw = newWatcher(func() { _ = c.c.SetReadDeadline(time.Unix(1, 0)) })
 	c.ww = newWatcher(func() { _ = c.c.SetWriteDeadline(time.Unix(1, 0)) })
 	if t.tls != nil {
@@ -102,13 +105,10 @@ func (t *TCP) wrap(nc net.Conn, server bool) (*streamConn, error) {
 			c.tlsConn = tls.Server(tc, t.tls)
 		} else {
 			cfg := t.tls
-			if cfg.ServerName == "" {
+			if cfg.ServerName == "" && serverName != "" {
 				// Verify the name we dialled, as crypto/tls.Dial does.
-				host, _, err := net.SplitHostPort(tc.RemoteAddr().String())
-				if err == nil {
-					cfg = cfg.Clone()
-					cfg.ServerName = host
-				}
+				cfg = cfg.Clone()
+				cfg.ServerName = serverName
 			}
 			c.tlsConn = tls.Client(tc, cfg)
 		}
@@ -146,7 +146,7 @@ func (l *tcpListener) Accept(ctx context.Context) (Conn, error) {
 		}
 		return nil, fmt.Errorf("%s accept %s: %w", l.t.name, l.t.cfg.Protocol, err)
 	}
-	c, err := l.t.wrap(nc, true)
+	c, err := l.t.wrap(nc, true, "")
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("%s accept %s: %w", l.t.name, l.t.cfg.Protocol, err)
@@ -163,6 +163,7 @@ type streamConn struct {
 	br      *bufio.Reader
 	buf     []byte
 	rw, ww  *watcher
+	server  bool
 
 	wmu       sync.Mutex
 	hmu       sync.Mutex
@@ -186,9 +187,9 @@ func (c *streamConn) Close() error {
 	return c.c.Close()
 }
 
-// handshake runs the TLS handshake once, bounded by the frame timeout: a
-// peer that connects and says nothing is cut off like one that stalls
-// mid-frame.
+// handshake runs the TLS handshake once. On an accepted connection it is
+// bounded by the handshake timeout too: a peer that connects and says
+// nothing is cut off like one that stalls mid-frame.
 func (c *streamConn) handshake(ctx context.Context) error {
 	if c.handshook.Load() {
 		return nil
@@ -198,7 +199,10 @@ func (c *streamConn) handshake(ctx context.Context) error {
 	if c.handshook.Load() {
 		return nil
 	}
-	hctx, cancel := context.WithTimeout(ctx, c.t.cfg.FrameTimeout)
+	hctx, cancel := ctx, context.CancelFunc(func() {})
+	if c.server {
+		hctx, cancel = context.WithTimeout(ctx, c.t.cfg.HandshakeTimeout)
+	}
 	defer cancel()
 	if err := c.tlsConn.HandshakeContext(hctx); err != nil {
 		if cerr := ctxExpired(ctx); cerr != nil {
@@ -207,7 +211,7 @@ func (c *streamConn) handshake(ctx context.Context) error {
 		}
 		if hctx.Err() != nil {
 			// Our own bound ran out: the peer stalled in the handshake.
-			return c.fail(&FrameError{Err: ErrStalled, Cause: fmt.Errorf("TLS handshake not done within %v", c.t.cfg.FrameTimeout)})
+			return c.fail(&FrameError{Err: ErrStalled, Cause: fmt.Errorf("TLS handshake not done within %v", c.t.cfg.HandshakeTimeout)})
 		}
 		c.t.cfg.Logger.Warn("closing connection", "transport", c.t.name, "protocol", c.t.cfg.Protocol.String(),
 			"remote", c.RemoteAddr().String(), "reason", "TLS handshake: "+err.Error())

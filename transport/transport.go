@@ -181,6 +181,10 @@ type Config struct {
 	// FrameTimeout bounds the time from a frame's first byte to its last.
 	// A peer that stalls mid-frame is cut off after it. 0 means 10s.
 	FrameTimeout time.Duration
+	// HandshakeTimeout bounds an accepted connection's TLS handshake, so a
+	// peer that connects and stalls is cut off. Dial's handshake is bounded
+	// by its context instead. 0 means 10s.
+	HandshakeTimeout time.Duration
 	// IdleTimeout, when positive, closes a connection that sends nothing
 	// for that long between messages. 0 means no limit: ASAP associations
 	// are long-lived and quiet, and liveness is the protocols' business
@@ -207,6 +211,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.FrameTimeout <= 0 {
 		c.FrameTimeout = 10 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
