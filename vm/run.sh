@@ -80,15 +80,15 @@ export CGO_ENABLED=0
 go build -o "$p/bin/rspxdp" ./cmd/rspxdp
 cp go.mod "$p/src/"
 for pkg in "$@"; do
-	dir=$(go list -f '{{.Dir}}' "$pkg")
+	read -r dir ntest nxtest < <(go list -e -f '{{.Dir}} {{len .TestGoFiles}} {{len .XTestGoFiles}}' "$pkg")
 	rel=${dir#"$repo"/}
-	[ "$rel" != "$dir" ] || die "$pkg is outside $repo"
-	name=$(echo "$rel" | tr / _)
-	go test -c -o "$p/tests/$name.test" "$pkg"
-	if [ ! -f "$p/tests/$name.test" ]; then
+	[ -n "$dir" ] && [ "$rel" != "$dir" ] || die "$pkg is not a package of $repo"
+	if [ "$ntest" = 0 ] && [ "$nxtest" = 0 ]; then
 		log "$pkg has no tests; not run in the guest"
 		continue
 	fi
+	name=$(echo "$rel" | tr / _)
+	go test -c -o "$p/tests/$name.test" "$pkg"
 	echo "$rel" >"$p/tests/$name.dir"
 	mkdir -p "$p/src/$rel"
 	[ ! -d "$dir/testdata" ] || cp -r "$dir/testdata" "$p/src/$rel/"
