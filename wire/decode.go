@@ -289,7 +289,7 @@ func decodePolicy(t ParamType, v []byte, off int, pol *Policy) error {
 	}
 	*pol = Policy{Type: PolicyType(binary.BigEndian.Uint32(v))}
 	v = v[4:]
-	pi, ok := policies[pol.Type]
+	pi, ok := policies(pol.Type)
 	if !ok || len(v) != 4*len(pi.fields) {
 		pol.Opaque = make([]byte, len(v))
 		copy(pol.Opaque, v)
@@ -317,7 +317,7 @@ func (d *Decoder) decodeTransport(t ParamType, v []byte, off, depth int, tr *Tra
 	}
 	it := tlvIter{b: v, off: hdr}
 	for !it.done() {
-		nt, nv, start, err := it.next(t.String() + ".param")
+		nt, nv, start, err := it.next("Transport.param")
 		if err != nil {
 			return rebase(err, off)
 		}

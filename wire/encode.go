@@ -137,7 +137,7 @@ func appendParam(b []byte, p *Param) ([]byte, error) {
 
 func appendPolicyValue(b []byte, pol *Policy) []byte {
 	b = binary.BigEndian.AppendUint32(b, uint32(pol.Type))
-	pi, ok := policies[pol.Type]
+	pi, ok := policies(pol.Type)
 	if !ok || pol.Opaque != nil {
 		return append(b, pol.Opaque...)
 	}

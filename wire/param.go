@@ -133,27 +133,18 @@ func HandleResolutionParam(items uint32) Param {
 // reset zeroes p for reuse by the decoder, keeping the capacity of its
 // slices so that decoding into a reused message does not allocate.
 func (p *Param) reset() {
-	*p = Param{
-		Transport:   p.Transport.resetKeep(),
-		Policy:      Policy{Opaque: nil},
-		PoolHandle:  p.PoolHandle[:0],
-		PoolElement: p.PoolElement.resetKeep(),
-		Server:      ServerInfo{Transport: p.Server.Transport.resetKeep(), Extra: p.Server.Extra[:0]},
-		Causes:      p.Causes[:0],
-		Cookie:      p.Cookie[:0],
-		Raw:         p.Raw[:0],
-	}
-	p.Policy.Opaque = nil
+	ph, ck, raw, causes := p.PoolHandle[:0], p.Cookie[:0], p.Raw[:0], p.Causes[:0]
+	tr := p.Transport.keep()
+	ut, at, pex := p.PoolElement.UserTransport.keep(), p.PoolElement.ASAPTransport.keep(), p.PoolElement.Extra[:0]
+	st, sx := p.Server.Transport.keep(), p.Server.Extra[:0]
+	*p = Param{}
+	p.PoolHandle, p.Cookie, p.Raw, p.Causes = ph, ck, raw, causes
+	p.Transport = tr
+	p.PoolElement.UserTransport, p.PoolElement.ASAPTransport, p.PoolElement.Extra = ut, at, pex
+	p.Server.Transport, p.Server.Extra = st, sx
 }
 
-func (t *Transport) resetKeep() Transport {
+// keep returns an empty Transport holding t's slices, truncated.
+func (t *Transport) keep() Transport {
 	return Transport{Addrs: t.Addrs[:0], Extra: t.Extra[:0]}
-}
-
-func (pe *PoolElement) resetKeep() PoolElement {
-	return PoolElement{
-		UserTransport: pe.UserTransport.resetKeep(),
-		ASAPTransport: pe.ASAPTransport.resetKeep(),
-		Extra:         pe.Extra[:0],
-	}
 }

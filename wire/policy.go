@@ -51,7 +51,7 @@ type policyInfo struct {
 // policies gives each known policy its short name and the values that
 // follow the type, in wire order (RFC 5356; rsplib rserpoolmessage.h for
 // the extended codes).
-var policies = map[PolicyType]policyInfo{
+var policyTable = map[PolicyType]policyInfo{
 	PolicyRoundRobin:                             {"RR", nil},
 	PolicyWeightedRoundRobin:                     {"WRR", []policyField{pfWeight}},
 	PolicyRandom:                                 {"RAND", nil},
@@ -72,11 +72,57 @@ var policies = map[PolicyType]policyInfo{
 	PolicyPriorityLeastUsedDegradationDPF:        {"PLUD-DPF", []policyField{pfLoad, pfLoadDegradation, pfLoadDPF, pfDistance}},
 }
 
+// Layouts of the known policies, indexed for a lookup without hashing on
+// the decoding path.
+var (
+	policyBasic [6]policyInfo // 0x00000000-0x00000005
+	policyLU    [5]policyInfo // 0x40000000-0x40000004
+	policyB1    [5]policyInfo // 0xb0001000-0xb0001004
+	policyB2    [6]policyInfo // 0xb0002000-0xb0002005
+)
+
+func init() {
+	for t, pi := range policyTable {
+		switch lo := int(t & 0xfff); t &^ 0xfff {
+		case 0:
+			policyBasic[lo] = pi
+		case 0x40000000:
+			policyLU[lo] = pi
+		case 0xb0001000:
+			policyB1[lo] = pi
+		case 0xb0002000:
+			policyB2[lo] = pi
+		}
+	}
+}
+
+// policies returns the layout of t; ok is false for unknown types.
+func policies(t PolicyType) (pi policyInfo, ok bool) {
+	var tab []policyInfo
+	switch t &^ 0xfff {
+	case 0:
+		tab = policyBasic[:]
+	case 0x40000000:
+		tab = policyLU[:]
+	case 0xb0001000:
+		tab = policyB1[:]
+	case 0xb0002000:
+		tab = policyB2[:]
+	default:
+		return pi, false
+	}
+	lo := int(t & 0xfff)
+	if lo >= len(tab) || tab[lo].name == "" {
+		return pi, false
+	}
+	return tab[lo], true
+}
+
 // Known reports whether the layout of t's values is known to this package.
-func (t PolicyType) Known() bool { _, ok := policies[t]; return ok }
+func (t PolicyType) Known() bool { _, ok := policies(t); return ok }
 
 func (t PolicyType) String() string {
-	if pi, ok := policies[t]; ok {
+	if pi, ok := policies(t); ok {
 		return pi.name
 	}
 	return fmt.Sprintf("Policy(%#08x)", uint32(t))
@@ -139,7 +185,7 @@ var policyFieldNames = [...]string{"weight", "priority", "load", "loaddeg", "loa
 // Values returns the named values the policy carries on the wire, in wire
 // order, e.g. [["weight", 3]]; nil for opaque or value-less policies.
 func (p *Policy) Values() (names []string, values []uint32) {
-	pi, ok := policies[p.Type]
+	pi, ok := policies(p.Type)
 	if !ok || p.Opaque != nil {
 		return nil, nil
 	}
@@ -151,7 +197,7 @@ func (p *Policy) Values() (names []string, values []uint32) {
 }
 
 func (p *Policy) valueLen() int {
-	if pi, ok := policies[p.Type]; ok && p.Opaque == nil {
+	if pi, ok := policies(p.Type); ok && p.Opaque == nil {
 		return 4 * len(pi.fields)
 	}
 	return len(p.Opaque)

@@ -151,8 +151,9 @@ func (p Protocol) Types() []Type {
 type Flags uint8
 
 const (
-	// FlagReject (R) marks a rejected ASAP Registration Response or
-	// Handle Resolution Response, or an ENRP Handle Table / List Response.
+	// FlagReject (R) marks a rejected ASAP Registration Response (and, as
+	// rsplib sets it, Deregistration and Handle Resolution Response), or
+	// a rejected ENRP Handle Table / List Response.
 	FlagReject Flags = 0x01
 	// FlagHome (H) in an ASAP Endpoint Keep-Alive asks the PE to take the
 	// sender as its new home registrar.
@@ -180,7 +181,7 @@ func (p Protocol) FlagNames(t Type, f Flags) []string {
 	}
 	var bits []bit
 	switch {
-	case p == ASAP && (t == ASAPRegistrationResponse || t == ASAPHandleResolutionResponse):
+	case p == ASAP && (t == ASAPRegistrationResponse || t == ASAPDeregistrationResponse || t == ASAPHandleResolutionResponse):
 		bits = []bit{{FlagReject, "R"}}
 	case p == ASAP && t == ASAPEndpointKeepAlive:
 		bits = []bit{{FlagHome, "H"}}
