@@ -195,12 +195,12 @@ struct pkt {
 	__u32 l3_len;  /* bytes from the IP header to the end of the packet */
 	__u8 inner_v6; /* the packet to forward is IPv6 */
 	__u8 icmp;     /* a too-big error about the flow, not the flow itself */
+	__u8 syn;      /* TCP SYN without ACK: a connection attempt */
 };
 
 /* Reads the first four bytes of a TCP, UDP or SCTP header: the ports. The
  * minimal header length is checked so a truncated header is caught. */
-static __always_inline int l4_ports(void *l4, void *data_end, __u8 proto, __be16 *sport,
-				    __be16 *dport)
+static __always_inline int l4_ports(void *l4, void *data_end, __u8 proto, struct pkt *pk)
 {
 	__u32 need;
 
@@ -219,8 +219,11 @@ static __always_inline int l4_ports(void *l4, void *data_end, __u8 proto, __be16
 	}
 	if (l4 + need > data_end)
 		return -2;
-	*sport = ((__be16 *)l4)[0];
-	*dport = ((__be16 *)l4)[1];
+	pk->flow.sport = ((__be16 *)l4)[0];
+	pk->flow.dport = ((__be16 *)l4)[1];
+	/* Byte 13 of the TCP header holds the flags; SYN 0x02, ACK 0x10. */
+	if (proto == IPPROTO_TCP)
+		pk->syn = (((__u8 *)l4)[13] & 0x12) == 0x02;
 	return 0;
 }
 
@@ -302,7 +305,7 @@ static __always_inline int parse_v4(void *data, void *data_end, struct pkt *pk)
 	pk->flow.src.w[0] = ip->saddr;
 	pk->flow.dst.w[0] = ip->daddr;
 	pk->flow.proto = ip->protocol;
-	return l4_ports(l4, data_end, ip->protocol, &pk->flow.sport, &pk->flow.dport);
+	return l4_ports(l4, data_end, ip->protocol, pk);
 }
 
 static __always_inline int parse_v6(void *data, void *data_end, struct pkt *pk)
@@ -333,7 +336,7 @@ static __always_inline int parse_v6(void *data, void *data_end, struct pkt *pk)
 	__builtin_memcpy(&pk->flow.dst, &ip->daddr, 16);
 	pk->flow.proto = ip->nexthdr;
 	/* Extension headers are not walked: such packets are passed. */
-	return l4_ports(l4, data_end, ip->nexthdr, &pk->flow.sport, &pk->flow.dport);
+	return l4_ports(l4, data_end, ip->nexthdr, pk);
 }
 
 static __always_inline __u16 csum_fold(__u32 sum)
@@ -488,7 +491,10 @@ int lb_xdp(struct xdp_md *ctx)
 	struct backend *be = NULL;
 	__u32 bid = 0;
 	int new_flow = 0;
-	struct conn *c = bpf_map_lookup_elem(&lb_conns, &pk.flow);
+	/* A SYN opens a connection, so it is steered as new even when its
+	 * 5-tuple is in the table (as Katran does): a client reusing a port
+	 * must not land on a draining PE, and the lookup is saved. */
+	struct conn *c = pk.syn ? NULL : bpf_map_lookup_elem(&lb_conns, &pk.flow);
 	if (c) {
 		bid = c->backend;
 		be = bpf_map_lookup_elem(&lb_backends, &bid);

@@ -47,11 +47,13 @@ int lb_bench(struct xdp_md *ctx)
 	struct bench_frame *fr = bpf_map_lookup_elem(&lb_bench_frame, &zero);
 	if (!fr)
 		return XDP_ABORTED;
-	int cur = ctx->data_end - ctx->data;
+	/* A helper, not data_end - data: clang narrows that pointer difference
+	 * to 32-bit arithmetic, which the verifier refuses. */
+	long cur = bpf_xdp_get_buff_len(ctx);
 	__u32 len = fr->len;
 	if (len < 14 || len > BENCH_MAX)
 		return XDP_ABORTED;
-	int delta = cur - (int)len;
+	int delta = (int)(cur - (long)len);
 	if (delta && bpf_xdp_adjust_head(ctx, delta))
 		return XDP_ABORTED;
 	if (bpf_xdp_store_bytes(ctx, 0, fr->data, len))

@@ -187,15 +187,27 @@ func ipLayer(src, dst netip.Addr, proto layers.IPProtocol) (gopacket.NetworkLaye
 		SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}, layers.EthernetTypeIPv6
 }
 
-// frame builds a client frame with valid checksums.
+// frame builds a client frame with valid checksums; TCP segments are
+// ACKs of an established connection.
 func frame(t testing.TB, src, dst netip.AddrPort, proto loader.Proto, payload []byte) []byte {
+	t.Helper()
+	return buildFrame(t, src, dst, proto, payload, false)
+}
+
+// synFrame builds a TCP SYN: a connection attempt.
+func synFrame(t testing.TB, src, dst netip.AddrPort) []byte {
+	t.Helper()
+	return buildFrame(t, src, dst, loader.TCP, nil, true)
+}
+
+func buildFrame(t testing.TB, src, dst netip.AddrPort, proto loader.Proto, payload []byte, syn bool) []byte {
 	t.Helper()
 	ip, et := ipLayer(src.Addr(), dst.Addr(), layers.IPProtocol(proto))
 	eth := &layers.Ethernet{SrcMAC: cliMAC, DstMAC: vipMAC, EthernetType: et}
 	var l4 gopacket.SerializableLayer
 	switch proto {
 	case loader.TCP:
-		tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: 1000, SYN: true, Window: 65535}
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: 1000, Ack: 5001, SYN: syn, ACK: !syn, Window: 65535}
 		tcp.SetNetworkLayerForChecksum(ip)
 		l4 = tcp
 	case loader.UDP:
@@ -286,16 +298,21 @@ func TestLbForward(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			in := frame(t, c.src, c.svc.VIP, c.svc.Proto, []byte("rspxdp fixture"))
+			// TCP opens with a SYN; the second packet is then an ACK.
+			first := frame(t, c.src, c.svc.VIP, c.svc.Proto, []byte("rspxdp fixture"))
+			in := first
+			if c.svc.Proto == loader.TCP {
+				first = synFrame(t, c.src, c.svc.VIP)
+			}
 			peID := e.pick(t, c.svc, c.src)
 			want := encapsulated(t, in, e.pes[c.svc][peID], gwMAC)
 			before := e.stats(t)
 
-			ret, out := e.run(t, in)
+			ret, out := e.run(t, first)
 			if ret != xdpTX {
 				t.Fatalf("first packet: verdict %d, want XDP_TX", ret)
 			}
-			expectFrame(t, out, want)
+			expectFrame(t, out, encapsulated(t, first, e.pes[c.svc][peID], gwMAC))
 			checkOuter(t, out)
 			mid := e.stats(t)
 			if mid.ConnMisses != before.ConnMisses+1 || mid.ConnHits != before.ConnHits {
@@ -317,8 +334,8 @@ func TestLbForward(t *testing.T) {
 			pkts := after.Services[c.svc].Packets - before.Services[c.svc].Packets
 			byts := after.Services[c.svc].Bytes - before.Services[c.svc].Bytes
 			// Bytes count IP packets, without Ethernet header or padding.
-			if pkts != 2 || byts != 2*uint64(l3Len(in)) {
-				t.Errorf("service counters: +%d packets +%d bytes, want +2 and +%d", pkts, byts, 2*l3Len(in))
+			if wantB := uint64(l3Len(first) + l3Len(in)); pkts != 2 || byts != wantB {
+				t.Errorf("service counters: +%d packets +%d bytes, want +2 and +%d", pkts, byts, wantB)
 			}
 			pe := after.Backends[c.svc][peID]
 			if pe.Packets-before.Backends[c.svc][peID].Packets != 2 {
@@ -455,7 +472,12 @@ func TestLbMalformed(t *testing.T) {
 // flowTo finds a client source port whose new flow the ring gives to PE id.
 func (e *lbEnv) flowTo(t *testing.T, k loader.ServiceKey, client netip.Addr, id uint32) netip.AddrPort {
 	t.Helper()
-	for port := uint16(1024); port < 65535; port++ {
+	return e.flowToFrom(t, k, client, id, 1024)
+}
+
+func (e *lbEnv) flowToFrom(t *testing.T, k loader.ServiceKey, client netip.Addr, id uint32, first uint16) netip.AddrPort {
+	t.Helper()
+	for port := first; port < 65535; port++ {
 		src := netip.AddrPortFrom(client, port)
 		if e.pick(t, k, src) == id {
 			return src
@@ -525,6 +547,27 @@ func TestLbDrainAndDown(t *testing.T) {
 			}
 			if after := e.stats(t).Backends[fam.svc][victim.ID].NewFlows; after != before {
 				t.Errorf("draining PE got %d new flows", after-before)
+			}
+			// A new connection reusing a draining flow's 5-tuple opens with
+			// a SYN: it is a new flow and must avoid the draining PE.
+			{
+				// Establish a second flow on the victim while it is active...
+				e.setBackends(t, fam.svc, fam.bes)
+				src := e.flowToFrom(t, fam.svc, fam.client, victim.ID, 40000)
+				ack := frame(t, src, fam.svc.VIP, loader.TCP, nil)
+				if _, out := e.run(t, ack); outerDst(t, out) != victim.Addr {
+					t.Fatalf("setup: flow not on PE %d", victim.ID)
+				}
+				e.setBackends(t, fam.svc, withState(fam.bes, victim.ID, loader.Draining))
+				// ...then the client reconnects from the same port.
+				ret, out := e.run(t, synFrame(t, src, fam.svc.VIP))
+				moved := outerDst(t, out)
+				if ret != xdpTX || moved == victim.Addr {
+					t.Fatalf("draining: SYN reusing a 5-tuple went to the draining PE (verdict %d)", ret)
+				}
+				if _, out := e.run(t, ack); outerDst(t, out) != moved {
+					t.Errorf("draining: the reconnected flow's ACK went to %s, not %s", outerDst(t, out), moved)
+				}
 			}
 
 			e.setBackends(t, fam.svc, withState(fam.bes, victim.ID, loader.Down))
