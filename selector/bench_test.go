@@ -180,6 +180,30 @@ func BenchmarkResolveScaling(b *testing.B) {
 	}
 }
 
+// BenchmarkResolveHotScaling resolves from the same 10 pools while the
+// handlespace around them grows from 1,000 to 100,000 elements: the
+// algorithmic cost, without the cache misses that cycling over every pool
+// of a large handlespace adds in BenchmarkResolveScaling.
+func BenchmarkResolveHotScaling(b *testing.B) {
+	for _, t := range []policy.Type{policy.TypeRoundRobin, policy.TypeWeightedRoundRobin, policy.TypeLeastUsed} {
+		for _, n := range sizes {
+			b.Run(fmt.Sprintf("%s/pes=%d", t, n), func(b *testing.B) {
+				handles := benchHandles(n / benchPerPool)
+				h := newHS(b, Config{})
+				fill(b, h, handles, benchPerPool, t)
+				hot := handles[:10]
+				buf := make([]PoolElement, 0, 3)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := range b.N {
+					buf, _ = h.Resolve(hot[i%len(hot)], 3, buf[:0])
+				}
+				perSecond(b, "resolutions/s")
+			})
+		}
+	}
+}
+
 // BenchmarkSweep measures expiring elements: each op is one expired
 // element, removed by Sweep in batches of 1,000 from a full handlespace.
 func BenchmarkSweep(b *testing.B) {

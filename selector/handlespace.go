@@ -171,7 +171,9 @@ func (h *Handlespace) validate(handle string, el *PoolElement) (*policy.Algorith
 // policy values, transport). It enforces RFC 5352's pool consistency:
 // one policy per pool (cause 5), one transport protocol (cause 7) and
 // transport use (cause 8), identifiers unique per pool (cause 4).
-// added is false for a re-registration.
+// added is false for a re-registration. The handlespace keeps el,
+// including its Transport.Addrs slice, which the caller must not modify
+// afterwards; elements handed out share that slice the same way.
 func (h *Handlespace) Register(handle string, el PoolElement, now time.Time) (added bool, err error) {
 	return h.register(handle, el, now, true)
 }
