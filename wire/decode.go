@@ -223,8 +223,19 @@ func depthErr(t ParamType, off int) error {
 	return &DecodeError{Field: t.String(), Offset: off - 4, Err: ErrTooDeep, Param: t}
 }
 
-func unknownErr(t ParamType, off int) error {
-	return &DecodeError{Field: t.String(), Offset: off - 4, Err: ErrUnknownParam, Param: t, Report: t.Action() == ActionStopReport}
+// unknownErr reports an unknown parameter whose action is stop; v is its
+// value, which sits right after its 4-byte header in the same buffer.
+func unknownErr(t ParamType, v []byte, off int) error {
+	return &DecodeError{Field: t.String(), Offset: off - 4, Err: ErrUnknownParam, Param: t,
+		Report: t.Action() == ActionStopReport, Bytes: withHeader(t, v)}
+}
+
+// withHeader rebuilds a parameter's bytes from its type and value.
+func withHeader(t ParamType, v []byte) []byte {
+	b := make([]byte, 4, 4+len(v))
+	binary.BigEndian.PutUint16(b, uint16(t))
+	binary.BigEndian.PutUint16(b[2:], uint16(4+len(v)))
+	return append(b, v...)
 }
 
 // decodeParam fills q (already reset) from type t and value v found at
@@ -276,7 +287,7 @@ func (d *Decoder) decodeParam(proto Protocol, t ParamType, v []byte, off, depth 
 		q.Items = binary.BigEndian.Uint32(v)
 	default:
 		if a := t.Action(); a == ActionStop || a == ActionStopReport {
-			return unknownErr(t, off)
+			return unknownErr(t, v, off)
 		}
 		q.Raw = append(q.Raw[:0], v...)
 	}
@@ -349,7 +360,7 @@ func (d *Decoder) decodeTransport(t ParamType, v []byte, off, depth int, tr *Tra
 func (d *Decoder) extra(dst *[]RawParam, t ParamType, v []byte, off, depth int) error {
 	if !t.Known() {
 		if a := t.Action(); a == ActionStop || a == ActionStopReport {
-			return unknownErr(t, off)
+			return unknownErr(t, v, off)
 		}
 	} else if err := d.check(t, v, off, depth); err != nil {
 		return err

@@ -36,6 +36,10 @@ type DecodeError struct {
 	// is true when its action bits ask for it to be reported.
 	Param  ParamType
 	Report bool
+	// Bytes is a copy of the offending parameter (type, length, value,
+	// unpadded) for ErrUnknownParam, to be sent back in an Unrecognized
+	// Parameter cause when Report is set.
+	Bytes []byte
 }
 
 func (e *DecodeError) Error() string {

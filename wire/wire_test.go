@@ -334,3 +334,45 @@ func TestString(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+func TestCauses(t *testing.T) {
+	// Skip-and-report parameters become Unrecognized Parameter causes.
+	m := wiretest.Messages()[13] // Business Card with 0x8123 and 0xc124
+	b := wiretest.Encode([]*wire.Message{m})[0]
+	got, err := wire.Decode(wire.ASAP, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	causes := got.ReportCauses()
+	if len(causes) != 1 || causes[0].Code != wire.CauseUnrecognizedParameter {
+		t.Fatalf("report causes %v", causes)
+	}
+	var dec wire.Decoder
+	p, err := causes[0].Param(&dec)
+	if err != nil || p.Type != 0xc124 || !bytes.Equal(p.Raw, []byte{1}) {
+		t.Errorf("reported parameter %+v %v", p, err)
+	}
+	// Stop-and-report gives the bytes to report in the error.
+	_, err = wire.Decode(wire.ASAP, msg(1, param(uint16(wire.ParamPoolHandle), 'p'), param(0x4321, 7, 7)))
+	var de *wire.DecodeError
+	if !errors.As(err, &de) || !de.Report || !bytes.Equal(de.Bytes, []byte{0x43, 0x21, 0, 6, 7, 7}) {
+		t.Errorf("stop-and-report: %v %+v", err, de)
+	}
+	// Unrecognized Message causes carry a message, decodable again.
+	reg := wiretest.Encode(wiretest.Messages()[:1])[0]
+	c := wire.MessageCause(reg)
+	inner, err := c.Message(&dec, wire.ASAP)
+	if err != nil || inner.Type != wire.ASAPRegistration {
+		t.Errorf("nested message %v %v", inner, err)
+	}
+	if _, err := c.Param(&dec); !errors.Is(err, wire.ErrBadValue) {
+		t.Errorf("Param of a message cause: %v", err)
+	}
+	pc, err := wire.ParamCause(wire.CauseInvalidValues, &wire.Param{Type: wire.ParamPEIdentifier, PEID: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := pc.Param(&dec); err != nil || p.PEID != 7 {
+		t.Errorf("invalid values cause: %+v %v", p, err)
+	}
+}
