@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/rspxdp/rspxdp/node"
+)
+
+const nodeUsage = `Usage: rspxdp node [--config rspxdp.yaml] [flags]
+
+Runs a registrar (ENRP + ASAP) and the XDP data plane on this host, and keeps
+the BPF maps equal to the handlespace: flows of RSerPool-unaware clients sent
+to a virtual service (VIP:PORT/PROTO) go to the pool's elements, by policy
+weight, at line rate. Needs root (BPF, XDP).
+
+Every handlespace change reaches the maps: a PE that fails its keep-alives
+loses its flows at once (they move on their next packet), a PE that
+deregisters drains (its established flows stay, new flows go elsewhere).
+Several nodes with the same --vip list and --seed program identical tables,
+so an ECMP router may send a flow to any of them.
+
+Flags override the configuration file (see rspxdp.example.yaml for every field,
+commented). A bad configuration is refused at start naming the field; nothing
+is attached then.
+
+Examples:
+  # One node, clients arrive on eth0, pool "web" behind 10.200.1.1:80/tcp.
+  rspxdp node -i eth0 --vip web=10.200.1.1:80/tcp
+
+  # From a file, overriding the registrar id and adding a peer.
+  rspxdp node --config /etc/rspxdp.yaml --id 2 --peer 192.0.2.1:9901
+
+  # Two nodes behind ECMP (same VIPs and seed on both), fast failover.
+  rspxdp node --id 1 -i eth0 --vip web=10.200.1.1:80/tcp --peer 192.0.2.2:9901 \
+      --keepalive-interval 100ms --keepalive-timeout 100ms
+  rspxdp node --id 2 -i eth0 --vip web=10.200.1.1:80/tcp --peer 192.0.2.1:9901 \
+      --keepalive-interval 100ms --keepalive-timeout 100ms
+
+  # Restart without dropping established flows.
+  rspxdp node --config /etc/rspxdp.yaml --keep-on-exit
+
+Inspect the maps with: bpftool map dump pinned /sys/fs/bpf/rspxdp/<map>`
+
+func runNode(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "node", nodeUsage)
+	d := node.Defaults()
+	cfgPath := fs.String("config", "", "YAML configuration file (flags override it)")
+	id := fs.String("id", "", "registrar server id (decimal or 0x hex; default: random)")
+	asap := fs.String("asap", d.Registrar.ASAP, "ASAP listen address")
+	enrpA := fs.String("enrp", d.Registrar.ENRP, "ENRP listen address")
+	advASAP := fs.String("advertise-asap", "", "ASAP IP:PORT announced to PEs, PUs and peers")
+	advENRP := fs.String("advertise-enrp", "", "ENRP IP:PORT announced to peers")
+	var peers, ifaces, vips listFlag
+	fs.Var(&peers, "peer", "ENRP peer ADDR:PORT (repeatable)")
+	fs.Var(&ifaces, "i", "interface to attach XDP to (repeatable)")
+	fs.Var(&ifaces, "interface", "same as -i")
+	fs.Var(&vips, "vip", "virtual service HANDLE=ADDR:PORT/PROTO, PROTO tcp|udp|sctp (repeatable)")
+	transport := fs.String("transport", d.Registrar.Transport, "registrar transport: tcp or sctp")
+	announce := fs.Bool("announce", false, "send ASAP Server Announces to 239.0.0.50:3863")
+	mode := fs.String("mode", d.Dataplane.Mode, "XDP attach mode: auto, native or generic")
+	fwd := fs.String("forwarding", d.Dataplane.Forwarding, "ipip (encapsulate to the PE) or l2dsr (rewrite the MAC)")
+	pinDir := fs.String("pin-dir", d.Dataplane.PinDir, "bpffs directory for pinned maps and links")
+	tableSize := fs.Uint("table-size", 0, "Maglev ring size per VIP, a prime (default 65537)")
+	seed := fs.String("seed", "", "flow hash seed, the same on every node (default 0x52535058)")
+	flood := fs.Uint("flood-limit", 0, "new flows/s per CPU past which flows get no connection entry (0: off)")
+	src4 := fs.String("source-v4", "", "outer source address of IPIP packets")
+	src6 := fs.String("source-v6", "", "outer source address of IPv6-in-IPv6 packets")
+	redirect := fs.Bool("redirect", false, "XDP_REDIRECT to each PE's route interface instead of XDP_TX")
+	keep := fs.Bool("keep-on-exit", false, "leave the program attached and maps pinned on exit (restart without dropping flows)")
+	metrics := fs.String("metrics", d.Metrics, "Prometheus listen address (empty: off)")
+	kaInt := fs.Duration("keepalive-interval", 0, "Endpoint Keep-Alive interval (default 5s)")
+	kaTO := fs.Duration("keepalive-timeout", 0, "Endpoint Keep-Alive timeout (default 5s)")
+	hb := fs.Duration("heartbeat", 0, "ENRP peer heartbeat cycle (default 2.444s)")
+	lastHeard := fs.Duration("max-time-last-heard", 0, "peer max time last heard (default 5s)")
+	noResp := fs.Duration("max-time-no-response", 0, "peer max time no response (default 5s)")
+	drain := fs.Duration("drain-timeout", 0, "how long a deregistered PE keeps its flows (default 30s)")
+	reconcile := fs.Duration("reconcile-every", 0, "drift check period (default 10s)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	cfg := d
+	if *cfgPath != "" {
+		var err error
+		if cfg, err = node.LoadFile(*cfgPath); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	var flagErr error
+	fs.Visit(func(f *flag.Flag) {
+		r, dp := &cfg.Registrar, &cfg.Dataplane
+		switch f.Name {
+		case "asap":
+			r.ASAP = *asap
+		case "enrp":
+			r.ENRP = *enrpA
+		case "advertise-asap":
+			r.AdvertiseASAP = *advASAP
+		case "advertise-enrp":
+			r.AdvertiseENRP = *advENRP
+		case "peer":
+			r.Peers = peers
+		case "i", "interface":
+			dp.Interfaces = ifaces
+		case "transport":
+			r.Transport = *transport
+		case "announce":
+			r.Announce = *announce
+		case "mode":
+			dp.Mode = *mode
+		case "forwarding":
+			dp.Forwarding = *fwd
+		case "pin-dir":
+			dp.PinDir = *pinDir
+		case "table-size":
+			dp.TableSize = uint32(*tableSize)
+		case "seed":
+			v, err := strconv.ParseUint(*seed, 0, 32)
+			if err != nil {
+				flagErr = usagef("--seed %q: want a 32-bit number", *seed)
+			}
+			dp.Seed = uint32(v)
+		case "flood-limit":
+			dp.FloodLimit = uint32(*flood)
+		case "source-v4":
+			dp.SourceV4 = *src4
+		case "source-v6":
+			dp.SourceV6 = *src6
+		case "redirect":
+			dp.Redirect = *redirect
+		case "keep-on-exit":
+			dp.KeepOnExit = *keep
+		case "metrics":
+			cfg.Metrics = *metrics
+		case "keepalive-interval":
+			r.Timers.KeepAliveInterval = node.Duration(*kaInt)
+		case "keepalive-timeout":
+			r.Timers.KeepAliveTimeout = node.Duration(*kaTO)
+		case "heartbeat":
+			r.Timers.PeerHeartbeatCycle = node.Duration(*hb)
+		case "max-time-last-heard":
+			r.Timers.PeerMaxTimeLastHeard = node.Duration(*lastHeard)
+		case "max-time-no-response":
+			r.Timers.PeerMaxTimeNoResponse = node.Duration(*noResp)
+		case "drain-timeout":
+			r.Timers.DrainTimeout = node.Duration(*drain)
+		case "reconcile-every":
+			cfg.ReconcileEvery = node.Duration(*reconcile)
+		}
+	})
+	if flagErr != nil {
+		return flagErr
+	}
+	if len(vips) > 0 {
+		cfg.VIPs = nil // flags replace the file's list
+		for _, s := range vips {
+			v, err := node.ParseVIP(s)
+			if err != nil {
+				return usagef("--%v", err)
+			}
+			cfg.VIPs = append(cfg.VIPs, v)
+		}
+	}
+	if *id != "" || cfg.Registrar.ID == 0 {
+		v, err := parseServerID(*id)
+		if err != nil {
+			return err
+		}
+		cfg.Registrar.ID = v
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("configuration: %v", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+	n, err := node.New(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("start node: %w", err)
+	}
+	fmt.Fprintf(env.stdout, "node $%08x: ASAP %v, ENRP %v, XDP on %v, %d VIPs, metrics %v\n",
+		n.Registrar().ID(), n.Registrar().ASAPAddr(), n.Registrar().ENRPAddr(), cfg.Dataplane.Interfaces, len(cfg.VIPs), n.MetricsAddr())
+	return n.Run(ctx)
+}

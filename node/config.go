@@ -1,0 +1,340 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/rspxdp/rspxdp/loader"
+)
+
+// Config is a node's whole configuration: the registrar it runs, the data
+// plane it programs, and the virtual services that join the two. It is what
+// rspxdp.yaml holds (see rspxdp.example.yaml); flags override it.
+type Config struct {
+	Registrar RegistrarConfig `yaml:"registrar"`
+	Dataplane DataplaneConfig `yaml:"dataplane"`
+	// VIPs are the virtual services: flows to VIP go to the PEs of Handle.
+	VIPs []VIP `yaml:"vips"`
+	// Metrics is the Prometheus listen address ("" disables it).
+	Metrics string `yaml:"metrics"`
+	// ReconcileEvery is the period of the drift check that compares the
+	// maps with the handlespace and repairs them.
+	ReconcileEvery Duration `yaml:"reconcile-every"`
+}
+
+// RegistrarConfig configures the embedded registrar.
+type RegistrarConfig struct {
+	// ID is the ENRP server id; 0 picks a random non-zero one.
+	ID uint32 `yaml:"id"`
+	// ASAP and ENRP are listen addresses (":3863", ":9901").
+	ASAP string `yaml:"asap"`
+	ENRP string `yaml:"enrp"`
+	// AdvertiseASAP and AdvertiseENRP are the IP:PORT announced to PEs,
+	// PUs and peers when the listen address is unspecified (":3863").
+	AdvertiseASAP string `yaml:"advertise-asap"`
+	AdvertiseENRP string `yaml:"advertise-enrp"`
+	// Peers are static ENRP peers, host:port.
+	Peers []string `yaml:"peers"`
+	// Transport is tcp or sctp.
+	Transport string `yaml:"transport"`
+	// Announce sends ASAP Server Announces to the multicast group.
+	Announce bool   `yaml:"announce"`
+	Timers   Timers `yaml:"timers"`
+	// AllowHandles and AllowNetworks restrict who may register what
+	// (empty: anything, from anywhere).
+	AllowHandles  []string `yaml:"allow-handles"`
+	AllowNetworks []string `yaml:"allow-networks"`
+}
+
+// Timers are the registrar's timers; zero means the registrar's default.
+type Timers struct {
+	KeepAliveInterval     Duration `yaml:"keepalive-interval"`
+	KeepAliveTimeout      Duration `yaml:"keepalive-timeout"`
+	PeerHeartbeatCycle    Duration `yaml:"peer-heartbeat-cycle"`
+	PeerMaxTimeLastHeard  Duration `yaml:"peer-max-time-last-heard"`
+	PeerMaxTimeNoResponse Duration `yaml:"peer-max-time-no-response"`
+	TakeoverExpiry        Duration `yaml:"takeover-expiry"`
+	// DrainTimeout is how long a deregistered PE keeps its existing flows.
+	DrainTimeout Duration `yaml:"drain-timeout"`
+}
+
+// DataplaneConfig configures the XDP data plane.
+type DataplaneConfig struct {
+	// Interfaces to attach the XDP program to.
+	Interfaces []string `yaml:"interfaces"`
+	// Mode is auto (native, falling back to generic), native or generic.
+	Mode string `yaml:"mode"`
+	// Forwarding is ipip (IPIP / IPv6-in-IPv6 encapsulation, direct server
+	// return) or l2dsr (rewrite the destination MAC only).
+	Forwarding string `yaml:"forwarding"`
+	// PinDir is the bpffs directory of the pinned maps and links.
+	PinDir string `yaml:"pin-dir"`
+	// TableSize is the Maglev ring size, a prime.
+	TableSize uint32 `yaml:"table-size"`
+	// Seed is the flow hash seed: the same on every node of a pool.
+	Seed uint32 `yaml:"seed"`
+	// ConnTableSize is the connection table capacity.
+	ConnTableSize uint32 `yaml:"conn-table-size"`
+	// FloodLimit is new flows per second and CPU past which new flows get
+	// no connection entry (0: off).
+	FloodLimit uint32 `yaml:"flood-limit"`
+	// SourceV4 and SourceV6 are the outer source addresses of encapsulated
+	// packets.
+	SourceV4 string `yaml:"source-v4"`
+	SourceV6 string `yaml:"source-v6"`
+	// Redirect forwards with XDP_REDIRECT to the PE's route interface
+	// instead of XDP_TX out of the receiving one.
+	Redirect bool `yaml:"redirect"`
+	// KeepOnExit leaves the program attached and the maps pinned when the
+	// node stops, so established flows keep flowing across a restart.
+	KeepOnExit bool `yaml:"keep-on-exit"`
+}
+
+// VIP is one virtual service: flows to Addr/Proto are steered to the PEs
+// registered under Handle.
+type VIP struct {
+	Handle string `yaml:"handle"`
+	// Address is ADDR:PORT ("10.200.1.1:80", "[fc00:1::1]:80").
+	Address string `yaml:"address"`
+	// Protocol is tcp, udp or sctp.
+	Protocol string `yaml:"protocol"`
+
+	key loader.ServiceKey
+}
+
+// Key returns the data-plane service key of a validated VIP.
+func (v VIP) Key() loader.ServiceKey { return v.key }
+
+// String gives the --vip flag form, HANDLE=ADDR:PORT/PROTO.
+func (v VIP) String() string { return v.Handle + "=" + v.Address + "/" + v.Protocol }
+
+// ParseVIP parses the --vip flag form HANDLE=ADDR:PORT/PROTO (PROTO defaults
+// to tcp).
+func ParseVIP(s string) (VIP, error) {
+	handle, rest, ok := strings.Cut(s, "=")
+	if !ok || handle == "" {
+		return VIP{}, fmt.Errorf("vip %q: want HANDLE=ADDR:PORT/PROTO", s)
+	}
+	addr, proto, ok := strings.Cut(rest, "/")
+	if !ok {
+		proto = "tcp"
+	}
+	v := VIP{Handle: handle, Address: addr, Protocol: proto}
+	if err := v.validate(); err != nil {
+		return VIP{}, fmt.Errorf("vip %q: %w", s, err)
+	}
+	return v, nil
+}
+
+func (v *VIP) validate() error {
+	if v.Handle == "" {
+		return errors.New("handle: empty")
+	}
+	ap, err := netip.ParseAddrPort(v.Address)
+	if err != nil {
+		return fmt.Errorf("address: %q is not ADDR:PORT (IPv6 in brackets)", v.Address)
+	}
+	if ap.Port() == 0 {
+		return fmt.Errorf("address: %q has port 0", v.Address)
+	}
+	var p loader.Proto
+	switch strings.ToLower(v.Protocol) {
+	case "tcp", "":
+		p, v.Protocol = loader.TCP, "tcp"
+	case "udp":
+		p = loader.UDP
+	case "sctp":
+		p = loader.SCTP
+	default:
+		return fmt.Errorf("protocol: %q is not tcp, udp or sctp", v.Protocol)
+	}
+	v.key = loader.ServiceKey{VIP: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), Proto: p}
+	return nil
+}
+
+// Duration is a time.Duration written as "5s" or "100ms" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML accepts Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 5s or 100ms", n.Line, s)
+	}
+	if v < 0 {
+		return fmt.Errorf("line %d: negative duration %q", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Defaults returns the configuration a node runs with when nothing is set.
+func Defaults() Config {
+	return Config{
+		Registrar: RegistrarConfig{ASAP: ":3863", ENRP: ":9901", Transport: "tcp"},
+		Dataplane: DataplaneConfig{
+			Mode:       "auto",
+			Forwarding: "ipip",
+			PinDir:     loader.DefaultPinDir,
+			Seed:       loader.DefaultSeed,
+		},
+		Metrics:        ":9464",
+		ReconcileEvery: Duration(10 * time.Second),
+	}
+}
+
+// LoadFile reads a YAML configuration over the defaults. Unknown fields are
+// errors, so a typo does not silently leave a default in place.
+func LoadFile(path string) (Config, error) {
+	cfg := Defaults()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks every field and names the first that is wrong, in the
+// file's own terms (e.g. "vips[1].address").
+func (c *Config) Validate() error {
+	r := &c.Registrar
+	for i, p := range r.Peers {
+		if _, _, err := splitHostPort(p); err != nil {
+			return fmt.Errorf("registrar.peers[%d]: %w", i, err)
+		}
+	}
+	for name, a := range map[string]string{"registrar.asap": r.ASAP, "registrar.enrp": r.ENRP} {
+		if _, _, err := splitHostPort(a); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	for name, a := range map[string]string{"registrar.advertise-asap": r.AdvertiseASAP, "registrar.advertise-enrp": r.AdvertiseENRP} {
+		if _, err := netip.ParseAddrPort(a); a != "" && err != nil {
+			return fmt.Errorf("%s: %q is not IP:PORT", name, a)
+		}
+	}
+	switch r.Transport {
+	case "tcp", "sctp":
+	default:
+		return fmt.Errorf("registrar.transport: %q is not tcp or sctp", r.Transport)
+	}
+	for i, n := range r.AllowNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			return fmt.Errorf("registrar.allow-networks[%d]: %q is not a prefix like 10.0.0.0/8", i, n)
+		}
+	}
+	d := &c.Dataplane
+	if len(d.Interfaces) == 0 {
+		return errors.New("dataplane.interfaces: none given; name the interfaces clients' traffic arrives on")
+	}
+	for i, ifc := range d.Interfaces {
+		if ifc == "" || len(ifc) > 15 || strings.ContainsAny(ifc, "/ \t") {
+			return fmt.Errorf("dataplane.interfaces[%d]: %q is not an interface name", i, ifc)
+		}
+	}
+	if _, err := d.mode(); err != nil {
+		return err
+	}
+	switch d.Forwarding {
+	case "ipip", "l2dsr":
+	default:
+		return fmt.Errorf("dataplane.forwarding: %q is not ipip or l2dsr", d.Forwarding)
+	}
+	if d.PinDir == "" {
+		return errors.New("dataplane.pin-dir: empty")
+	}
+	if d.TableSize != 0 && !isPrime(d.TableSize) {
+		return fmt.Errorf("dataplane.table-size: %d is not prime (Maglev needs a prime; the default is 65537)", d.TableSize)
+	}
+	for name, s := range map[string]string{"dataplane.source-v4": d.SourceV4, "dataplane.source-v6": d.SourceV6} {
+		if s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil || (name == "dataplane.source-v4") != a.Is4() {
+			return fmt.Errorf("%s: %q is not an IPv%s address", name, s, map[bool]string{true: "4", false: "6"}[name == "dataplane.source-v4"])
+		}
+	}
+	if len(c.VIPs) == 0 {
+		return errors.New("vips: none given; add --vip HANDLE=ADDR:PORT/PROTO")
+	}
+	seen := map[loader.ServiceKey]int{}
+	for i := range c.VIPs {
+		if err := c.VIPs[i].validate(); err != nil {
+			return fmt.Errorf("vips[%d].%w", i, err)
+		}
+		if j, dup := seen[c.VIPs[i].key]; dup {
+			return fmt.Errorf("vips[%d]: %s/%s is also vips[%d]", i, c.VIPs[i].Address, c.VIPs[i].Protocol, j)
+		}
+		seen[c.VIPs[i].key] = i
+	}
+	if c.Metrics != "" {
+		if _, _, err := splitHostPort(c.Metrics); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+	}
+	if c.ReconcileEvery.D() < 100*time.Millisecond {
+		return fmt.Errorf("reconcile-every: %s is below 100ms", c.ReconcileEvery.D())
+	}
+	return nil
+}
+
+func (d *DataplaneConfig) mode() (loader.Mode, error) {
+	switch d.Mode {
+	case "auto", "":
+		return loader.ModeAuto, nil
+	case "native":
+		return loader.ModeNative, nil
+	case "generic":
+		return loader.ModeGeneric, nil
+	}
+	return 0, fmt.Errorf("dataplane.mode: %q is not auto, native or generic", d.Mode)
+}
+
+func splitHostPort(s string) (string, uint16, error) {
+	i := strings.LastIndex(s, ":")
+	if i < 0 {
+		return "", 0, fmt.Errorf("%q is not HOST:PORT", s)
+	}
+	host := s[:i]
+	port, err := strconv.ParseUint(s[i+1:], 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, s[i+1:])
+	}
+	if strings.HasPrefix(host, "[") != strings.HasSuffix(host, "]") {
+		return "", 0, fmt.Errorf("%q: unbalanced brackets", s)
+	}
+	return host, uint16(port), nil
+}
+
+func isPrime(n uint32) bool {
+	if n < 2 {
+		return false
+	}
+	for d := uint32(2); d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}

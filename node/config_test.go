@@ -1,0 +1,114 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func validConfig() Config {
+	c := Defaults()
+	c.Dataplane.Interfaces = []string{"eth0"}
+	c.VIPs = []VIP{{Handle: "echo", Address: "10.200.1.1:80", Protocol: "tcp"}}
+	return c
+}
+
+func TestValidateNamesTheField(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string // "" = valid
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"valid v6 udp", func(c *Config) { c.VIPs[0] = VIP{Handle: "dns", Address: "[fc00:1::1]:53", Protocol: "udp"} }, ""},
+		{"no interfaces", func(c *Config) { c.Dataplane.Interfaces = nil }, "dataplane.interfaces"},
+		{"bad interface", func(c *Config) { c.Dataplane.Interfaces = []string{"a/b"} }, "dataplane.interfaces[0]"},
+		{"bad mode", func(c *Config) { c.Dataplane.Mode = "turbo" }, "dataplane.mode"},
+		{"bad forwarding", func(c *Config) { c.Dataplane.Forwarding = "gre" }, "dataplane.forwarding"},
+		{"table not prime", func(c *Config) { c.Dataplane.TableSize = 65536 }, "dataplane.table-size"},
+		{"v6 as source-v4", func(c *Config) { c.Dataplane.SourceV4 = "fc00::1" }, "dataplane.source-v4"},
+		{"no vips", func(c *Config) { c.VIPs = nil }, "vips: none"},
+		{"vip without port", func(c *Config) { c.VIPs[0].Address = "10.0.0.1" }, "vips[0].address"},
+		{"vip bad proto", func(c *Config) { c.VIPs[0].Protocol = "icmp" }, "vips[0].protocol"},
+		{"vip empty handle", func(c *Config) { c.VIPs[0].Handle = "" }, "vips[0].handle"},
+		{"duplicate vip", func(c *Config) { c.VIPs = append(c.VIPs, VIP{Handle: "other", Address: "10.200.1.1:80", Protocol: "tcp"}) }, "vips[1]"},
+		{"bad peer", func(c *Config) { c.Registrar.Peers = []string{"nohostport"} }, "registrar.peers[0]"},
+		{"bad transport", func(c *Config) { c.Registrar.Transport = "quic" }, "registrar.transport"},
+		{"bad network", func(c *Config) { c.Registrar.AllowNetworks = []string{"10.0.0.0"} }, "registrar.allow-networks[0]"},
+		{"bad metrics", func(c *Config) { c.Metrics = "localhost" }, "metrics"},
+		{"reconcile too fast", func(c *Config) { c.ReconcileEvery = Duration(time.Millisecond) }, "reconcile-every"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validConfig()
+			tc.mutate(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.want)):
+				t.Fatalf("Validate() = %v, want an error starting %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseVIP(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"echo=10.200.1.1:80/tcp", "10.200.1.1:80/tcp", true},
+		{"echo=10.200.1.1:7", "10.200.1.1:7/tcp", true},
+		{"dns=[fc00:1::1]:53/udp", "[fc00:1::1]:53/udp", true},
+		{"sig=10.0.0.1:2905/SCTP", "10.0.0.1:2905/sctp", true},
+		{"=10.0.0.1:80/tcp", "", false},
+		{"echo10.0.0.1:80", "", false},
+		{"echo=10.0.0.1:0/tcp", "", false},
+		{"echo=fc00::1:80/tcp", "", false},
+	} {
+		v, err := ParseVIP(tc.in)
+		if (err == nil) != tc.ok {
+			t.Errorf("ParseVIP(%q) error %v, want ok=%v", tc.in, err, tc.ok)
+			continue
+		}
+		if tc.ok && fmtKey(v.Key()) != tc.want {
+			t.Errorf("ParseVIP(%q) key %s, want %s", tc.in, fmtKey(v.Key()), tc.want)
+		}
+	}
+}
+
+// The commented example in the repository must stay loadable and valid.
+func TestExampleConfig(t *testing.T) {
+	c, err := LoadFile(filepath.Join("..", "rspxdp.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("example config invalid: %v", err)
+	}
+	if len(c.VIPs) != 2 || c.Registrar.Timers.KeepAliveInterval.D() != 5*time.Second {
+		t.Fatalf("example config read as %+v", c)
+	}
+}
+
+func TestLoadFileRejectsUnknownAndBadFields(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ body, want string }{
+		{"dataplane:\n  interfacs: [eth0]\n", "interfacs"},
+		{"registrar:\n  timers:\n    keepalive-interval: fast\n", "not a duration"},
+		{"vips: 3\n", "cannot unmarshal"},
+	} {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadFile(p); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("LoadFile(%q) = %v, want error containing %q", tc.body, err, tc.want)
+		}
+	}
+	if _, err := LoadFile(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Error("LoadFile of a missing file succeeded")
+	}
+}

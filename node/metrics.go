@@ -1,0 +1,208 @@
+package node
+
+import (
+	"log/slog"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rspxdp/rspxdp/loader"
+	"github.com/rspxdp/rspxdp/selector"
+)
+
+// StatsSource reads the data plane's counters; *loader.Loader implements it.
+type StatsSource interface {
+	Stats() (loader.Stats, error)
+}
+
+// RegistrarView is what the metrics read of the registrar on each scrape;
+// *enrp.Server implements it.
+type RegistrarView interface {
+	Handlespace() *selector.Handlespace
+	Peers() []uint32
+}
+
+// Metrics exposes a node to Prometheus. Counters of the data plane and the
+// handlespace's sizes are read when scraped — from the per-CPU maps and the
+// handlespace — not copied on a timer, so a scrape is never stale and an idle
+// node does no work. Event counters (registrations, removals) are counted as
+// the node applies handlespace changes.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	events     *prometheus.CounterVec
+	syncs      prometheus.Counter
+	syncErrors prometheus.Counter
+	repairs    prometheus.Counter
+
+	stats StatsSource
+	rv    RegistrarView
+	vips  map[loader.ServiceKey]VIP
+	log   *slog.Logger
+
+	descVIPPackets, descVIPBytes                     *prometheus.Desc
+	descPEPackets, descPEBytes, descPENewFlows       *prometheus.Desc
+	descDrops, descConn, descResteered, descFlood    *prometheus.Desc
+	descICMP, descPools, descPEs, descPeers, descDPE *prometheus.Desc
+}
+
+// NewMetrics builds the node's registry. stats and rv may be nil (the
+// corresponding metrics are then absent).
+func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logger) *Metrics {
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Metrics{
+		reg:   prometheus.NewRegistry(),
+		stats: stats,
+		rv:    rv,
+		vips:  map[loader.ServiceKey]VIP{},
+		log:   log,
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rspxdp_pool_element_events_total",
+			Help: "Handlespace changes applied to the data plane, by kind (added, removed, state_changed, weights_changed).",
+		}, []string{"kind"}),
+		syncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rspxdp_dataplane_syncs_total",
+			Help: "Batches of handlespace changes programmed into the BPF maps.",
+		}),
+		syncErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rspxdp_dataplane_sync_errors_total",
+			Help: "Failed attempts to program the BPF maps.",
+		}),
+		repairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rspxdp_dataplane_drift_repairs_total",
+			Help: "Differences between the maps and the handlespace found and repaired by reconciliation.",
+		}),
+	}
+	for _, v := range vips {
+		m.vips[v.key] = v
+	}
+	vl := []string{"pool", "vip"}
+	m.descVIPPackets = prometheus.NewDesc("rspxdp_vip_packets_total", "Packets forwarded for a virtual service.", vl, nil)
+	m.descVIPBytes = prometheus.NewDesc("rspxdp_vip_bytes_total", "Bytes forwarded for a virtual service.", vl, nil)
+	pl := []string{"pool", "vip", "pe"}
+	m.descPEPackets = prometheus.NewDesc("rspxdp_pe_packets_total", "Packets the data plane sent to a pool element.", pl, nil)
+	m.descPEBytes = prometheus.NewDesc("rspxdp_pe_bytes_total", "Bytes the data plane sent to a pool element.", pl, nil)
+	m.descPENewFlows = prometheus.NewDesc("rspxdp_pe_new_flows_total", "New flows the data plane steered to a pool element.", pl, nil)
+	m.descDrops = prometheus.NewDesc("rspxdp_dataplane_drops_total", "Packets of virtual services dropped, by reason.", []string{"reason"}, nil)
+	m.descConn = prometheus.NewDesc("rspxdp_conntable_lookups_total", "Connection table lookups of service packets, by result.", []string{"result"}, nil)
+	m.descResteered = prometheus.NewDesc("rspxdp_conntable_resteered_total", "Flows moved off a down or removed pool element.", nil, nil)
+	m.descFlood = prometheus.NewDesc("rspxdp_flood_guard_skipped_total", "New flows forwarded without a connection entry by the flood guard.", nil, nil)
+	m.descICMP = prometheus.NewDesc("rspxdp_icmp_forwarded_total", "ICMP too-big errors forwarded to the pool element of the flow they quote.", nil, nil)
+	m.descPools = prometheus.NewDesc("rspxdp_pools", "Pools in the handlespace.", nil, nil)
+	m.descPEs = prometheus.NewDesc("rspxdp_pool_elements", "Pool elements in the handlespace, by state.", []string{"state"}, nil)
+	m.descPeers = prometheus.NewDesc("rspxdp_enrp_peers", "ENRP peers currently alive.", nil, nil)
+	m.descDPE = prometheus.NewDesc("rspxdp_dataplane_pool_elements", "Pool elements programmed in the data plane, by state.", []string{"state"}, nil)
+	m.reg.MustRegister(m.events, m.syncs, m.syncErrors, m.repairs, collector{m})
+	return m
+}
+
+// Registry is the registry to serve (promhttp.HandlerFor) or to register
+// more collectors with (the registrar's).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// observeChanges counts the events of an applied batch.
+func (m *Metrics) observeChanges(changes []selector.PoolChange) {
+	for _, c := range changes {
+		for _, e := range c.Events {
+			for _, k := range []struct {
+				bit  selector.EventKind
+				name string
+			}{{selector.Added, "added"}, {selector.Removed, "removed"}, {selector.StateChanged, "state_changed"}, {selector.WeightsChanged, "weights_changed"}} {
+				if e.Kind&k.bit != 0 {
+					m.events.WithLabelValues(k.name).Inc()
+				}
+			}
+		}
+	}
+}
+
+type collector struct{ m *Metrics }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	m := c.m
+	for _, d := range []*prometheus.Desc{m.descVIPPackets, m.descVIPBytes, m.descPEPackets, m.descPEBytes, m.descPENewFlows,
+		m.descDrops, m.descConn, m.descResteered, m.descFlood, m.descICMP, m.descPools, m.descPEs, m.descPeers, m.descDPE} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	if m.rv != nil {
+		hs := m.rv.Handlespace()
+		pools := hs.Pools()
+		gauge(m.descPools, len(pools))
+		active, draining := 0, 0
+		for _, p := range pools {
+			set, _ := hs.SteeringSet(p)
+			for _, mem := range set.Members {
+				if mem.State == selector.Draining {
+					draining++
+				} else {
+					active++
+				}
+			}
+		}
+		gauge(m.descPEs, active, "active")
+		gauge(m.descPEs, draining, "draining")
+		gauge(m.descPeers, len(m.rv.Peers()))
+	}
+	if m.stats == nil {
+		return
+	}
+	st, err := m.stats.Stats()
+	if err != nil {
+		m.log.Warn("metrics: read data-plane counters", "err", err)
+		return
+	}
+	label := func(k loader.ServiceKey) (string, string) {
+		v, ok := m.vips[k]
+		if !ok {
+			return "", fmtKey(k)
+		}
+		return v.Handle, fmtKey(k)
+	}
+	for k, s := range st.Services {
+		pool, vip := label(k)
+		counter(m.descVIPPackets, s.Packets, pool, vip)
+		counter(m.descVIPBytes, s.Bytes, pool, vip)
+	}
+	for k, pes := range st.Backends {
+		pool, vip := label(k)
+		for id, b := range pes {
+			pe := strconv.FormatUint(uint64(id), 10)
+			counter(m.descPEPackets, b.Packets, pool, vip, pe)
+			counter(m.descPEBytes, b.Bytes, pool, vip, pe)
+			counter(m.descPENewFlows, b.NewFlows, pool, vip, pe)
+		}
+	}
+	counter(m.descDrops, st.Drops.NoPE, "no_pe")
+	counter(m.descDrops, st.Drops.BadHeader, "bad_header")
+	counter(m.descDrops, st.Drops.TooBig, "too_big")
+	counter(m.descConn, st.ConnHits, "hit")
+	counter(m.descConn, st.ConnMisses, "miss")
+	counter(m.descResteered, st.Resteered)
+	counter(m.descFlood, st.FloodSkipped)
+	counter(m.descICMP, st.ICMPForwarded)
+	if dp, ok := m.stats.(Dataplane); ok {
+		if svcs, err := dp.Services(); err == nil {
+			n := map[string]int{"active": 0, "draining": 0, "down": 0}
+			for _, bs := range svcs {
+				for _, b := range bs {
+					n[b.State.String()]++
+				}
+			}
+			for _, s := range []string{"active", "draining", "down"} {
+				gauge(m.descDPE, n[s], s)
+			}
+		}
+	}
+}

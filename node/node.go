@@ -1,0 +1,259 @@
+// Package node joins rspxdp's two halves on one Linux host: it runs a
+// registrar (ENRP + ASAP, package enrp) and the XDP data plane (package
+// loader), and keeps the BPF maps equal to the handlespace.
+//
+// Every handlespace change — a PE of this registrar or one replicated by an
+// ENRP peer — reaches the maps through a subscription; a periodic
+// reconciliation compares the maps with the handlespace and repairs (and
+// reports) any drift. The data plane's counters are exported to Prometheus,
+// read from the per-CPU maps when scraped.
+//
+// Several nodes with the same VIPs and hash seed program identical Maglev
+// tables, so an ECMP router may send a flow to any of them and the same PE
+// answers.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/loader"
+)
+
+// Node is a running registrar with its data plane.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *enrp.Server
+	lb      *loader.Loader
+	sync    *Syncer
+	metrics *Metrics
+	mln     net.Listener
+}
+
+// New validates cfg, loads and attaches the data plane and binds the
+// registrar's listeners. On any error nothing is left attached (unless the
+// pinned state belonged to a previous run and KeepOnExit is set, which
+// leaves that run's state as it found it).
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	lopts, err := loaderOptions(cfg.Dataplane, log)
+	if err != nil {
+		return nil, err
+	}
+	scfg, err := registrarConfig(cfg.Registrar, log)
+	if err != nil {
+		return nil, err
+	}
+	lb, err := loader.Open(lopts)
+	if err != nil {
+		return nil, fmt.Errorf("data plane: %w", err)
+	}
+	fail := func(err error) (*Node, error) {
+		if cerr := lb.Close(cfg.Dataplane.KeepOnExit); cerr != nil {
+			log.Warn("data plane: close after failed start", "err", cerr)
+		}
+		return nil, err
+	}
+	reg, err := enrp.NewServer(ctx, scfg)
+	if err != nil {
+		return fail(fmt.Errorf("registrar: %w", err))
+	}
+	n := &Node{cfg: cfg, log: log, reg: reg, lb: lb}
+	n.sync = NewSyncer(reg.Handlespace(), lb, cfg.VIPs, cfg.Dataplane.Forwarding == "l2dsr", log)
+	n.metrics = NewMetrics(lb, reg, cfg.VIPs, log)
+	if cfg.Metrics != "" {
+		n.mln, err = net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			return fail(fmt.Errorf("metrics: listen %s: %w", cfg.Metrics, err))
+		}
+	}
+	return n, nil
+}
+
+func loaderOptions(d DataplaneConfig, log *slog.Logger) (loader.Options, error) {
+	mode, err := d.mode()
+	if err != nil {
+		return loader.Options{}, err
+	}
+	o := loader.Options{
+		PinDir:        d.PinDir,
+		Interfaces:    d.Interfaces,
+		Mode:          mode,
+		TableSize:     d.TableSize,
+		Seed:          d.Seed,
+		ConnTableSize: d.ConnTableSize,
+		FloodLimit:    d.FloodLimit,
+		Redirect:      d.Redirect,
+		Logger:        log,
+	}
+	if d.SourceV4 != "" {
+		o.SourceV4 = netip.MustParseAddr(d.SourceV4)
+	}
+	if d.SourceV6 != "" {
+		o.SourceV6 = netip.MustParseAddr(d.SourceV6)
+	}
+	return o, nil
+}
+
+func registrarConfig(r RegistrarConfig, log *slog.Logger) (enrp.ServerConfig, error) {
+	c := enrp.ServerConfig{
+		Transport:  r.Transport,
+		ASAPListen: r.ASAP,
+		ENRPListen: r.ENRP,
+		Peers:      r.Peers,
+		Announce:   r.Announce,
+	}
+	if r.Announce {
+		c.AnnounceMulticast = true
+	}
+	c.ID = r.ID
+	if r.AdvertiseASAP != "" {
+		c.ASAP = netip.MustParseAddrPort(r.AdvertiseASAP)
+	}
+	if r.AdvertiseENRP != "" {
+		c.ENRP = netip.MustParseAddrPort(r.AdvertiseENRP)
+	}
+	t := r.Timers
+	c.KeepAliveInterval = t.KeepAliveInterval.D()
+	c.KeepAliveTimeout = t.KeepAliveTimeout.D()
+	c.PeerHeartbeatCycle = t.PeerHeartbeatCycle.D()
+	c.PeerMaxTimeLastHeard = t.PeerMaxTimeLastHeard.D()
+	c.PeerMaxTimeNoResponse = t.PeerMaxTimeNoResponse.D()
+	c.TakeoverExpiry = t.TakeoverExpiry.D()
+	c.DrainTimeout = t.DrainTimeout.D()
+	c.Logger = log
+	if len(r.AllowHandles) > 0 || len(r.AllowNetworks) > 0 {
+		a := &enrp.AllowList{Handles: r.AllowHandles}
+		for _, s := range r.AllowNetworks {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				return c, fmt.Errorf("registrar.allow-networks: %q: %w", s, err)
+			}
+			a.Networks = append(a.Networks, p)
+		}
+		c.Allow = a
+	}
+	return c, nil
+}
+
+// Registrar returns the embedded registrar.
+func (n *Node) Registrar() *enrp.Server { return n.reg }
+
+// Loader returns the data plane.
+func (n *Node) Loader() *loader.Loader { return n.lb }
+
+// Metrics returns the node's metrics.
+func (n *Node) Metrics() *Metrics { return n.metrics }
+
+// MetricsAddr returns the bound metrics address, or nil.
+func (n *Node) MetricsAddr() net.Addr {
+	if n.mln == nil {
+		return nil
+	}
+	return n.mln.Addr()
+}
+
+// Run serves until ctx ends: the registrar, the sync of its handlespace into
+// the maps, the periodic reconciliation and the metrics endpoint. On return
+// the data plane is detached and unpinned, unless KeepOnExit.
+func (n *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sub := n.reg.Handlespace().Subscribe()
+	defer sub.Close()
+
+	// The grace covers PEs of a previous run: they re-register within a
+	// keep-alive round or are sent by a mentor peer well before it ends.
+	grace := 3 * max(n.cfg.Registrar.Timers.KeepAliveInterval.D(), enrp.DefaultKeepAliveInterval)
+	adopted, err := n.sync.Start(grace)
+	if err != nil {
+		n.close()
+		return fmt.Errorf("program data plane: %w", err)
+	}
+	if adopted > 0 {
+		n.log.Info("adopted pinned data-plane state", "pool_elements", adopted, "grace", grace)
+	}
+
+	errc := make(chan error, 3)
+	go func() { errc <- n.reg.Run(ctx) }()
+	var srv *http.Server
+	if n.mln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.Registry(), promhttp.HandlerOpts{}))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(n.mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+	}
+	n.log.Info("node running", "registrar_id", n.reg.ID(), "asap", n.reg.ASAPAddr(), "enrp", n.reg.ENRPAddr(),
+		"interfaces", n.cfg.Dataplane.Interfaces, "vips", len(n.cfg.VIPs), "metrics", n.MetricsAddr())
+
+	tick := time.NewTicker(n.cfg.ReconcileEvery.D())
+	defer tick.Stop()
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-sub.Ready():
+			changes := sub.Drain()
+			n.metrics.observeChanges(changes)
+			n.metrics.syncs.Inc()
+			if err := n.sync.Apply(changes); err != nil {
+				n.metrics.syncErrors.Inc()
+				n.log.Error("data plane sync failed; reconciliation will retry", "err", err)
+			}
+		case <-tick.C:
+			repairs, err := n.sync.Reconcile()
+			for _, r := range repairs {
+				n.log.Warn("reconcile: repaired drift", "service", r.Service, "what", r.What)
+			}
+			n.metrics.repairs.Add(float64(len(repairs)))
+			if err != nil {
+				n.metrics.syncErrors.Inc()
+				n.log.Error("reconcile failed", "err", err)
+			}
+		}
+	}
+	cancel()
+	if srv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		scancel()
+	}
+	n.close()
+	return runErr
+}
+
+func (n *Node) close() {
+	keep := n.cfg.Dataplane.KeepOnExit
+	if err := n.lb.Close(keep); err != nil {
+		n.log.Warn("data plane: close", "err", err)
+	}
+	if keep {
+		n.log.Info("left the data plane attached and pinned for the next run", "pin_dir", n.cfg.Dataplane.PinDir)
+	} else {
+		n.log.Info("detached the data plane and removed its pins")
+	}
+}
