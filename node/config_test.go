@@ -33,7 +33,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"vip without port", func(c *Config) { c.VIPs[0].Address = "10.0.0.1" }, "vips[0].address"},
 		{"vip bad proto", func(c *Config) { c.VIPs[0].Protocol = "icmp" }, "vips[0].protocol"},
 		{"vip empty handle", func(c *Config) { c.VIPs[0].Handle = "" }, "vips[0].handle"},
-		{"duplicate vip", func(c *Config) { c.VIPs = append(c.VIPs, VIP{Handle: "other", Address: "10.200.1.1:80", Protocol: "tcp"}) }, "vips[1]"},
+		{"duplicate vip", func(c *Config) {
+			c.VIPs = append(c.VIPs, VIP{Handle: "other", Address: "10.200.1.1:80", Protocol: "tcp"})
+		}, "vips[1]"},
 		{"bad peer", func(c *Config) { c.Registrar.Peers = []string{"nohostport"} }, "registrar.peers[0]"},
 		{"bad transport", func(c *Config) { c.Registrar.Transport = "quic" }, "registrar.transport"},
 		{"bad network", func(c *Config) { c.Registrar.AllowNetworks = []string{"10.0.0.0"} }, "registrar.allow-networks[0]"},
