@@ -42,10 +42,12 @@ type DecodeError struct {
 	Bytes []byte
 }
 
+// Error says which field was wrong, where, and why.
 func (e *DecodeError) Error() string {
 	return fmt.Sprintf("wire: %s at offset %d: %v", e.Field, e.Offset, e.Err)
 }
 
+// Unwrap returns the sentinel reason.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // EncodeError says why a message could not be encoded.
@@ -54,6 +56,8 @@ type EncodeError struct {
 	Err   error
 }
 
+// Error says which field could not be encoded and why.
 func (e *EncodeError) Error() string { return fmt.Sprintf("wire: encode %s: %v", e.Field, e.Err) }
 
+// Unwrap returns the reason.
 func (e *EncodeError) Unwrap() error { return e.Err }

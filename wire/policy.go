@@ -121,6 +121,7 @@ func policies(t PolicyType) (pi policyInfo, ok bool) {
 // Known reports whether the layout of t's values is known to this package.
 func (t PolicyType) Known() bool { _, ok := policies(t); return ok }
 
+// String returns the policy's short name ("WRR", "LU-DPF") or its code.
 func (t PolicyType) String() string {
 	if pi, ok := policies(t); ok {
 		return pi.name

@@ -21,6 +21,7 @@ const (
 	PortENRP = 9901
 )
 
+// String returns "ASAP" or "ENRP".
 func (p Protocol) String() string {
 	switch p {
 	case ASAP:
@@ -251,6 +252,7 @@ const (
 	ActionSkipReport Action = 3
 )
 
+// String returns the action's name, e.g. "skip-and-report".
 func (a Action) String() string {
 	return [...]string{"stop", "stop-and-report", "skip", "skip-and-report"}[a&3]
 }
@@ -292,6 +294,7 @@ var paramNames = [...]string{
 	ParamPEChecksum:        "PEChecksum",
 }
 
+// String returns the parameter's name, e.g. "PoolHandle", or its code.
 func (t ParamType) String() string {
 	c := t.Code()
 	switch {
@@ -355,6 +358,7 @@ var causeNames = [...]string{
 	CauseRejectedSecurity:        "RejectedSecurity",
 }
 
+// String returns the cause's name, e.g. "UnknownPoolHandle", or its code.
 func (c CauseCode) String() string {
 	if c >= 1 && int(c) < len(causeNames) {
 		return causeNames[c]

@@ -36,6 +36,7 @@ const (
 	TCP
 )
 
+// String returns "SCTP", "UDP" or "TCP".
 func (t Transport) String() string {
 	switch t {
 	case SCTP:
