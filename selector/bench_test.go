@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,8 +54,43 @@ func fill(b *testing.B, h *Handlespace, handles []string, perPool int, t policy.
 	}
 }
 
+// perSecond reports the wall-clock rate, and the process CPU time per
+// operation since the last ResetTimer-equivalent mark: on this shared
+// 2-core machine other jobs inflate wall time, CPU time shows what the
+// operation itself costs.
 func perSecond(b *testing.B, unit string) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+	if mark, ok := cpuMark[b.Name()]; ok {
+		b.ReportMetric(float64(cpuNow()-mark)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+// cpuMark records process CPU time at the start of each benchmark run,
+// keyed by benchmark name (sub-benchmarks run sequentially).
+var cpuMark = map[string]int64{}
+
+func cpuNow() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// startCPU marks the start of the measured loop (call right after
+// ResetTimer).
+func startCPU(b *testing.B) { cpuMark[b.Name()] = cpuNow() }
+
+// pause and resume bracket untimed set-up inside the loop, keeping it out
+// of both the wall and the CPU figures.
+func pause(b *testing.B) int64 {
+	b.StopTimer()
+	return cpuNow()
+}
+
+func resume(b *testing.B, paused int64) {
+	cpuMark[b.Name()] += cpuNow() - paused
+	b.StartTimer()
 }
 
 // sizes scales the handlespace from 1,000 to 100,000 elements at 100 per
@@ -71,13 +107,14 @@ func BenchmarkRegister(b *testing.B) {
 			}
 			var h *Handlespace
 			b.ReportAllocs()
+			startCPU(b)
 			for i := range b.N {
 				k := i % n
 				if k == 0 {
-					b.StopTimer()
+					p := pause(b)
 					h = newHS(b, Config{})
 					runtime.GC()
-					b.StartTimer()
+					resume(b, p)
 				}
 				if _, err := h.Register(handles[k%len(handles)], els[k], t0); err != nil {
 					b.Fatal(err)
@@ -100,6 +137,7 @@ func BenchmarkRefresh(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			startCPU(b)
 			for i := range b.N {
 				el := els[(i/len(handles))%benchPerPool]
 				// Every refresh extends the lifetime: the element moves to
@@ -119,14 +157,15 @@ func BenchmarkDeregister(b *testing.B) {
 			handles := benchHandles(n / benchPerPool)
 			var h *Handlespace
 			b.ReportAllocs()
+			startCPU(b)
 			for i := range b.N {
 				k := i % n
 				if k == 0 {
-					b.StopTimer()
+					p := pause(b)
 					h = newHS(b, Config{})
 					fill(b, h, handles, benchPerPool, policy.TypeRoundRobin)
 					runtime.GC()
-					b.StartTimer()
+					resume(b, p)
 				}
 				if _, err := h.Deregister(handles[k%len(handles)], uint32(k/len(handles)+1), t0); err != nil {
 					b.Fatal(err)
@@ -148,6 +187,7 @@ func BenchmarkResolve(b *testing.B) {
 			buf := make([]PoolElement, 0, 3)
 			b.ReportAllocs()
 			b.ResetTimer()
+			startCPU(b)
 			for i := range b.N {
 				var err error
 				if buf, err = h.Resolve(handles[i%benchPools], 3, buf[:0]); err != nil || len(buf) != 3 {
@@ -171,6 +211,7 @@ func BenchmarkResolveScaling(b *testing.B) {
 				buf := make([]PoolElement, 0, 3)
 				b.ReportAllocs()
 				b.ResetTimer()
+				startCPU(b)
 				for i := range b.N {
 					buf, _ = h.Resolve(handles[i%len(handles)], 3, buf[:0])
 				}
@@ -195,6 +236,7 @@ func BenchmarkResolveHotScaling(b *testing.B) {
 				buf := make([]PoolElement, 0, 3)
 				b.ReportAllocs()
 				b.ResetTimer()
+				startCPU(b)
 				for i := range b.N {
 					buf, _ = h.Resolve(hot[i%len(hot)], 3, buf[:0])
 				}
@@ -230,11 +272,12 @@ func BenchmarkSweep(b *testing.B) {
 			b.StopTimer()
 			refill()
 			b.StartTimer()
+			startCPU(b)
 			for done := 0; done < b.N; {
 				if h.Len() == 0 {
-					b.StopTimer()
+					p := pause(b)
 					refill()
-					b.StartTimer()
+					resume(b, p)
 				}
 				batch := min(1000, b.N-done)
 				deadline = deadline.Add(time.Duration(batch) * time.Millisecond)
@@ -305,6 +348,7 @@ func BenchmarkResolveParallel(b *testing.B) {
 			var ctr atomic.Int64
 			b.ReportAllocs()
 			b.ResetTimer()
+			startCPU(b)
 			b.RunParallel(func(pb *testing.PB) {
 				buf := make([]PoolElement, 0, 3)
 				i := int(ctr.Add(1)) * 7919
