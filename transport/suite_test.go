@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -31,6 +32,7 @@ func behaviours() []behaviour {
 		{"AcceptHonoursContext", testAcceptContext},
 		{"RejectsMalformedOutgoing", testRejectsMalformedOutgoing},
 		{"CleanCloseIsEOF", testCleanClose},
+		{"DialRefusedFailsFast", testDialRefused},
 		{"BadPeers", testBadPeers},
 	}
 }
@@ -332,6 +334,28 @@ func testRejectsMalformedOutgoing(t *testing.T, r rig) {
 	}
 	if got, err := c.ReadMessage(ctx); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("after rejected writes: % x %v", got, err)
+	}
+}
+
+// Dialling a port nobody listens on fails at once with ECONNREFUSED (SCTP:
+// the peer's ABORT), not when the context runs out.
+func testDialRefused(t *testing.T, r rig) {
+	tr := r.transport(t, quietConfig(t, ASAP))
+	ln, err := tr.Listen(context.Background(), r.addr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := tr.Dial(ctx, addr)
+	if err == nil {
+		c.Close()
+		t.Fatal("dial to a closed port succeeded")
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial to a closed port: %v, want ECONNREFUSED", err)
 	}
 }
 

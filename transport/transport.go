@@ -116,7 +116,9 @@ type Transport interface {
 type Listener interface {
 	// Accept waits for the next connection or until ctx is done. It never
 	// waits for a peer's first bytes (nor its TLS handshake), so one slow
-	// peer cannot hold up the others.
+	// peer cannot hold up the others. It returns net.ErrClosed (wrapped)
+	// after Close and ctx.Err() when ctx ends; any other error is
+	// transient (e.g. out of file descriptors): back off and call again.
 	Accept(ctx context.Context) (Conn, error)
 	// Close stops listening; a blocked Accept returns net.ErrClosed.
 	Close() error
@@ -268,6 +270,7 @@ type FrameError struct {
 	Cause error
 }
 
+// Error says which peer did what, with the numbers that show it.
 func (e *FrameError) Error() string {
 	s := fmt.Sprintf("peer %v: %v", e.Remote, e.Err)
 	switch {
