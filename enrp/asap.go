@@ -52,7 +52,7 @@ func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {
 	s.link, s.asap, s.lifetime, s.awaitingAck = link, pe.ASAP, pe.Lifetime, false
 	c.schedule(s, timerKASend, c.now.Add(c.cfg.KeepAliveInterval))
 	if added {
-		c.log.Info("PE registered", "pool", m.Handle, "pe", idString(pe.ID), "source", src.String())
+		c.log.Debug("PE registered", "pool", m.Handle, "pe", idString(pe.ID), "source", src.String())
 	} else {
 		c.log.Debug("PE re-registered", "pool", m.Handle, "pe", idString(pe.ID))
 	}

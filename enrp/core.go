@@ -247,6 +247,15 @@ func (c *Core) NextDeadline() time.Time {
 	return next
 }
 
+// SetNow advances the clock without firing timers: the driver calls it
+// before Step so new timers are armed from the current time, and leaves
+// firing to Tick.
+func (c *Core) SetNow(now time.Time) {
+	if now.After(c.now) {
+		c.now = now
+	}
+}
+
 // Tick advances the clock to now and fires every timer due.
 func (c *Core) Tick(now time.Time) {
 	if now.After(c.now) {

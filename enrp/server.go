@@ -45,12 +45,13 @@ type Server struct {
 	asapT transport.Transport
 	enrpT transport.Transport
 
-	mu       sync.Mutex // guards core, links, nextLink, peDials
+	mu       sync.Mutex // guards core, links, nextLink, byAddr, dialing, timerAt
 	core     *Core
 	links    map[LinkID]*link
 	nextLink LinkID
 	byAddr   map[netip.AddrPort]LinkID // links we dialled to PEs and peers
 	dialing  map[netip.AddrPort][][]byte
+	timerAt  time.Time // when the timer loop next wakes
 
 	asapLn, enrpLn transport.Listener
 	announcer      *transport.AnnounceSender
@@ -346,14 +347,19 @@ func (s *Server) dropLink(l *link) {
 // step feeds one message to the core and sends what it produced.
 func (s *Server) step(id LinkID, src netip.Addr, m Message) {
 	s.mu.Lock()
-	s.core.Tick(time.Now())
+	s.core.SetNow(time.Now())
 	s.core.Step(id, src, m)
 	outs := s.core.Drain()
+	// Wake the timer loop only if this message armed a timer earlier than
+	// the one it waits for (rare: most timers are an interval away).
+	wake := !s.timerAt.IsZero() && s.core.NextDeadline().Before(s.timerAt)
 	s.mu.Unlock()
 	s.dispatch(outs)
-	select {
-	case s.kick <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -372,6 +378,7 @@ func (s *Server) timerLoop(ctx context.Context) {
 		s.core.Tick(time.Now())
 		outs := s.core.Drain()
 		next := s.core.NextDeadline()
+		s.timerAt = next
 		s.mu.Unlock()
 		s.dispatch(outs)
 		d := time.Until(next)

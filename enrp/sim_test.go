@@ -2,7 +2,6 @@ package enrp
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -52,7 +51,7 @@ func quietLogger() *slog.Logger {
 	if os.Getenv("ENRP_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return slog.New(slog.DiscardHandler)
 }
 
 func testConfig(id uint32) Config {
