@@ -1,0 +1,473 @@
+package asap
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/selector/policy"
+)
+
+// Integration tests: real registrars (package enrp) over TCP on 127.0.0.1
+// with keep-alive 100 ms / 100 ms, real PEs and PUs of this package.
+
+const itKA = 100 * time.Millisecond
+
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+type registrar struct {
+	srv    *enrp.Server
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func (r *registrar) addr() string { return r.srv.ASAPAddr().String() }
+
+func (r *registrar) stop() {
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Second):
+			panic("registrar did not stop")
+		}
+	})
+}
+
+// startRegistrars starts k peered registrars.
+func startRegistrars(t testing.TB, k int) []*registrar {
+	t.Helper()
+	cfgs := make([]enrp.ServerConfig, k)
+	for i := range cfgs {
+		cfgs[i] = enrp.ServerConfig{
+			Config: enrp.Config{
+				ID:                    uint32(i + 1),
+				KeepAliveInterval:     itKA,
+				KeepAliveTimeout:      itKA,
+				PeerHeartbeatCycle:    100 * time.Millisecond,
+				PeerMaxTimeLastHeard:  250 * time.Millisecond,
+				PeerMaxTimeNoResponse: 150 * time.Millisecond,
+				TakeoverExpiry:        300 * time.Millisecond,
+				DrainTimeout:          -1,
+				Logger:                quiet(),
+			},
+			Transport:  "tcp",
+			ASAPListen: "127.0.0.1:0",
+			ENRPListen: "127.0.0.1:0",
+		}
+	}
+	// Each registrar peers with those started before it (the others learn
+	// it from its connection), so no address needs to be known in advance.
+	var rs []*registrar
+	for i := range cfgs {
+		for _, r := range rs {
+			cfgs[i].Peers = append(cfgs[i].Peers, r.srv.ENRPAddr().String())
+		}
+		srv, err := enrp.NewServer(context.Background(), cfgs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithCancel(context.Background())
+		r := &registrar{srv: srv, cancel: rcancel, done: make(chan error, 1)}
+		go func() { r.done <- srv.Run(rctx) }()
+		t.Cleanup(r.stop)
+		rs = append(rs, r)
+	}
+	if k > 1 {
+		waitFor(t, 5*time.Second, "registrars peered", func() bool {
+			for _, r := range rs {
+				if len(r.srv.Peers()) != k-1 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	return rs
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// echoPE registers an echo service: each line is answered with
+// "<peid> <line>", preceded by a cookie with the count of lines it
+// answered. A cookie echo received is recorded.
+type echoPE struct {
+	pe     *PoolElement
+	mu     sync.Mutex
+	echoes [][]byte
+	served int
+}
+
+func startEchoPE(t testing.TB, handle string, regs []string, opts ...Option) *echoPE {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	opts = append([]Option{WithRegistrars(regs...), WithLogger(quiet()), WithResponseTimeout(500 * time.Millisecond)}, opts...)
+	pe, err := Register(ctx, handle, ln, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &echoPE{pe: pe}
+	go e.serve()
+	t.Cleanup(func() { pe.abort() })
+	return e
+}
+
+func (e *echoPE) serve() {
+	for {
+		s, err := e.pe.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer s.Close()
+			r := bufio.NewReader(s)
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if c := s.CookieEcho(); c != nil {
+					e.mu.Lock()
+					if len(e.echoes) == 0 || string(e.echoes[len(e.echoes)-1]) != string(c) {
+						e.echoes = append(e.echoes, c)
+					}
+					e.mu.Unlock()
+				}
+				e.mu.Lock()
+				e.served++
+				n := e.served
+				e.mu.Unlock()
+				// State first, then the answer: a PU that has the answer
+				// has read the cookie too.
+				if err := s.SendCookie([]byte(fmt.Sprintf("lines=%d", n))); err != nil {
+					return
+				}
+				if _, err := fmt.Fprintf(s, "%08x %s", e.pe.ID(), line); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+func (e *echoPE) cookieEchoes() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, c := range e.echoes {
+		out = append(out, string(c))
+	}
+	return out
+}
+
+func addrs(rs []*registrar) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.addr())
+	}
+	return out
+}
+
+func TestRegisterResolveDeregister(t *testing.T) {
+	rs := startRegistrars(t, 1)
+	regs := addrs(rs)
+	a := startEchoPE(t, "echo", regs, WithPolicy(policy.WeightedRoundRobin(3)))
+	b := startEchoPE(t, "echo", regs, WithPolicy(policy.WeightedRoundRobin(1)))
+	u, err := NewPoolUser(WithRegistrars(regs...), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	ctx := context.Background()
+	pes, err := u.Resolve(ctx, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[uint32]PEInfo{}
+	for _, p := range pes {
+		ids[p.ID] = p
+	}
+	if len(ids) != 2 || ids[a.pe.ID()].Policy.Weight != 3 || ids[b.pe.ID()].Policy.Type != policy.TypeWeightedRoundRobin {
+		t.Fatalf("resolution = %v, want PEs %08x (WRR 3) and %08x", pes, a.pe.ID(), b.pe.ID())
+	}
+	if ids[a.pe.ID()].Home != 1 || ids[a.pe.ID()].Addr.String() != a.pe.Addr().String() {
+		t.Fatalf("PE info %+v: want home 1 and address %s", ids[a.pe.ID()], a.pe.Addr())
+	}
+	// Keep-alives at 100 ms over 5 intervals: the PE answers them or the
+	// registrar would have removed it.
+	time.Sleep(5 * itKA)
+	if got := rs[0].srv.Count(); got != 2 {
+		t.Fatalf("after keep-alives: %d PEs registered, want 2", got)
+	}
+	if a.pe.Home() != 1 {
+		t.Fatalf("home = %d, want 1", a.pe.Home())
+	}
+	// Load update at run time reaches the registrar.
+	a.pe.SetPolicy(policy.WeightedRoundRobin(7))
+	waitFor(t, 2*time.Second, "new weight", func() bool {
+		pes, err := u.Resolve(ctx, "echo")
+		if err != nil {
+			return false
+		}
+		for _, p := range pes {
+			if p.ID == a.pe.ID() && p.Policy.Weight == 7 {
+				return true
+			}
+		}
+		return false
+	})
+	if err := a.pe.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	pes, err = u.Resolve(ctx, "echo")
+	if err != nil || len(pes) != 1 || pes[0].ID != b.pe.ID() {
+		t.Fatalf("after deregistration: %v, %v; want only %08x", pes, err, b.pe.ID())
+	}
+	if _, err := u.Resolve(ctx, "nosuchpool"); !errors.Is(err, ErrNoPE) {
+		t.Fatalf("unknown pool: err = %v, want ErrNoPE", err)
+	}
+}
+
+func TestRegisterErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want string
+	}{
+		{"no registrar", nil, "no registrar known"},
+		{"malformed", []Option{WithRegistrars("localhost")}, `"localhost": want HOST:PORT`},
+		{"unreachable", []Option{WithRegistrars(deadAddr)}, deadAddr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := Register(ctx, "echo", ln, append(tc.opts, WithLogger(quiet()))...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// echoRound sends one line and reads the answer, retrying once on the new
+// PE after a failover.
+func echoRound(t testing.TB, c *Conn, r *bufio.Reader, line string) (string, *FailoverEvent) {
+	t.Helper()
+	var ev *FailoverEvent
+	for try := 0; try < 3; try++ {
+		_, err := fmt.Fprintf(c, "%s\n", line)
+		if err == nil {
+			var ans string
+			ans, err = r.ReadString('\n')
+			if err == nil {
+				return strings.TrimSpace(ans), ev
+			}
+		}
+		var fe *FailoverError
+		if !errors.As(err, &fe) {
+			t.Fatalf("echo %q: %v", line, err)
+		}
+		ev = &fe.Event
+	}
+	t.Fatalf("echo %q: too many failovers", line)
+	return "", nil
+}
+
+func TestFailoverWithCookie(t *testing.T) {
+	rs := startRegistrars(t, 1)
+	regs := addrs(rs)
+	pes := map[uint32]*echoPE{}
+	for i := 0; i < 3; i++ {
+		e := startEchoPE(t, "echo", regs)
+		pes[e.pe.ID()] = e
+	}
+	c, err := Dial(context.Background(), "echo", WithRegistrars(regs...), WithLogger(quiet()), WithCacheStaleness(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	first := c.PE()
+	for i := 0; i < 3; i++ {
+		ans, ev := echoRound(t, c, r, fmt.Sprintf("hello %d", i))
+		if ev != nil || !strings.HasPrefix(ans, fmt.Sprintf("%08x ", first.ID)) {
+			t.Fatalf("answer %q (event %v), want one from %s", ans, ev, first)
+		}
+	}
+	waitFor(t, time.Second, "cookie", func() bool { return string(c.Cookie()) == "lines=3" })
+	pes[first.ID].pe.abort() // the PE dies: connections reset, no deregistration
+	ans, ev := echoRound(t, c, r, "after death")
+	if ev == nil || ev.From.ID != first.ID || ev.To.ID == first.ID || !ev.CookieEchoed {
+		t.Fatalf("failover event = %v, want one from %s with the cookie echoed", ev, first)
+	}
+	if !strings.HasPrefix(ans, fmt.Sprintf("%08x ", ev.To.ID)) {
+		t.Fatalf("answer %q not from the new PE %s", ans, ev.To)
+	}
+	select {
+	case got := <-c.Failovers():
+		if got.To.ID != ev.To.ID {
+			t.Fatalf("channel event %v != returned %v", got, ev)
+		}
+	default:
+		t.Fatal("failover not delivered on Failovers()")
+	}
+	if got := pes[ev.To.ID].cookieEchoes(); len(got) != 1 || got[0] != "lines=3" {
+		t.Fatalf("new PE got cookie echoes %q, want [lines=3]", got)
+	}
+	t.Logf("failover took %v", ev.Took)
+	// The dead PE disappears from the handlespace (keep-alive timeout or
+	// unreachable reports), so later resolutions do not return it.
+	waitFor(t, 2*time.Second, "dead PE removed", func() bool { return rs[0].srv.Count() == 2 })
+}
+
+func TestTakeoverFollowed(t *testing.T) {
+	rs := startRegistrars(t, 3)
+	// The PE knows only registrar 1: after its death, it can only learn its
+	// new home from a takeover keep-alive.
+	e := startEchoPE(t, "echo", []string{rs[0].addr()})
+	waitFor(t, 2*time.Second, "home known", func() bool { return e.pe.Home() == 1 })
+	waitFor(t, 2*time.Second, "replicated", func() bool { return rs[1].srv.Count() == 1 && rs[2].srv.Count() == 1 })
+	rs[0].stop()
+	waitFor(t, 5*time.Second, "takeover followed", func() bool { h := e.pe.Home(); return h == 2 || h == 3 })
+	home := e.pe.Home()
+	// It stays registered (answers the new home's keep-alives) for many
+	// keep-alive intervals.
+	time.Sleep(6 * itKA)
+	for _, r := range rs[1:] {
+		if r.srv.Count() != 1 {
+			t.Fatalf("registrar %d lost the PE after the takeover", r.srv.ID())
+		}
+		snap := r.srv.Snapshot()
+		if len(snap) != 1 || snap[0].PEs[0].Home != home {
+			t.Fatalf("registrar %d: snapshot %+v, want the PE with home %d", r.srv.ID(), snap, home)
+		}
+	}
+}
+
+func TestHomeRegistrarDiesStaticList(t *testing.T) {
+	rs := startRegistrars(t, 2)
+	e := startEchoPE(t, "echo", addrs(rs), WithReregistrationInterval(200*time.Millisecond))
+	waitFor(t, 2*time.Second, "home known", func() bool { return e.pe.Home() == 1 })
+	rs[0].stop()
+	waitFor(t, 5*time.Second, "new home", func() bool { return e.pe.Home() == 2 })
+	time.Sleep(4 * itKA)
+	if rs[1].srv.Count() != 1 {
+		t.Fatal("PE lost after its home died")
+	}
+}
+
+func TestDrainLosesNoInFlightRequest(t *testing.T) {
+	rs := startRegistrars(t, 1)
+	regs := addrs(rs)
+	a := startEchoPE(t, "echo", regs)
+	c, err := Dial(context.Background(), "echo", WithRegistrars(regs...), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startEchoPE(t, "echo", regs)
+	if c.PE().ID != a.pe.ID() {
+		t.Fatalf("dialled %s, want the only PE then registered", c.PE())
+	}
+	// Load: the PU keeps requests flowing while the PE drains.
+	const n = 300
+	errc := make(chan error, 1)
+	answered := make(chan int, 1)
+	go func() {
+		r := bufio.NewReader(c)
+		for i := 0; i < n; i++ {
+			if _, err := fmt.Fprintf(c, "req %d\n", i); err != nil {
+				errc <- fmt.Errorf("request %d: %w", i, err)
+				return
+			}
+			ans, err := r.ReadString('\n')
+			if err != nil {
+				errc <- fmt.Errorf("request %d: %w", i, err)
+				return
+			}
+			if want := fmt.Sprintf("%08x req %d\n", a.pe.ID(), i); ans != want {
+				errc <- fmt.Errorf("answer %q, want %q", ans, want)
+				return
+			}
+			if i == 20 {
+				answered <- i
+			}
+			time.Sleep(time.Millisecond)
+		}
+		c.Close()
+		errc <- nil
+	}()
+	<-answered
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		drained <- a.pe.Drain(ctx)
+	}()
+	// New users go elsewhere while the old session is still served.
+	u, err := NewPoolUser(WithRegistrars(regs...), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	waitFor(t, 2*time.Second, "deregistered", func() bool {
+		pes, err := u.Resolve(context.Background(), "echo")
+		return err == nil && len(pes) == 1 && pes[0].ID == b.pe.ID()
+	})
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+}
+
+func TestDrainDeadlineCutsSessions(t *testing.T) {
+	rs := startRegistrars(t, 1)
+	a := startEchoPE(t, "echo", addrs(rs))
+	c, err := Dial(context.Background(), "echo", WithRegistrars(addrs(rs)...), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	echoRound(t, c, r, "x")
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := a.pe.Drain(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("drain with a session open past the deadline: %v, want deadline exceeded", err)
+	}
+}

@@ -1,0 +1,236 @@
+package asap
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rspxdp/rspxdp/wire"
+)
+
+// frameData is the type byte of an application data frame on the session
+// channel (see the package documentation).
+const frameData = 0x00
+
+// maxFrameData is the most application bytes one data frame carries.
+const maxFrameData = wire.DefaultMaxMessageSize - 4
+
+// Session is one PE-PU connection carrying the session layer: application
+// bytes (Read, Write) multiplexed with ASAP Cookie, Cookie Echo and Business
+// Card messages. It implements net.Conn.
+type Session struct {
+	conn net.Conn
+	rd   *bufio.Reader
+	wmu  sync.Mutex
+	rmu  sync.Mutex
+	buf  []byte // unread part of the current data frame
+
+	mu           sync.Mutex
+	cookie       []byte // last Cookie received (PU side)
+	cookieEcho   []byte // Cookie Echo received (PE side)
+	businessCard string // pool handle named by the last Business Card
+	onControl    func(*wire.Message)
+
+	closeOnce sync.Once
+	onClose   func()
+}
+
+func newSession(c net.Conn) *Session {
+	return &Session{conn: c, rd: bufio.NewReaderSize(c, 64<<10)}
+}
+
+// Read reads application bytes. ASAP messages arriving in between are
+// consumed and recorded (Cookie, CookieEcho, BusinessCard).
+func (s *Session) Read(p []byte) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for len(s.buf) == 0 {
+		if err := s.readFrame(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, s.buf)
+	s.buf = s.buf[n:]
+	return n, nil
+}
+
+// readFrame reads one frame; data goes to s.buf, control is recorded.
+func (s *Session) readFrame() error {
+	var h [4]byte
+	if _, err := io.ReadFull(s.rd, h[:]); err != nil {
+		return err
+	}
+	n := int(binary.BigEndian.Uint16(h[2:]))
+	if n < 4 {
+		s.conn.Close()
+		return fmt.Errorf("session frame length %d below header size", n)
+	}
+	b := make([]byte, n)
+	copy(b, h[:])
+	if _, err := io.ReadFull(s.rd, b[4:]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if h[0] == frameData {
+		s.buf = b[4:]
+		return nil
+	}
+	m, err := wire.Decode(wire.ASAP, b)
+	if err != nil {
+		// An undecodable control message cannot be skipped safely: the
+		// peer does not speak this session layer.
+		s.conn.Close()
+		return fmt.Errorf("session control message: %w", err)
+	}
+	s.mu.Lock()
+	switch m.Type {
+	case wire.ASAPCookie:
+		if p := m.Param(wire.ParamCookie); p != nil {
+			s.cookie = append([]byte(nil), p.Cookie...)
+		}
+	case wire.ASAPCookieEcho:
+		if p := m.Param(wire.ParamCookie); p != nil {
+			s.cookieEcho = append([]byte(nil), p.Cookie...)
+		}
+	case wire.ASAPBusinessCard:
+		s.businessCard = string(m.PoolHandle())
+	}
+	f := s.onControl
+	s.mu.Unlock()
+	if f != nil {
+		f(m)
+	}
+	return nil
+}
+
+// Write writes application bytes as data frames.
+func (s *Session) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	done := 0
+	frame := make([]byte, 0, 4+min(len(p), maxFrameData))
+	for done < len(p) || len(p) == 0 {
+		chunk := p[done:min(len(p), done+maxFrameData)]
+		frame = frame[:4]
+		frame[0], frame[1] = frameData, 0
+		binary.BigEndian.PutUint16(frame[2:], uint16(4+len(chunk)))
+		frame = append(frame, chunk...)
+		if _, err := s.conn.Write(frame); err != nil {
+			return done, err
+		}
+		done += len(chunk)
+		if len(p) == 0 {
+			break
+		}
+	}
+	return done, nil
+}
+
+func (s *Session) writeControl(m *wire.Message) error {
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_, err = s.conn.Write(b)
+	return err
+}
+
+// SendCookie sends an ASAP Cookie: state the pool user keeps and echoes to
+// the PE it fails over to (PE side).
+func (s *Session) SendCookie(cookie []byte) error {
+	if err := s.writeControl(&wire.Message{Protocol: wire.ASAP, Type: wire.ASAPCookie,
+		Params: []wire.Param{wire.CookieParam(cookie)}}); err != nil {
+		return fmt.Errorf("send cookie: %w", err)
+	}
+	return nil
+}
+
+// sendCookieEcho sends the cookie of the previous PE (PU side).
+func (s *Session) sendCookieEcho(cookie []byte) error {
+	return s.writeControl(&wire.Message{Protocol: wire.ASAP, Type: wire.ASAPCookieEcho,
+		Params: []wire.Param{wire.CookieParam(cookie)}})
+}
+
+// SendBusinessCard names the pool the pool user should fail over to (PE
+// side): after a failure the PU resolves handle instead of the pool it
+// dialled.
+func (s *Session) SendBusinessCard(handle string) error {
+	if err := s.writeControl(&wire.Message{Protocol: wire.ASAP, Type: wire.ASAPBusinessCard,
+		Params: []wire.Param{wire.PoolHandleParam([]byte(handle))}}); err != nil {
+		return fmt.Errorf("send business card: %w", err)
+	}
+	return nil
+}
+
+// CookieEcho returns the cookie a pool user echoed after failing over to
+// this PE, or nil. A PU sends it before any data, so it is set once the
+// first Read has returned.
+func (s *Session) CookieEcho() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cookieEcho
+}
+
+// WaitCookieEcho reads up to the first frame that is not data-less control
+// and returns the cookie echo, if the PU sent one before its data. It lets a
+// PE restore state before it reads any application byte. Data frames read
+// meanwhile are kept for Read.
+func (s *Session) WaitCookieEcho() ([]byte, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	for len(s.buf) == 0 {
+		if c := s.CookieEcho(); c != nil {
+			return c, nil
+		}
+		if err := s.readFrame(); err != nil {
+			return nil, err
+		}
+	}
+	return s.CookieEcho(), nil
+}
+
+func (s *Session) lastCookie() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cookie
+}
+
+func (s *Session) lastBusinessCard() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.businessCard
+}
+
+// Close closes the connection.
+func (s *Session) Close() error {
+	err := s.conn.Close()
+	s.closeOnce.Do(func() {
+		if s.onClose != nil {
+			s.onClose()
+		}
+	})
+	return err
+}
+
+// LocalAddr returns the local address.
+func (s *Session) LocalAddr() net.Addr { return s.conn.LocalAddr() }
+
+// RemoteAddr returns the peer's address.
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines.
+func (s *Session) SetDeadline(t time.Time) error { return s.conn.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline.
+func (s *Session) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline.
+func (s *Session) SetWriteDeadline(t time.Time) error { return s.conn.SetWriteDeadline(t) }
