@@ -11,9 +11,13 @@
 #include <linux/types.h>
 
 /* Address of either family. IPv4 uses w[0] only and leaves w[1..3] zero so
- * that one key type serves both families. Network byte order. */
+ * that one key type serves both families. Network byte order; the byte view
+ * is there so `bpftool map dump` shows addresses as dotted bytes. */
 struct addr {
-	__u32 w[4];
+	union {
+		__u32 w[4];
+		__u8 b[16];
+	};
 };
 
 /* Key of a virtual service: the VIP, port and IP protocol a client sends to. */

@@ -146,7 +146,7 @@ func BenchmarkLb(b *testing.B) {
 	for _, ct := range []struct {
 		name string
 		kind loader.ConnTable
-	}{{"global-lru", loader.ConnTableGlobal}, {"percpu-lru", loader.ConnTablePerCPULRU}} {
+	}{{"percpu-lru", loader.ConnTablePerCPULRU}, {"global-lru", loader.ConnTableGlobal}} {
 		for _, n := range []int{3, 1000} {
 			shared := benchEnv(b, n, ct.kind, 0)
 			sharedLB := newHarness(b, shared.Program())

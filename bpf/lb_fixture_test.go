@@ -741,3 +741,22 @@ func TestLbFloodGuard(t *testing.T) {
 		t.Errorf("established flow missed the connection table during the flood")
 	}
 }
+
+// TestLbRedirect: with Redirect set, packets leave through the device map
+// slot of their PE's egress interface (here loopback) instead of XDP_TX.
+func TestLbRedirect(t *testing.T) {
+	e := newEnv(t, func(o *loader.Options) { o.Redirect = true })
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo.Index != 1 {
+		t.Fatalf("loopback has ifindex %d; the test resolver names 1", lo.Index)
+	}
+	in := frame(t, client4, svcTCP4.VIP, loader.TCP, nil)
+	ret, out := e.run(t, in)
+	if ret != xdpRedirect {
+		t.Fatalf("verdict %d, want XDP_REDIRECT", ret)
+	}
+	expectFrame(t, out, encapsulated(t, in, e.pes[svcTCP4][e.pick(t, svcTCP4, client4)], gwMAC))
+}
