@@ -374,9 +374,11 @@ func BenchmarkSteeringSet(b *testing.B) {
 	fill(b, h, handles, benchPerPool, policy.TypeLeastUsed)
 	b.ReportAllocs()
 	b.ResetTimer()
+	startCPU(b)
 	for i := range b.N {
 		if ss, ok := h.SteeringSet(handles[i%benchPools]); !ok || len(ss.Members) != benchPerPool {
 			b.Fatal("bad set")
 		}
 	}
+	perSecond(b, "sets/s")
 }

@@ -43,21 +43,35 @@ func (h *Handlespace) SteeringSet(handle string) (SteeringSet, bool) {
 		p.mu.Unlock()
 		return SteeringSet{Handle: handle}, false
 	}
-	ss := SteeringSet{Handle: handle, Policy: p.alg.Type, Version: p.version,
-		Members: make([]SteeringMember, 0, len(p.order)+len(p.drain))}
-	entries := make([]*policy.Entry, len(p.order))
+	n := len(p.order)
+	// Sort identifier<<32|position keys: plain integers, so the sort does
+	// no pointer chasing and no GC write barriers.
+	keys := make([]uint64, 0, n+len(p.drain))
+	for i, e := range p.order {
+		keys = append(keys, uint64(e.ID)<<32|uint64(i))
+	}
+	for i, e := range p.drain {
+		keys = append(keys, uint64(e.ID)<<32|uint64(n+i))
+	}
+	entries := make([]*policy.Entry, n)
 	for i, e := range p.order {
 		entries[i] = &e.Entry
 	}
-	w := make([]uint32, len(entries))
+	w := make([]uint32, n)
 	p.alg.Steer(entries, w)
-	for i, e := range p.order {
-		ss.Members = append(ss.Members, SteeringMember{ID: e.ID, Transport: e.el.Transport, Weight: w[i], State: Active, UserData: e.el.UserData})
-	}
-	for _, e := range p.drain {
-		ss.Members = append(ss.Members, SteeringMember{ID: e.ID, Transport: e.el.Transport, Weight: 0, State: Draining, UserData: e.el.UserData})
+	slices.Sort(keys)
+	ss := SteeringSet{Handle: handle, Policy: p.alg.Type, Version: p.version,
+		Members: make([]SteeringMember, len(keys))}
+	for i, k := range keys {
+		m := &ss.Members[i]
+		if pos := int(uint32(k)); pos < n {
+			e := p.order[pos]
+			m.ID, m.Transport, m.Weight, m.State, m.UserData = e.ID, e.el.Transport, w[pos], Active, e.el.UserData
+		} else {
+			e := p.drain[pos-n]
+			m.ID, m.Transport, m.State, m.UserData = e.ID, e.el.Transport, Draining, e.el.UserData
+		}
 	}
 	p.mu.Unlock()
-	slices.SortFunc(ss.Members, func(a, b SteeringMember) int { return int64cmp(int64(a.ID), int64(b.ID)) })
 	return ss, true
 }
