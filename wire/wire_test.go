@@ -304,6 +304,21 @@ func TestDecodeRegistrationAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("encoding a Registration into a buffer with room: %v allocs, want 0", allocs)
 	}
+	htr, err := handleTableResponse128().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dec.Decode(wire.ENRP, htr, &m); err != nil {
+		t.Fatal(err)
+	}
+	allocs = testing.AllocsPerRun(20, func() {
+		if err := dec.Decode(wire.ENRP, htr, &m); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("decoding a 128-PE Handle Table Response into a reused Message: %v allocs, want 0", allocs)
+	}
 }
 
 func TestNames(t *testing.T) {
