@@ -44,6 +44,7 @@ func commands() []command {
 	cmds := []command{
 		// Subcommands, one line each; keep sorted by name.
 		{name: "decode", summary: "print the ASAP/ENRP messages in a pcap", run: runDecode},
+		{name: "demo", summary: "self-contained demo: node, 3 PEs and a client in namespaces (root)", run: runDemo},
 		{name: "node", summary: "run a registrar that drives the XDP data plane (the product)", run: runNode},
 		{name: "registrar", summary: "run an RSerPool registrar (ASAP server, ENRP peer)", run: runRegistrar},
 	}
