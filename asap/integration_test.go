@@ -471,3 +471,28 @@ func TestDrainDeadlineCutsSessions(t *testing.T) {
 		t.Fatalf("drain with a session open past the deadline: %v, want deadline exceeded", err)
 	}
 }
+
+func TestDumpHandlespace(t *testing.T) {
+	rs := startRegistrars(t, 1)
+	a := startEchoPE(t, "echo", addrs(rs), WithPolicy(policy.LeastUsed(policy.MaxLoad/4)))
+	b := startEchoPE(t, "daytime", addrs(rs))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d, err := DumpHandlespace(ctx, rs[0].srv.ENRPAddr().String(), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Registrar != 1 || len(d.Pools) != 2 || d.Pools[0].Handle != "daytime" || d.Pools[1].PEs[0].ID != a.pe.ID() ||
+		d.Pools[0].PEs[0].ID != b.pe.ID() || d.Pools[1].PEs[0].Policy.Load != policy.MaxLoad/4 {
+		t.Fatalf("dump %+v", d)
+	}
+	if want := rs[0].srv.Checksum(1); d.Checksums[1] != want {
+		t.Fatalf("checksum of registrar 1's PEs: dump %#04x, registrar %#04x", d.Checksums[1], want)
+	}
+	if want := rs[0].srv.Handlespace().HandlespaceChecksum(); d.Total != want {
+		t.Fatalf("total checksum: dump %#04x, registrar %#04x", d.Total, want)
+	}
+	if _, err := DumpHandlespace(ctx, "127.0.0.1:1", WithLogger(quiet())); err == nil || !strings.Contains(err.Error(), "registrar 127.0.0.1:1 unreachable") {
+		t.Fatalf("unreachable registrar: %v", err)
+	}
+}
