@@ -99,7 +99,17 @@ func (s *SCTP) Listen(ctx context.Context, addr string) (Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sctp listen %s on %s: %w", s.cfg.Protocol, addr, err)
 	}
+	wildcard := len(la.IPAddrs) == 0
+	if wildcard {
+		// No address (":3863"): listen on both families, as net.Listen does
+		// for TCP, unless the host has no IPv6.
+		la.IPAddrs = []net.IPAddr{{IP: net.IPv6zero}}
+	}
 	fd, err := sctpSocket(la)
+	if wildcard && errors.Is(err, unix.EAFNOSUPPORT) {
+		la.IPAddrs = []net.IPAddr{{IP: net.IPv4zero}}
+		fd, err = sctpSocket(la)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sctp listen %s on %s: %w", s.cfg.Protocol, addr, err)
 	}
@@ -109,6 +119,11 @@ func (s *SCTP) Listen(ctx context.Context, addr string) (Listener, error) {
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("SO_REUSEADDR", err)
+	}
+	if wildcard && la.IPAddrs[0].IP.To4() == nil {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return fail("IPV6_V6ONLY", err)
+		}
 	}
 	if err := sctp.SCTPBind(fd, la, sctp.SCTP_BINDX_ADD_ADDR); err != nil {
 		return fail("bind", err)

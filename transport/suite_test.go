@@ -33,6 +33,7 @@ func behaviours() []behaviour {
 		{"RejectsMalformedOutgoing", testRejectsMalformedOutgoing},
 		{"CleanCloseIsEOF", testCleanClose},
 		{"DialRefusedFailsFast", testDialRefused},
+		{"WildcardListenServesIPv4AndIPv6", testWildcardListen},
 		{"BadPeers", testBadPeers},
 	}
 }
@@ -356,6 +357,39 @@ func testDialRefused(t *testing.T, r rig) {
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("dial to a closed port: %v, want ECONNREFUSED", err)
+	}
+}
+
+// ":port" (what DefaultAddr("") gives) must serve IPv4 and IPv6 clients,
+// and an IPv6 literal must work on its own.
+func testWildcardListen(t *testing.T, r rig) {
+	if r.name == "seqpacket" {
+		t.Skip("no IP addresses on AF_UNIX")
+	}
+	tr := r.transport(t, quietConfig(t, ENRP))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		listen string
+		dial   []string
+	}{
+		{":0", []string{"127.0.0.1", "::1"}},
+		{"[::1]:0", []string{"::1"}},
+	} {
+		ln, err := tr.Listen(ctx, tc.listen)
+		if err != nil {
+			t.Fatalf("listen %s: %v", tc.listen, err)
+		}
+		startEchoOn(t, ln)
+		_, port, err := net.SplitHostPort(ln.Addr().String())
+		if err != nil {
+			t.Fatalf("listener address %v: %v", ln.Addr(), err)
+		}
+		for _, host := range tc.dial {
+			if err := roundTrips(ctx, tr, net.JoinHostPort(host, port), 3, 1); err != nil {
+				t.Errorf("listen %s, dial %s: %v", tc.listen, host, err)
+			}
+		}
 	}
 }
 
