@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/rspxdp/rspxdp/asap"
+)
+
+const peUsage = `Usage: rspxdp pe --pool HANDLE --registrar ADDR[,ADDR] --listen ADDR --service SERVICE [flags]
+
+Runs a pool element: serves SERVICE on --listen and registers it under the
+pool handle with the registrars (re-registering, answering keep-alives,
+following a registrar takeover). On SIGINT or SIGTERM it drains:
+deregisters first, so new pool users go to other PEs, then serves the open
+sessions until they end or --drain-timeout passes.
+
+Services (those of rsplib's demo tools), spoken over rspxdp's session
+framing (see 'go doc github.com/rspxdp/rspxdp/asap'):
+  echo     answers every message with the same bytes; before each answer it
+           sends an ASAP Cookie "pe=<id> bytes=<n>", and logs the Cookie
+           Echo a pool user presents after failing over to it
+  discard  reads and drops everything
+  daytime  sends the date and time, then closes
+  chargen  sends the RFC 864 character pattern until the user closes
+
+Policies: ` + "%s" + `
+(short: rr, wrr, rand, wrand, prio, lu, lud, plu, rlu), with values after a
+colon in wire order, loads as percentages: wrr:3, lu:25%%, lud:10%%,1%%.
+
+Examples:
+  # An echo PE in pool "echo", weight 3, with two registrars.
+  rspxdp pe --pool echo --registrar 127.0.0.1:3863,127.0.0.1:3864 \
+      --listen 127.0.0.1:7000 --service echo --policy wrr:3
+
+  # A daytime PE found by registrars' server announces, least used at 20%%.
+  rspxdp pe --pool daytime --announces :3863 --listen :7001 --service daytime --policy lu:20%%`
+
+func runPE(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "pe", fmt.Sprintf(peUsage, strings.Join(asap.PolicyNames(), ", ")))
+	pool := fs.String("pool", "", "pool handle to register under (required)")
+	var regs listFlag
+	fs.Var(&regs, "registrar", "registrar ASAP address HOST:PORT (repeatable or comma-separated)")
+	announces := fs.String("announces", "", "also learn registrars from ASAP Server Announces on this UDP address, e.g. :3863")
+	listen := fs.String("listen", "", "address to serve on, HOST:PORT (required)")
+	service := fs.String("service", "echo", "service: echo, discard, daytime or chargen")
+	pol := fs.String("policy", "RoundRobin", "pool policy NAME[:VALUES]")
+	interval := fs.Duration("reregister-interval", asap.DefaultReregistrationInterval, "re-registration interval (lifetime is 3x)")
+	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, serve open sessions at most this long after deregistering")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if *pool == "" {
+		return usagef("--pool is required")
+	}
+	if *listen == "" {
+		return usagef("--listen is required")
+	}
+	if len(regs) == 0 && *announces == "" {
+		return usagef("give --registrar or --announces")
+	}
+	if err := checkHostPorts("--registrar", regs); err != nil {
+		return err
+	}
+	if err := checkHostPorts("--listen", []string{*listen}); err != nil {
+		return err
+	}
+	serve, ok := services[*service]
+	if !ok {
+		return usagef("--service %q: want echo, discard, daytime or chargen", *service)
+	}
+	settings, err := asap.ParsePolicy(*pol)
+	if err != nil {
+		return usagef("--policy: %v", err)
+	}
+	log, err := newLogger(env, *logLevel)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	opts := []asap.Option{asap.WithRegistrars(regs...), asap.WithPolicy(settings),
+		asap.WithReregistrationInterval(*interval), asap.WithLogger(log)}
+	if *announces != "" {
+		opts = append(opts, asap.WithAnnounces(*announces))
+	}
+	pe, err := asap.Register(ctx, *pool, ln, opts...)
+	if err != nil {
+		ln.Close()
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted before registration: %w", err)
+		}
+		return err
+	}
+	fmt.Fprintf(env.stdout, "pe $%08x: pool %q, %s on %s, policy %s\n", pe.ID(), *pool, *service, ln.Addr(), settings.Type)
+	go func() {
+		for {
+			s, err := pe.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer s.Close()
+				serve(s, pe.ID(), log)
+			}()
+		}
+	}()
+	<-ctx.Done()
+	fmt.Fprintf(env.stdout, "pe $%08x: draining (at most %v)\n", pe.ID(), *drain)
+	dctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	if err := pe.Drain(dctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "pe $%08x: drained\n", pe.ID())
+	return nil
+}
+
+// checkHostPorts rejects addresses that are not HOST:PORT.
+func checkHostPorts(flagName string, addrs []string) error {
+	for _, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return usagef("%s %q: want HOST:PORT", flagName, a)
+		}
+	}
+	return nil
+}
+
+func newLogger(env *cliEnv, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+var services = map[string]func(s *asap.Session, id uint32, log *slog.Logger){
+	"echo":    serveEcho,
+	"discard": func(s *asap.Session, _ uint32, _ *slog.Logger) { _, _ = io.Copy(io.Discard, s) },
+	"daytime": func(s *asap.Session, _ uint32, _ *slog.Logger) {
+		_, _ = fmt.Fprintf(s, "%s\r\n", time.Now().Format(time.RFC1123))
+	},
+	"chargen": serveChargen,
+}
+
+func serveEcho(s *asap.Session, id uint32, log *slog.Logger) {
+	buf := make([]byte, 32<<10)
+	total := 0
+	for {
+		n, err := s.Read(buf)
+		if c := s.CookieEcho(); c != nil && total == 0 {
+			// The user failed over to us: its cookie is the state the
+			// previous PE left.
+			log.Info("cookie echo from a failed-over pool user", "remote", s.RemoteAddr().String(), "cookie", string(c))
+		}
+		if n > 0 {
+			total += n
+			if err := s.SendCookie([]byte(fmt.Sprintf("pe=$%08x bytes=%d", id, total))); err != nil {
+				return
+			}
+			if _, err := s.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				log.Debug("session ended", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// serveChargen writes RFC 864 lines: 72 printable characters, each line
+// starting one character further.
+func serveChargen(s *asap.Session, _ uint32, _ *slog.Logger) {
+	const first, count = 33, 95
+	line := make([]byte, 74)
+	for i := 0; ; i++ {
+		for j := 0; j < 72; j++ {
+			line[j] = byte(first + (i+j)%count)
+		}
+		line[72], line[73] = '\r', '\n'
+		if _, err := s.Write(line); err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rspxdp/rspxdp/asap"
+)
+
+const puUsage = `Usage: rspxdp pu --pool HANDLE --registrar ADDR[,ADDR] ACTION [flags]
+
+Acts as a pool user of the pool HANDLE.
+
+Actions:
+  resolve  asks a registrar for the pool's PEs and prints them (--json for
+           a machine-readable list)
+  echo     opens a session with the pool (a PE running --service echo) and
+           sends --count numbered lines, one every --interval, printing
+           each answer with the PE that gave it. When the PE dies the
+           session fails over to another PE, echoing the last ASAP Cookie
+           to it, and prints the failover with the time it took; the line
+           in flight is sent again. Exits 0 once every line was answered.
+
+Examples:
+  rspxdp pu --pool echo --registrar 127.0.0.1:3863 resolve
+  rspxdp pu --pool echo --registrar 127.0.0.1:3863,127.0.0.1:3864 resolve --json
+  rspxdp pu --pool echo --registrar 127.0.0.1:3863 echo --count 100 --interval 100ms`
+
+func runPU(ctx context.Context, env *cliEnv, args []string) error {
+	fs := newFlagSet(env, "pu", puUsage)
+	pool := fs.String("pool", "", "pool handle (required)")
+	var regs listFlag
+	fs.Var(&regs, "registrar", "registrar ASAP address HOST:PORT (repeatable or comma-separated)")
+	announces := fs.String("announces", "", "also learn registrars from ASAP Server Announces on this UDP address")
+	asJSON := fs.Bool("json", false, "resolve: print JSON")
+	count := fs.Int("count", 10, "echo: lines to send")
+	interval := fs.Duration("interval", 200*time.Millisecond, "echo: pause between lines")
+	timeout := fs.Duration("timeout", time.Second, "echo: an answer later than this counts as a PE failure")
+	staleness := fs.Duration("cache-staleness", asap.DefaultCacheStaleness, "reuse a resolution this long")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usagef("missing action: resolve or echo")
+	}
+	action := fs.Arg(0)
+	// Flags may also follow the action.
+	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if *pool == "" {
+		return usagef("--pool is required")
+	}
+	if len(regs) == 0 && *announces == "" {
+		return usagef("give --registrar or --announces")
+	}
+	if err := checkHostPorts("--registrar", regs); err != nil {
+		return err
+	}
+	if *count <= 0 {
+		return usagef("--count must be positive")
+	}
+	log, err := newLogger(env, *logLevel)
+	if err != nil {
+		return err
+	}
+	opts := []asap.Option{asap.WithRegistrars(regs...), asap.WithLogger(log), asap.WithCacheStaleness(*staleness)}
+	if *announces != "" {
+		opts = append(opts, asap.WithAnnounces(*announces))
+	}
+	switch action {
+	case "resolve":
+		return puResolve(ctx, env, *pool, *asJSON, opts)
+	case "echo":
+		return puEcho(ctx, env, *pool, *count, *interval, *timeout, opts)
+	}
+	return usagef("unknown action %q: want resolve or echo", action)
+}
+
+func puResolve(ctx context.Context, env *cliEnv, pool string, asJSON bool, opts []asap.Option) error {
+	u, err := asap.NewPoolUser(opts...)
+	if err != nil {
+		return err
+	}
+	defer u.Close()
+	pes, err := u.Resolve(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(jsonPEs(pes))
+	}
+	fmt.Fprintf(env.stdout, "pool %q: %d PE(s)\n", pool, len(pes))
+	for _, p := range pes {
+		fmt.Fprintf(env.stdout, "  $%08x  %-21s  home $%08x  %s\n", p.ID, p.Addr, p.Home, policyString(p))
+	}
+	return nil
+}
+
+// jsonPE is a PE as the JSON outputs print it.
+type jsonPE struct {
+	ID       string            `json:"id"`
+	Addr     string            `json:"addr"`
+	Home     string            `json:"home"`
+	Policy   string            `json:"policy"`
+	Values   map[string]uint32 `json:"values,omitempty"`
+	Lifetime string            `json:"lifetime"`
+	ASAP     string            `json:"asap,omitempty"`
+}
+
+func jsonPEs(pes []asap.PEInfo) []jsonPE {
+	out := make([]jsonPE, 0, len(pes))
+	for _, p := range pes {
+		j := jsonPE{ID: fmt.Sprintf("$%08x", p.ID), Addr: p.Addr.String(), Home: fmt.Sprintf("$%08x", p.Home),
+			Policy: p.Policy.Type.String(), Lifetime: p.Lifetime.String()}
+		if p.ASAP.IsValid() {
+			j.ASAP = p.ASAP.String()
+		}
+		names, vals := policyValues(p)
+		if len(names) > 0 {
+			j.Values = map[string]uint32{}
+			for i, n := range names {
+				j.Values[n] = vals[i]
+			}
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
+func puEcho(ctx context.Context, env *cliEnv, pool string, count int, interval, timeout time.Duration, opts []asap.Option) error {
+	c, err := asap.Dial(ctx, pool, opts...)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(env.stdout, "session with pool %q on PE %s\n", pool, c.PE())
+	r := bufio.NewReader(c)
+	failovers := 0
+	for i := 1; i <= count; i++ {
+		line := fmt.Sprintf("line %d", i)
+		sent := time.Now()
+		for try := 0; ; try++ {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			ans, err := echoOnce(c, r, line, timeout)
+			if err == nil {
+				fmt.Fprintf(env.stdout, "%s: answer from PE $%08x in %v: %s\n", line, c.PE().ID,
+					time.Since(sent).Round(time.Microsecond), strings.TrimSpace(ans))
+				break
+			}
+			var fe *asap.FailoverError
+			if !errors.As(err, &fe) || try >= 8 {
+				return fmt.Errorf("%s: %w", line, err)
+			}
+			failovers++
+			r.Reset(c) // bytes of the old PE's session are gone with it
+			fmt.Fprintf(env.stdout, "FAILOVER %s\n", fe.Event)
+		}
+		if i < count {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(interval):
+			}
+		}
+	}
+	fmt.Fprintf(env.stdout, "done: %d lines answered, %d failover(s), last cookie %q\n", count, failovers, c.Cookie())
+	return nil
+}
+
+// echoOnce sends line and reads the answer within timeout; a late answer
+// makes the Conn fail over (a hung PE looks like a dead one).
+func echoOnce(c *asap.Conn, r *bufio.Reader, line string, timeout time.Duration) (string, error) {
+	if _, err := fmt.Fprintf(c, "%s\n", line); err != nil {
+		return "", err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	ans, err := r.ReadString('\n')
+	_ = c.SetReadDeadline(time.Time{})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return "", c.Failover(fmt.Errorf("no answer within %v", timeout))
+	}
+	return ans, err
+}
