@@ -46,7 +46,10 @@ func commands() []command {
 		{name: "decode", summary: "print the ASAP/ENRP messages in a pcap", run: runDecode},
 		{name: "demo", summary: "self-contained demo: node, 3 PEs and a client in namespaces (root)", run: runDemo},
 		{name: "node", summary: "run a registrar that drives the XDP data plane (the product)", run: runNode},
+		{name: "pe", summary: "run a pool element: serve echo/discard/daytime/chargen and register it", run: runPE},
+		{name: "pu", summary: "act as a pool user: resolve a pool, or run an echo session with failover", run: runPU},
 		{name: "registrar", summary: "run an RSerPool registrar (ASAP server, ENRP peer)", run: runRegistrar},
+		{name: "status", summary: "dump a registrar's handlespace: pools, PEs, owners, policies, checksums", run: runStatus},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
