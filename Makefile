@@ -13,7 +13,7 @@ FUZZTIME  ?= 10s
 FUZZ_TARGETS ?= ./wire:FuzzDecodeMessage ./wire:FuzzParameters ./selector:FuzzOperations ./internal/capture:FuzzReader
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all build test unit race fuzz generate bench demo lint vmtest clean
+.PHONY: all build test unit race fuzz generate bench bench-pps demo lint vmtest clean
 
 all: build
 
@@ -41,6 +41,15 @@ generate:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# Packets per second through the LB namespace on veth: the XDP load balancer
+# against nftables DNAT and HAProxy on the same topology (e2e/pps_test.go).
+# Needs root, nftables and haproxy; PPS_PACKETS/PPS_ROUNDS bound each run.
+PPS_PACKETS ?= 2000000
+PPS_ROUNDS  ?= 5
+bench-pps:
+	RSPXDP_PPS=1 RSPXDP_PPS_PACKETS=$(PPS_PACKETS) RSPXDP_PPS_ROUNDS=$(PPS_ROUNDS) \
+		$(GO) test -count=1 -v -timeout 10m -run '^TestPPS$$' ./e2e
 
 demo: build
 	./$(BIN) demo
