@@ -1,9 +1,11 @@
 package selector
 
-// expiryHeap is a min-heap of elements by deadline that knows each
+// expiryHeap is a 4-ary min-heap of elements by deadline that knows each
 // element's index, so refreshing a registration is one O(log n) fix
 // instead of a lazy duplicate entry. Deadlines are stored inline so the
-// sift loops compare contiguous memory rather than chasing pointers.
+// sift loops compare contiguous memory rather than chasing pointers, and
+// four children per node halve the depth, hence the number of elements
+// whose index must be rewritten (one cache miss each) per refresh.
 type expiryHeap []heapItem
 
 type heapItem struct {
@@ -51,7 +53,7 @@ func (h expiryHeap) fix(i int) {
 func (h expiryHeap) up(i int) {
 	it := h[i]
 	for i > 0 {
-		parent := (i - 1) / 2
+		parent := (i - 1) / arity
 		if h[parent].deadline <= it.deadline {
 			break
 		}
@@ -68,13 +70,15 @@ func (h expiryHeap) down(i0 int) bool {
 	n := len(h)
 	it := h[i]
 	for {
-		l := 2*i + 1
-		if l >= n {
+		first := arity*i + 1
+		if first >= n {
 			break
 		}
-		j := l
-		if r := l + 1; r < n && h[r].deadline < h[l].deadline {
-			j = r
+		j := first
+		for c := first + 1; c < min(first+arity, n); c++ {
+			if h[c].deadline < h[j].deadline {
+				j = c
+			}
 		}
 		if it.deadline <= h[j].deadline {
 			break
@@ -87,3 +91,5 @@ func (h expiryHeap) down(i0 int) bool {
 	it.e.heapIdx = i
 	return i > i0
 }
+
+const arity = 4
