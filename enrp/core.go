@@ -104,6 +104,10 @@ type Core struct {
 	timers timerHeap
 	peers  map[uint32]*peer
 	links  map[LinkID]uint32 // ENRP link -> peer id once known
+	// probes are the ENRP links we opened (static or learned peers): they
+	// get a Presence every heartbeat even while their peer is unknown or
+	// considered dead, so a healed partition or restarted peer is found.
+	probes map[LinkID]bool
 	out    []Output
 
 	synced       bool // mentor sync done (or nothing to sync from)
@@ -126,6 +130,7 @@ func NewCore(cfg Config, now time.Time) (*Core, error) {
 		owned:        map[peKey]*peState{},
 		peers:        map[uint32]*peer{},
 		links:        map[LinkID]uint32{},
+		probes:       map[LinkID]bool{},
 		nextPresence: now,
 		nextAnnounce: now,
 	}
@@ -270,6 +275,7 @@ func (c *Core) Tick(now time.Time) {
 	c.hs.Sweep(c.now)
 	if !c.nextPresence.After(c.now) {
 		c.broadcastPresence(false)
+		c.probe()
 		c.nextPresence = c.now.Add(c.cfg.PeerHeartbeatCycle)
 	}
 	if c.Announce && !c.nextAnnounce.After(c.now) {
@@ -346,13 +352,25 @@ func (c *Core) broadcastPresence(reply bool) {
 // us); it introduces itself with a Presence asking for a reply, which
 // reveals the peer's server ID.
 func (c *Core) LinkUp(link LinkID) {
+	c.probes[link] = true
 	c.send(Output{Link: link, Msg: c.presence(0, true)})
+}
+
+// probe sends a Presence asking for a reply on every link we opened whose
+// peer is not a live peer.
+func (c *Core) probe() {
+	for l := range c.probes {
+		if p := c.peers[c.links[l]]; p == nil || p.dead {
+			c.send(Output{Link: l, Msg: c.presence(c.links[l], true)})
+		}
+	}
 }
 
 // LinkDown tells the core a connection closed. PEs keep their state (the
 // next keep-alive dials them); peers are judged by their timers, not by
 // one connection.
 func (c *Core) LinkDown(link LinkID) {
+	delete(c.probes, link)
 	if id, ok := c.links[link]; ok {
 		delete(c.links, link)
 		if p := c.peers[id]; p != nil && p.link == link {

@@ -3,9 +3,14 @@ package enrp
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rspxdp/rspxdp/transport"
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 // Integration tests: real registrars over TCP on 127.0.0.1 with small
@@ -258,10 +263,10 @@ func TestStressTenThousandPEs(t *testing.T) {
 		t.Skip("stress test skipped in -short mode")
 	}
 	nodes := startCluster(t, 3, func(c *ServerConfig) {
-		// Realistic keep-alive timers: the test is about registration
-		// load and replication, not liveness.
-		c.KeepAliveInterval = 5 * time.Second
-		c.KeepAliveTimeout = 5 * time.Second
+		// The test is about registration load and replication, not
+		// liveness: its clients do not answer keep-alives.
+		c.KeepAliveInterval = time.Minute
+		c.KeepAliveTimeout = time.Minute
 	})
 	if _, err := eventually(3*time.Second, func() bool {
 		for _, n := range nodes {
@@ -273,7 +278,10 @@ func TestStressTenThousandPEs(t *testing.T) {
 	}); err != nil {
 		t.Fatal("registrars did not find each other")
 	}
-	const total, conns = 10000, 30
+	total, conns := 10000, 30
+	if raceEnabled {
+		total = 2000
+	}
 	start := time.Now()
 	errs := make(chan error, conns)
 	for c := 0; c < conns; c++ {
@@ -311,4 +319,126 @@ func TestStressTenThousandPEs(t *testing.T) {
 	}
 	t.Logf("%d PEs registered in %v (%.0f/s), all 3 registrars converged %v later", total, regDone,
 		float64(total)/regDone.Seconds(), d)
+}
+
+// senderOf returns the ENRP sender of m, 0 for ASAP messages.
+func senderOf(m Message) uint32 {
+	switch m := m.(type) {
+	case Presence:
+		return m.Sender
+	case HandleTableRequest:
+		return m.Sender
+	case HandleTableResponse:
+		return m.Sender
+	case HandleUpdate:
+		return m.Sender
+	case ListRequest:
+		return m.Sender
+	case ListResponse:
+		return m.Sender
+	case InitTakeover:
+		return m.Sender
+	case InitTakeoverAck:
+		return m.Sender
+	case TakeoverServer:
+		return m.Sender
+	}
+	return 0
+}
+
+func TestIntegrationPartitionHeal(t *testing.T) {
+	var cut atomic.Bool
+	side := func(id uint32) int {
+		if id == 3 {
+			return 1
+		}
+		return 0
+	}
+	nodes := startCluster(t, 3, func(c *ServerConfig) {
+		me := c.ID
+		c.drop = func(m Message) bool {
+			from := senderOf(m)
+			return cut.Load() && from != 0 && side(from) != side(me)
+		}
+	})
+	waitPeers(t, nodes)
+	pes := make([]*testClient, 12)
+	for i := range pes {
+		pes[i] = startPE(t, nodes[i%3].srv.ASAPAddr().String(), "echo", uint32(200+i))
+		pes[i].await(t)
+	}
+	t.Cleanup(func() {
+		for _, p := range pes {
+			p.kill()
+		}
+	})
+	if _, err := eventually(2*time.Second, func() bool { return converged(servers(nodes...), 12) }); err != nil {
+		t.Fatal("no convergence before the partition")
+	}
+	cut.Store(true)
+	if _, err := eventually(3*time.Second, func() bool {
+		return len(nodes[2].srv.Peers()) == 0 && len(nodes[0].srv.Peers()) == 1 && len(nodes[1].srv.Peers()) == 1
+	}); err != nil {
+		t.Fatal("the partition was not detected")
+	}
+	time.Sleep(500 * time.Millisecond) // let both sides' takeovers settle
+	cut.Store(false)
+	d, err := eventually(5*time.Second, func() bool {
+		if !converged(servers(nodes...), 12) {
+			return false
+		}
+		for _, n := range nodes {
+			if len(n.srv.Peers()) != 2 {
+				return false
+			}
+		}
+		// Every PE's actual home agrees with the handlespace everywhere.
+		for _, p := range pes {
+			for _, n := range nodes {
+				n.srv.mu.Lock()
+				pe, ok := n.srv.core.lookup("echo", p.pe.ID)
+				n.srv.mu.Unlock()
+				if !ok || pe.Home != p.homeID() {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if err != nil {
+		for _, n := range nodes {
+			t.Logf("registrar %d: %d PEs, peers %v", n.srv.ID(), n.srv.Count(), n.srv.Peers())
+		}
+		t.Fatalf("no convergence %v after healing", d)
+	}
+	t.Logf("converged %v after healing", d)
+}
+
+func TestIntegrationServerAnnounce(t *testing.T) {
+	rx, err := transport.ListenAnnounces(transport.AnnounceReceiverConfig{
+		Addr: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	cfg := itConfig(0x77)
+	cfg.Announce = true
+	cfg.AnnounceInterval = 50 * time.Millisecond
+	cfg.AnnounceUnicast = []netip.AddrPort{netip.MustParseAddrPort(rx.LocalAddr().String())}
+	n := startNode(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	b, _, err := rx.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(wire.ASAP, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, ok := m.(ServerAnnounce)
+	want := netip.MustParseAddrPort(n.srv.ASAPAddr().String())
+	if !ok || sa.ServerID != 0x77 || len(sa.ASAP) != 1 || sa.ASAP[0] != want {
+		t.Fatalf("announce %#v, want server 0x77 at %v", m, want)
+	}
 }

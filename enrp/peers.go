@@ -328,9 +328,6 @@ func (c *Core) finishTakeover(target *peer) {
 
 func (c *Core) dropPeer(p *peer) {
 	delete(c.peers, p.id)
-	if p.link != 0 {
-		delete(c.links, p.link)
-	}
 	c.log.Info("peer left", "peer", idString(p.id))
 }
 

@@ -35,6 +35,9 @@ type ServerConfig struct {
 	AnnounceMulticast bool
 	// DialTimeout bounds connection set-up to peers and PEs (default 2 s).
 	DialTimeout time.Duration
+
+	// drop, in tests, discards incoming messages (network partitions).
+	drop func(Message) bool
 }
 
 // Server runs a registrar: it owns the listeners, connections, timers and
@@ -323,6 +326,14 @@ func (s *Server) readLoop(l *link) {
 		m, err := FromWire(&w)
 		if err != nil {
 			s.log.Debug("message ignored", "remote", l.conn.RemoteAddr().String(), "err", err)
+			if w.Protocol == wire.ASAP && w.Type == wire.ASAPRegistration {
+				// A registration we cannot make sense of still gets its answer.
+				s.dispatch([]Output{{Link: l.id, Msg: RegistrationResponse{
+					Handle: string(w.PoolHandle()), Reject: true, Cause: CauseInvalidValues}}})
+			}
+			continue
+		}
+		if s.cfg.drop != nil && s.cfg.drop(m) {
 			continue
 		}
 		s.step(l.id, src, m)
