@@ -48,6 +48,7 @@ type PoolElement struct {
 	nextLink linkID
 	sessions map[*Session]struct{}
 	firstErr error
+	lastErr  error // last registrar failure, for Register's error
 	home     uint32
 
 	registered chan struct{} // closed at the first outcome of registering
@@ -156,7 +157,13 @@ func Register(ctx context.Context, handle string, ln net.Listener, opts ...Optio
 	select {
 	case <-p.registered:
 	case <-ctx.Done():
+		p.mu.Lock()
+		last := p.lastErr
+		p.mu.Unlock()
 		p.stop()
+		if last != nil {
+			return nil, fmt.Errorf("register %s: %w (last failure: %w)", handle, ctx.Err(), last)
+		}
 		return nil, fmt.Errorf("register %s: %w (registrars %v)", handle, ctx.Err(), p.regs.list())
 	}
 	p.mu.Lock()
@@ -460,6 +467,7 @@ func (p *PoolElement) dial(addr string) {
 		if err != nil {
 			p.log.Debug("registrar unreachable", "registrar", addr, "err", err)
 			p.mu.Lock()
+			p.lastErr = fmt.Errorf("registrar %s unreachable: %w", addr, err)
 			p.m.tick(time.Now())
 			p.m.dialFailed(addr)
 			outs := p.m.drain()

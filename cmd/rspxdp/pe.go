@@ -52,6 +52,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	service := fs.String("service", "echo", "service: echo, discard, daytime or chargen")
 	pol := fs.String("policy", "RoundRobin", "pool policy NAME[:VALUES]")
 	interval := fs.Duration("reregister-interval", asap.DefaultReregistrationInterval, "re-registration interval (lifetime is 3x)")
+	regTimeout := fs.Duration("register-timeout", 10*time.Second, "give up when no registrar accepted the registration within this time")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, serve open sessions at most this long after deregistering")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
@@ -96,7 +97,9 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	if *announces != "" {
 		opts = append(opts, asap.WithAnnounces(*announces))
 	}
-	pe, err := asap.Register(ctx, *pool, ln, opts...)
+	rctx, rcancel := context.WithTimeout(ctx, *regTimeout)
+	pe, err := asap.Register(rctx, *pool, ln, opts...)
+	rcancel()
 	if err != nil {
 		ln.Close()
 		if ctx.Err() != nil {
