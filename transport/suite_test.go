@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -33,6 +34,7 @@ func behaviours() []behaviour {
 		{"RejectsMalformedOutgoing", testRejectsMalformedOutgoing},
 		{"CleanCloseIsEOF", testCleanClose},
 		{"DialRefusedFailsFast", testDialRefused},
+		{"PeerThatStopsReadingTimesOutWriter", testSlowReader},
 		{"WildcardListenServesIPv4AndIPv6", testWildcardListen},
 		{"BadPeers", testBadPeers},
 	}
@@ -391,6 +393,51 @@ func testWildcardListen(t *testing.T, r rig) {
 			}
 		}
 	}
+}
+
+// A peer that stops reading must not block a writer for ever: once the
+// socket buffers fill, WriteMessage fails after WriteTimeout.
+func testSlowReader(t *testing.T, r rig) {
+	cfg := quietConfig(t, ASAP)
+	cfg.WriteTimeout = 300 * time.Millisecond
+	tr := r.transport(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ln, err := tr.Listen(ctx, r.addr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// Dial from another goroutine: a TLS peer's handshake needs the
+	// server's, which runs in its first WriteMessage below.
+	peerc := make(chan rawPeer, 1)
+	go func() { peerc <- r.rawDial(t, ln.Addr().String()) }() // never reads
+	c, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	defer func() {
+		select {
+		case p := <-peerc:
+			p.close()
+		case <-time.After(5 * time.Second):
+		}
+	}()
+	m := msg(0x0b, MaxMessageSize, 1)
+	start := time.Now()
+	for i := 0; i < 5000; i++ { // far more than any socket buffer holds
+		if err = c.WriteMessage(ctx, m); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Fatal("5000 x 64 KiB written to a peer that reads nothing")
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write to a stuck peer: %v, want a deadline error", err)
+	}
+	t.Logf("writer released after %v: %v", time.Since(start).Round(time.Millisecond), err)
 }
 
 func testCleanClose(t *testing.T, r rig) {
