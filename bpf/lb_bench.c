@@ -20,7 +20,7 @@ struct bench_frame {
 	__u32 len;
 	__u32 mutate_off; /* 0: leave the frame alone; else offset of a 4-byte counter */
 	__u32 counter;
-	__u32 pad;
+	__u32 mask; /* nonzero: cycle through mask+1 flows instead of new ones forever */
 	__u8 data[BENCH_MAX];
 };
 
@@ -60,6 +60,8 @@ int lb_bench(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	if (fr->mutate_off) {
 		__u32 c = ++fr->counter;
+		if (fr->mask)
+			c &= fr->mask;
 		bpf_xdp_store_bytes(ctx, fr->mutate_off, &c, sizeof(c));
 	}
 	bpf_tail_call(ctx, &lb_bench_jmp, 0);

@@ -18,7 +18,7 @@ type LbBenchBenchFrame struct {
 	Len       uint32
 	MutateOff uint32
 	Counter   uint32
-	Pad       uint32
+	Mask      uint32
 	Data      [256]uint8
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/loader"
+	"github.com/rspxdp/rspxdp/loader/loadertest"
 )
 
 // XDP verdicts of BPF_PROG_TEST_RUN.
@@ -266,5 +267,70 @@ func TestDecapAddrs(t *testing.T) {
 	}
 	if err := d.Attach("rspxdp-no-such-if"); err == nil {
 		t.Error("Attach to a missing interface succeeded")
+	}
+}
+
+// TestDecapUndoesLBEncap feeds the load balancer's output for a client's
+// packet to the decapsulation program and expects the client's packet back,
+// byte for byte from the IP header on, for every family combination the
+// LB produces.
+func TestDecapUndoesLBEncap(t *testing.T) {
+	d := openDecap(t)
+	l, err := loader.Open(loader.Options{
+		PinDir:   loadertest.PinDir(t),
+		Resolver: loader.StaticResolver{netip.Addr{}: {Ifindex: 1, SrcMAC: decapSrc, DstMAC: decapDst}},
+		SourceV4: decapLB4,
+		SourceV6: decapLB6,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(false) })
+	tcp4 := innerTCP4(t)
+	udp6 := innerUDP6(t)
+	for _, tc := range []struct {
+		name  string
+		svc   loader.ServiceKey
+		pe    netip.Addr
+		typ   layers.EthernetType
+		inner []byte
+	}{
+		{"v4-in-v4", loader.ServiceKey{VIP: netip.AddrPortFrom(decapVIP4, 80), Proto: loader.TCP}, decapPE4, layers.EthernetTypeIPv4, tcp4},
+		{"v6-in-v6", loader.ServiceKey{VIP: netip.AddrPortFrom(decapVIP6, 9999), Proto: loader.UDP}, decapPE6, layers.EthernetTypeIPv6, udp6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := l.UpsertService(loader.Service{ServiceKey: tc.svc}); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.SetBackends(tc.svc, []loader.Backend{{ID: 1, Addr: tc.pe, Weight: 1, State: loader.Active}}); err != nil {
+				t.Fatal(err)
+			}
+			in := eth(t, tc.typ, tc.inner)
+			out := make([]byte, len(in)+64)
+			opts := &ebpf.RunOptions{Data: in, DataOut: out}
+			rc, err := l.Program().Run(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc != 3 { // XDP_TX
+				t.Fatalf("LB verdict %d, want XDP_TX", rc)
+			}
+			encap := opts.DataOut
+			if len(encap) <= len(in) {
+				t.Fatalf("LB did not encapsulate: %x", encap)
+			}
+			back := make([]byte, len(encap)+64)
+			opts = &ebpf.RunOptions{Data: encap, DataOut: back}
+			rc, err = d.Program().Run(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rc != decapXDPPass {
+				t.Fatalf("decap verdict %d, want XDP_PASS", rc)
+			}
+			if got := opts.DataOut; !bytes.Equal(got[12:], in[12:]) {
+				t.Fatalf("round trip changed the packet\n got %x\nwant %x", got, in)
+			}
+		})
 	}
 }

@@ -147,6 +147,7 @@ type Loader struct {
 	objs  bpf.LbObjects
 	inner *ebpf.MapSpec // template of a Maglev ring
 	links map[string]link.Link
+	fresh []link.Link // attached by Open itself, undone if Open fails
 	ncpu  int
 
 	mu       sync.Mutex
@@ -224,10 +225,16 @@ func Open(opts Options) (*Loader, error) {
 	}
 	for _, ifname := range opts.Interfaces {
 		if err := l.attach(ifname); err != nil {
+			// Undo only what this call attached; links taken over from
+			// a previous run stay as they were found.
+			for _, lk := range l.fresh {
+				lk.Unpin()
+			}
 			l.closeFDs()
 			return nil, err
 		}
 	}
+	l.fresh = nil
 	return l, nil
 }
 
@@ -303,6 +310,7 @@ func (l *Loader) attach(ifname string) error {
 		return fmt.Errorf("pin link of %s: %w", ifname, err)
 	}
 	l.links[ifname] = lk
+	l.fresh = append(l.fresh, lk)
 	return nil
 }
 

@@ -328,3 +328,19 @@ func TestAPIErrors(t *testing.T) {
 }
 
 func loadertestRoot(t *testing.T) { testenv.RequireRoot(t) }
+
+// TestOpenFailureDetaches: when one interface cannot be attached, the ones
+// Open already attached are detached again.
+func TestOpenFailureDetaches(t *testing.T) {
+	pinDir := loadertest.PinDir(t)
+	inNetns(t, func() {
+		addVeth(t, "lbf0", "lbf1")
+		_, err := Open(Options{PinDir: pinDir, Interfaces: []string{"lbf0", "nosuchif0"}, Resolver: restartHop})
+		if err == nil {
+			t.Fatal("attached to an interface that does not exist")
+		}
+		if id, _ := xdpProg(t, "lbf0"); id != 0 {
+			t.Errorf("failed Open left prog %d attached to lbf0", id)
+		}
+	})
+}
