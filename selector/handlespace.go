@@ -363,9 +363,12 @@ func (h *Handlespace) Deregister(handle string, id uint32, now time.Time) (PoolE
 	return h.removeElement(handle, id, now, ReasonDeregistered)
 }
 
-// Remove takes an element out at once, including from the steering set:
-// for keep-alive failures and ENRP deletions, where existing flows must
-// move too.
+// Remove takes an element out at once, including from the steering set,
+// so existing flows move too: for keep-alive failures and unreachability,
+// where the element is known dead. For an ENRP Handle Update deletion, whose
+// reason the message does not carry, Deregister is the safer call: every
+// rspxdp node then drains the element the same way as its home registrar's
+// node, so flows that ECMP sent through another node are not cut.
 func (h *Handlespace) Remove(handle string, id uint32, reason Reason) (PoolElement, error) {
 	return h.removeElement(handle, id, time.Time{}, reason)
 }
