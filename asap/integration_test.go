@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -494,5 +495,85 @@ func TestDumpHandlespace(t *testing.T) {
 	}
 	if _, err := DumpHandlespace(ctx, "127.0.0.1:1", WithLogger(quiet())); err == nil || !strings.Contains(err.Error(), "registrar 127.0.0.1:1 unreachable") {
 		t.Fatalf("unreachable registrar: %v", err)
+	}
+}
+
+func TestBusinessCardNamesFailoverPool(t *testing.T) {
+	rs := startRegistrars(t, 1)
+	regs := addrs(rs)
+	primary := startEchoPE(t, "primary", regs)
+	backup := startEchoPE(t, "backup", regs)
+	c, err := Dial(context.Background(), "primary", WithRegistrars(regs...), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The primary PE hands its users a business card naming the backup
+	// pool; serve() does not, so send it on the PE's side of the session.
+	primary.pe.mu.Lock()
+	var sess *Session
+	for s := range primary.pe.sessions {
+		sess = s
+	}
+	primary.pe.mu.Unlock()
+	if sess == nil {
+		waitFor(t, time.Second, "session accepted", func() bool {
+			primary.pe.mu.Lock()
+			defer primary.pe.mu.Unlock()
+			for s := range primary.pe.sessions {
+				sess = s
+			}
+			return sess != nil
+		})
+	}
+	if err := sess.SendBusinessCard("backup"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	echoRound(t, c, r, "one")
+	if bc := c.BusinessCard(); bc != "backup" {
+		t.Fatalf("business card = %q", bc)
+	}
+	primary.pe.abort()
+	ans, ev := echoRound(t, c, r, "two")
+	if ev == nil || ev.To.ID != backup.pe.ID() || !strings.HasPrefix(ans, fmt.Sprintf("%08x ", backup.pe.ID())) {
+		t.Fatalf("after the primary died: answer %q, event %v; want the backup pool's PE %08x", ans, ev, backup.pe.ID())
+	}
+}
+
+func TestRegistrarsFromAnnounces(t *testing.T) {
+	// A free UDP port for the announces.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	annAddr := pc.LocalAddr().String()
+	pc.Close()
+	srv, err := enrp.NewServer(context.Background(), enrp.ServerConfig{
+		Config: enrp.Config{ID: 9, KeepAliveInterval: itKA, KeepAliveTimeout: itKA, AnnounceInterval: 50 * time.Millisecond,
+			DrainTimeout: -1, Logger: quiet()},
+		Transport: "tcp", ASAPListen: "127.0.0.1:0", ENRPListen: "127.0.0.1:0",
+		Announce: true, AnnounceUnicast: []netip.AddrPort{netip.MustParseAddrPort(annAddr)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer rcancel()
+	pe, err := Register(rctx, "echo", ln, WithAnnounces(annAddr), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pe.abort()
+	if srv.Count() != 1 {
+		t.Fatalf("registrar has %d PEs, want the one found by announce", srv.Count())
 	}
 }
