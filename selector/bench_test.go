@@ -125,6 +125,39 @@ func BenchmarkRegister(b *testing.B) {
 	}
 }
 
+// BenchmarkRegisterSubscribed is registration into the 500 x 100
+// handlespace with the data-plane sync subscribed, i.e. including event
+// publication and coalescing (drained every 1,000 registrations).
+func BenchmarkRegisterSubscribed(b *testing.B) {
+	n := benchPools * benchPerPool
+	handles := benchHandles(benchPools)
+	els := make([]PoolElement, n)
+	for i := range els {
+		els[i] = benchPE(uint32(i/benchPools+1), policy.RoundRobin())
+	}
+	var h *Handlespace
+	var sub *Subscription
+	b.ReportAllocs()
+	startCPU(b)
+	for i := range b.N {
+		k := i % n
+		if k == 0 {
+			p := pause(b)
+			h = newHS(b, Config{})
+			sub = h.Subscribe()
+			runtime.GC()
+			resume(b, p)
+		}
+		if _, err := h.Register(handles[k%benchPools], els[k], t0); err != nil {
+			b.Fatal(err)
+		}
+		if k%1000 == 999 {
+			sub.Drain()
+		}
+	}
+	perSecond(b, "registrations/s")
+}
+
 func BenchmarkRefresh(b *testing.B) {
 	for _, n := range sizes {
 		b.Run(fmt.Sprintf("pes=%d", n), func(b *testing.B) {

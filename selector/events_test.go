@@ -92,3 +92,21 @@ func TestSyncLoopSeesFinalState(t *testing.T) {
 		}
 	}
 }
+
+func TestTransportChangeIsStateChange(t *testing.T) {
+	h := newHS(t, Config{})
+	el := mkPE(1, policy.RoundRobin())
+	el.Owner = "pe-1"
+	mustRegister(t, h, "p", el, t0)
+	sub := h.Subscribe()
+	el.Transport.Addrs = append(el.Transport.Addrs[:0:0], addr(77))
+	mustRegister(t, h, "p", el, t0)
+	ch := sub.Drain()
+	if len(ch) != 1 || ch[0].Kinds != StateChanged {
+		t.Fatalf("events %+v", ch)
+	}
+	ss, _ := h.SteeringSet("p")
+	if ss.Members[0].Transport.Addrs[0] != addr(77) {
+		t.Fatalf("steering set has old address %v", ss.Members[0].Transport.Addrs)
+	}
+}
