@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -61,6 +62,16 @@ func runClients(b *testing.B, addr string, clients, n int, mk func(i int) Messag
 	return lat
 }
 
+// cpuTime returns the process's user+system CPU time: on a shared machine
+// it shows what an operation costs independently of the CPU share we got.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func percentile(lat []time.Duration, p float64) time.Duration {
 	s := slices.Clone(lat)
 	slices.Sort(s)
@@ -74,7 +85,7 @@ func BenchmarkRegistrationTCP(b *testing.B) {
 	})
 	waitPeers(b, nodes)
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	lat := runClients(b, nodes[0].srv.ASAPAddr().String(), benchClients, b.N,
 		func(i int) Message {
 			return Registration{Handle: fmt.Sprintf("pool-%d", i%500), PE: testPE(uint32(i + 1))}
@@ -85,8 +96,11 @@ func BenchmarkRegistrationTCP(b *testing.B) {
 			}
 			return nil
 		})
-	el := time.Since(start)
+	el, cpu := time.Since(start), cpuTime()-cpu0
 	b.StopTimer()
+	// CPU per operation, clients and registrars together (one process).
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(100*cpu.Seconds()/el.Seconds(), "cpu-%")
 	b.ReportMetric(float64(b.N)/el.Seconds(), "reg/s")
 	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
@@ -111,7 +125,7 @@ func BenchmarkResolutionTCP(b *testing.B) {
 	n.srv.core.Drain()
 	n.srv.mu.Unlock()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	lat := runClients(b, n.srv.ASAPAddr().String(), benchClients, b.N,
 		func(i int) Message { return HandleResolution{Handle: fmt.Sprintf("pool-%d", i%500)} },
 		func(m Message) error {
@@ -120,8 +134,11 @@ func BenchmarkResolutionTCP(b *testing.B) {
 			}
 			return nil
 		})
-	el := time.Since(start)
+	el, cpu := time.Since(start), cpuTime()-cpu0
 	b.StopTimer()
+	// CPU per operation, clients and registrars together (one process).
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	b.ReportMetric(100*cpu.Seconds()/el.Seconds(), "cpu-%")
 	b.ReportMetric(float64(b.N)/el.Seconds(), "res/s")
 	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")

@@ -81,7 +81,7 @@ type peer struct {
 	reqOwnOnly  bool
 	reqSeen     map[peKey]bool
 	reqSentAt   time.Time
-	lastAuditAt time.Time
+	mismatches  int // consecutive presences whose checksum differed from ours
 }
 
 type takeover struct {

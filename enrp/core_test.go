@@ -268,7 +268,7 @@ func TestAuditRepairsMissedUpdates(t *testing.T) {
 	if b.Count() != 1 {
 		t.Fatalf("b has %d PEs before the audit", b.Count())
 	}
-	s.advance(150 * time.Millisecond) // one heartbeat cycle
+	s.advance(250 * time.Millisecond) // two heartbeat cycles: two mismatching presences
 	if b.Count() != 2 || a.Checksum(1) != b.Checksum(1) {
 		t.Fatalf("after audit: b has %d PEs, checksums %#x/%#x", b.Count(), a.Checksum(1), b.Checksum(1))
 	}

@@ -31,7 +31,12 @@ func (c *Core) heard(link LinkID, h Header) *peer {
 	p.lastHard = c.now
 	p.noRespDeadline = timeZero
 	if link != 0 {
-		p.link = link
+		// The first link stays the one we send on until it closes: one
+		// ordered path per peer, so its Presence checksums never run
+		// ahead of the Handle Updates they count.
+		if p.link == 0 {
+			p.link = link
+		}
 		c.links[link] = p.id
 	}
 	if p.takeover != nil {
@@ -58,7 +63,15 @@ func (c *Core) onPresence(link LinkID, m Presence) {
 	}
 	// Audit: the peer's checksum over what it owns against ours over what we
 	// think it owns. A mismatch resynchronises that part only.
-	if m.Checksum != c.hs.Checksum(p.id) && !p.reqPending {
+	// Two mismatches in a row are required: one can be an update still in
+	// flight on the peer's other connection.
+	if m.Checksum == c.hs.Checksum(p.id) {
+		p.mismatches = 0
+		return
+	}
+	p.mismatches++
+	if p.mismatches >= 2 && !p.reqPending {
+		p.mismatches = 0
 		c.log.Info("audit mismatch: resynchronising peer's PEs", "peer", idString(p.id),
 			"theirs", m.Checksum, "ours", c.hs.Checksum(p.id))
 		c.requestTable(p, true)

@@ -256,12 +256,12 @@ func (s *Server) addLink(c transport.Conn, p wire.Protocol, peerDial bool) *link
 	if peerDial {
 		s.core.LinkUp(l.id)
 	}
-	outs := s.core.Drain()
+	later := s.flushLocked(s.core.Drain())
 	s.mu.Unlock()
 	s.wg.Add(2)
 	go s.writeLoop(l)
 	go s.readLoop(l)
-	s.dispatch(outs)
+	s.finish(later)
 	return l
 }
 
@@ -328,8 +328,10 @@ func (s *Server) readLoop(l *link) {
 			s.log.Debug("message ignored", "remote", l.conn.RemoteAddr().String(), "err", err)
 			if w.Protocol == wire.ASAP && w.Type == wire.ASAPRegistration {
 				// A registration we cannot make sense of still gets its answer.
-				s.dispatch([]Output{{Link: l.id, Msg: RegistrationResponse{
+				s.mu.Lock()
+				s.flushLocked([]Output{{Link: l.id, Msg: RegistrationResponse{
 					Handle: string(w.PoolHandle()), Reject: true, Cause: CauseInvalidValues}}})
+				s.mu.Unlock()
 			}
 			continue
 		}
@@ -350,9 +352,9 @@ func (s *Server) dropLink(l *link) {
 		}
 	}
 	s.core.LinkDown(l.id)
-	outs := s.core.Drain()
+	later := s.flushLocked(s.core.Drain())
 	s.mu.Unlock()
-	s.dispatch(outs)
+	s.finish(later)
 }
 
 // step feeds one message to the core and sends what it produced.
@@ -360,12 +362,12 @@ func (s *Server) step(id LinkID, src netip.Addr, m Message) {
 	s.mu.Lock()
 	s.core.SetNow(time.Now())
 	s.core.Step(id, src, m)
-	outs := s.core.Drain()
+	later := s.flushLocked(s.core.Drain())
 	// Wake the timer loop only if this message armed a timer earlier than
 	// the one it waits for (rare: most timers are an interval away).
 	wake := !s.timerAt.IsZero() && s.core.NextDeadline().Before(s.timerAt)
 	s.mu.Unlock()
-	s.dispatch(outs)
+	s.finish(later)
 	if wake {
 		select {
 		case s.kick <- struct{}{}:
@@ -387,11 +389,11 @@ func (s *Server) timerLoop(ctx context.Context) {
 		}
 		s.mu.Lock()
 		s.core.Tick(time.Now())
-		outs := s.core.Drain()
+		later := s.flushLocked(s.core.Drain())
 		next := s.core.NextDeadline()
 		s.timerAt = next
 		s.mu.Unlock()
-		s.dispatch(outs)
+		s.finish(later)
 		d := time.Until(next)
 		if d < time.Millisecond {
 			d = time.Millisecond
@@ -406,34 +408,52 @@ func (s *Server) timerLoop(ctx context.Context) {
 	}
 }
 
-// dispatch sends the core's outputs; it runs without the lock.
-func (s *Server) dispatch(outs []Output) {
+// deferredOut is an output that needs I/O set-up (a dial, an announce)
+// and so is handled after s.mu is released.
+type deferredOut struct {
+	o Output
+	b []byte
+}
+
+// flushLocked encodes the core's outputs and queues those for open links
+// while s.mu is held, so every link carries messages in the order the core
+// produced them (a Presence never overtakes the Handle Update it counts).
+// The rest is returned for finish.
+func (s *Server) flushLocked(outs []Output) []deferredOut {
+	var later []deferredOut
 	for _, o := range outs {
 		b, err := Encode(o.Msg)
 		if err != nil {
 			s.log.Error("encode failed", "err", err)
 			continue
 		}
+		if !o.Announce && !o.ConnectPeer {
+			if l := s.links[o.Link]; l != nil && l.enqueue(b) {
+				continue
+			}
+			if !o.Dial.IsValid() {
+				continue
+			}
+		}
+		later = append(later, deferredOut{o, b})
+	}
+	return later
+}
+
+// finish runs the deferred outputs; s.mu must not be held.
+func (s *Server) finish(later []deferredOut) {
+	for _, d := range later {
 		switch {
-		case o.Announce:
+		case d.o.Announce:
 			if s.announcer != nil && s.ctx != nil {
-				if err := s.announcer.Send(s.ctx, b); err != nil {
+				if err := s.announcer.Send(s.ctx, d.b); err != nil {
 					s.log.Debug("announce failed", "err", err)
 				}
 			}
-			continue
-		case o.ConnectPeer:
-			s.connectPeer(o.Dial)
-			continue
-		}
-		s.mu.Lock()
-		l := s.links[o.Link]
-		s.mu.Unlock()
-		if l != nil && l.enqueue(b) {
-			continue
-		}
-		if o.Dial.IsValid() {
-			s.dialPE(o.Dial, b)
+		case d.o.ConnectPeer:
+			s.connectPeer(d.o.Dial)
+		default:
+			s.dialPE(d.o.Dial, d.b)
 		}
 	}
 }
