@@ -77,11 +77,11 @@ type peer struct {
 	htKeys    []peKey
 	htOwnOnly bool
 	// audit/sync requested from this peer and not yet complete.
-	reqPending  bool
-	reqOwnOnly  bool
-	reqSeen     map[peKey]bool
-	reqSentAt   time.Time
-	mismatches  int // consecutive presences whose checksum differed from ours
+	reqPending bool
+	reqOwnOnly bool
+	reqSeen    map[peKey]bool
+	reqSentAt  time.Time
+	mismatches int // consecutive presences whose checksum differed from ours
 }
 
 type takeover struct {
