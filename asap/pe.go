@@ -59,7 +59,7 @@ type PoolElement struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
-	sessWG     sync.WaitGroup
+	sessGone   chan struct{} // poked whenever a session closes
 	stopOnce   sync.Once
 }
 
@@ -120,6 +120,7 @@ func Register(ctx context.Context, handle string, ln net.Listener, opts ...Optio
 		registered: make(chan struct{}),
 		closed:     make(chan struct{}),
 		kick:       make(chan struct{}, 1),
+		sessGone:   make(chan struct{}, 1),
 		ctx:        pctx,
 		cancel:     cancel,
 	}
@@ -221,13 +222,15 @@ func (p *PoolElement) Accept() (*Session, error) {
 	s := newSession(c)
 	p.mu.Lock()
 	p.sessions[s] = struct{}{}
-	p.sessWG.Add(1)
 	p.mu.Unlock()
 	s.onClose = func() {
 		p.mu.Lock()
 		delete(p.sessions, s)
 		p.mu.Unlock()
-		p.sessWG.Done()
+		select {
+		case p.sessGone <- struct{}{}:
+		default:
+		}
 	}
 	return s, nil
 }
@@ -262,18 +265,23 @@ func (p *PoolElement) Drain(ctx context.Context) error {
 		p.log.Warn("deregistration unconfirmed", "err", derr)
 	}
 	p.ln.Close()
-	done := make(chan struct{})
-	go func() { p.sessWG.Wait(); close(done) }()
 	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
+	for {
 		p.mu.Lock()
 		n := len(p.sessions)
 		p.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-p.sessGone:
+			continue
+		case <-ctx.Done():
+		}
 		p.log.Warn("drain deadline: closing open sessions", "sessions", n)
 		p.closeSessions()
 		err = fmt.Errorf("drain %s: %d sessions cut: %w", p.handle, n, ctx.Err())
+		break
 	}
 	p.stop()
 	return err
@@ -499,7 +507,10 @@ func (p *PoolElement) event(e *peEvent) {
 	switch e.Kind {
 	case evRegistered:
 		p.regOnce.Do(func() {
-			p.log.Info("registered", "home", fmt.Sprintf("$%08x", e.Home))
+			p.mu.Lock()
+			t := p.m.pe.Transport
+			p.mu.Unlock()
+			p.log.Info("registered", "addrs", fmt.Sprint(t.Addrs), "port", t.Port)
 			close(p.registered)
 		})
 	case evRejected:
