@@ -98,7 +98,7 @@ cp "$here/guest/init" "$here/guest/lib.sh" "$p/"
 cp -r "$here/guest/scenarios" "$p/"
 cat >"$p/env" <<EOF
 TEST_TIMEOUT=${RSPXDP_VM_TEST_TIMEOUT:-300}
-SCENARIO_TIMEOUT=${RSPXDP_VM_SCENARIO_TIMEOUT:-120}
+SCENARIO_TIMEOUT=${RSPXDP_VM_SCENARIO_TIMEOUT:-240}
 VM_ADDR4=10.99.0.1
 VM_ADDR6=fd00:99::1
 PATH=/payload/bin:\$PATH

@@ -299,7 +299,7 @@ func TestRsplibEcho(t *testing.T) {
 		1: "REGISTRATION", 3: "REGISTRATION_RESPONSE",
 		5: "HANDLE_RESOLUTION", 6: "HANDLE_RESOLUTION_RESPONSE",
 		7: "ENDPOINT_KEEP_ALIVE", 8: "ENDPOINT_KEEP_ALIVE_ACK",
-	})
+	}, nil)
 }
 
 // TestRsplibServerWithRspxdpRegistrar: rsplib's rspserver registers with
@@ -312,20 +312,117 @@ func TestRsplibServerWithRspxdpRegistrar(t *testing.T) {
 	if term := readFile(t, filepath.Join(dir, "terminal.txt")); !strings.Contains(term, "> "+sent) {
 		t.Errorf("rspterminal did not get %q back through rspxdp's registrar:\n%s", sent, term)
 	}
+	log := readFile(t, filepath.Join(dir, "registrar.log"))
+	for _, want := range []string{"pool=EchoPool", "PE removed: keep-alive timeout"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("rspxdp registrar's log lacks %q:\n%s", want, log)
+		}
+	}
+	t.Logf("killed PE removed after %s", strings.TrimSpace(readFile(t, filepath.Join(dir, "removal.txt"))))
 	checkCapture(t, filepath.Join(dir, "capture.pcap"), map[int]string{
 		1: "REGISTRATION", 3: "REGISTRATION_RESPONSE",
 		5: "HANDLE_RESOLUTION", 6: "HANDLE_RESOLUTION_RESPONSE",
 		7: "ENDPOINT_KEEP_ALIVE", 8: "ENDPOINT_KEEP_ALIVE_ACK",
+	}, nil)
+}
+
+// TestENRPBetweenRsplibAndRspxdp: rspregistrar and `rspxdp registrar` peer
+// over ENRP; a PE homed at either is served through the other; when the
+// rsplib registrar dies, rspxdp takes its PE over and keeps serving it.
+func TestENRPBetweenRsplibAndRspxdp(t *testing.T) {
+	g := guest(t)
+	const name = "30-enrp-rsplib-rspxdp"
+	e, ok := g.status["scenario "+name]
+	if !ok {
+		t.Fatalf("the guest did not run scenario %s", name)
+	}
+	dir := filepath.Join(g.dir, "scenarios", name)
+	log, _ := os.ReadFile(filepath.Join(dir, "log"))
+	if e.rc == skipCode {
+		t.Skipf("scenario %s: %s", name, lastLine(string(log)))
+	}
+	if e.rc != 0 {
+		// Each phase is judged below; the guest's log says what it saw.
+		t.Errorf("scenario %s failed in the guest (exit %d):\n%s", name, e.rc, log)
+	}
+	t.Run("cross", func(t *testing.T) {
+		if _, err := os.Stat(filepath.Join(dir, "cross.ok")); err != nil {
+			t.Errorf("a PE homed at one registrar was not served through the other")
+		}
+		if hs := readFile(t, filepath.Join(dir, "hsdump-rsplib.txt")); !strings.Contains(hs, `Pool "PoolX"`) {
+			t.Errorf("rsplib's handle table lacks rspxdp's pool PoolX:\n%s", hs)
+		}
+	})
+	t.Run("takeover", func(t *testing.T) {
+		xlog := readFile(t, filepath.Join(dir, "rspxdp-registrar.log"))
+		m := regexp.MustCompile(`takeover complete.*adoptedPEs=(\d+)`).FindStringSubmatch(xlog)
+		if m == nil || m[1] == "0" {
+			t.Fatalf("rspxdp's log shows no takeover adopting a PE:\n%s", xlog)
+		}
+		t.Logf("%s", strings.TrimSpace(readFile(t, filepath.Join(dir, "takeover.txt"))))
+		if _, err := os.Stat(filepath.Join(dir, "takeover.ok")); err != nil {
+			t.Errorf("the taken-over PE was not served through rspxdp 20 s later")
+		}
+	})
+	t.Run("capture", func(t *testing.T) {
+		pcap := filepath.Join(dir, "capture.pcap")
+		checkCapture(t, pcap, map[int]string{
+			1: "REGISTRATION", 3: "REGISTRATION_RESPONSE",
+			5: "HANDLE_RESOLUTION", 6: "HANDLE_RESOLUTION_RESPONSE",
+		}, map[int]string{1: "PRESENCE"})
+		// Both registrars must have spoken ENRP: Presences from two senders.
+		senders := map[string]bool{}
+		for _, id := range tsharkFields(t, pcap)("enrp.message_type == 1", "enrp.sender_servers_id") {
+			senders[id] = true
+		}
+		if len(senders) < 2 {
+			t.Errorf("ENRP Presences from %d registrar(s) %v, want both", len(senders), senders)
+		}
 	})
 }
 
 // checkCapture decodes a guest capture with tshark (zero malformed packets,
 // zero expert errors, every wanted ASAP message type present, ASAP on SCTP
 // PPID 11) and, when this build has it, with `rspxdp decode --json`.
-func checkCapture(t *testing.T, pcap string, wantASAP map[int]string) {
+func checkCapture(t *testing.T, pcap string, wantASAP, wantENRP map[int]string) {
+	t.Helper()
+	fields := tsharkFields(t, pcap)
+	if bad := fields("_ws.malformed || _ws.expert.severity == error", "frame.number"); len(bad) > 0 {
+		t.Errorf("tshark: malformed or erroneous frames %v in %s", bad, pcap)
+	}
+	for proto, want := range map[string]map[int]string{"asap": wantASAP, "enrp": wantENRP} {
+		seen := map[int]bool{}
+		for _, v := range fields(proto, proto+".message_type") {
+			for _, s := range strings.Split(v, ",") {
+				if n, err := strconv.Atoi(s); err == nil {
+					seen[n] = true
+				}
+			}
+		}
+		for typ, name := range want {
+			if !seen[typ] {
+				t.Errorf("capture has no %s %s (type %d); types seen %v", strings.ToUpper(proto), name, typ, seen)
+			}
+		}
+	}
+	if len(fields("asap && !(sctp.data_payload_proto_id == 11)", "frame.number")) > 0 {
+		t.Errorf("ASAP carried on SCTP with a PPID other than 11")
+	}
+	if len(fields("enrp && !(sctp.data_payload_proto_id == 12)", "frame.number")) > 0 {
+		t.Errorf("ENRP carried on SCTP with a PPID other than 12")
+	}
+	frames := len(fields("asap || enrp", "frame.number"))
+	t.Logf("tshark: %d ASAP/ENRP frames, 0 malformed", frames)
+	checkDecode(t, pcap, frames)
+}
+
+// tsharkFields returns a function that lists the values of fields in the
+// frames of pcap that match a display filter.
+func tsharkFields(t *testing.T, pcap string) func(filter string, field ...string) []string {
 	t.Helper()
 	tshark := testenv.RequireCommand(t, "tshark", "tshark")
-	fields := func(filter string, field ...string) []string {
+	return func(filter string, field ...string) []string {
+		t.Helper()
 		args := []string{"-r", pcap, "-n", "-Y", filter, "-T", "fields"}
 		for _, f := range field {
 			args = append(args, "-e", f)
@@ -336,28 +433,6 @@ func checkCapture(t *testing.T, pcap string, wantASAP map[int]string) {
 		}
 		return strings.Fields(string(out))
 	}
-	if bad := fields("_ws.malformed || _ws.expert.severity == error", "frame.number"); len(bad) > 0 {
-		t.Errorf("tshark: malformed or erroneous frames %v in %s", bad, pcap)
-	}
-	seen := map[int]bool{}
-	for _, v := range fields("asap", "asap.message_type") {
-		for _, s := range strings.Split(v, ",") {
-			if n, err := strconv.Atoi(s); err == nil {
-				seen[n] = true
-			}
-		}
-	}
-	for typ, name := range wantASAP {
-		if !seen[typ] {
-			t.Errorf("capture has no ASAP %s (type %d); types seen %v", name, typ, seen)
-		}
-	}
-	if len(fields("asap && !(sctp.data_payload_proto_id == 11)", "frame.number")) > 0 {
-		t.Errorf("ASAP carried on SCTP with a PPID other than 11")
-	}
-	frames := len(fields("asap || enrp", "frame.number"))
-	t.Logf("tshark: %d ASAP/ENRP frames, 0 malformed", frames)
-	checkDecode(t, pcap, frames)
 }
 
 var (
