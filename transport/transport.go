@@ -139,7 +139,11 @@ type Conn interface {
 	// connection and logging why) when the peer broke the framing.
 	ReadMessage(ctx context.Context) ([]byte, error)
 	// WriteMessage sends msg, which must be one whole message whose header
-	// length equals len(msg).
+	// length equals len(msg); anything else is refused before it reaches
+	// the wire. It waits at most until ctx ends or Config.WriteTimeout
+	// passes. A failed write closes a TCP/TLS connection (part of a frame
+	// may have left, and the stream cannot be resynchronised); an SCTP
+	// association, which sends whole messages or nothing, stays open.
 	WriteMessage(ctx context.Context, msg []byte) error
 	// Close closes the connection; a blocked ReadMessage returns.
 	Close() error
