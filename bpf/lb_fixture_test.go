@@ -83,7 +83,7 @@ func pes(base string, n int, firstID uint32) []loader.Backend {
 	return out
 }
 
-func newEnv(t *testing.T, mod func(*loader.Options)) *lbEnv {
+func newEnv(t testing.TB, mod func(*loader.Options)) *lbEnv {
 	t.Helper()
 	opts := loader.Options{
 		PinDir:   loadertest.PinDir(t),
@@ -117,7 +117,7 @@ func newEnv(t *testing.T, mod func(*loader.Options)) *lbEnv {
 	return e
 }
 
-func (e *lbEnv) service(t *testing.T, s loader.Service, bes []loader.Backend) {
+func (e *lbEnv) service(t testing.TB, s loader.Service, bes []loader.Backend) {
 	t.Helper()
 	if err := e.l.UpsertService(s); err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func (e *lbEnv) service(t *testing.T, s loader.Service, bes []loader.Backend) {
 	e.setBackends(t, s.ServiceKey, bes)
 }
 
-func (e *lbEnv) setBackends(t *testing.T, k loader.ServiceKey, bes []loader.Backend) {
+func (e *lbEnv) setBackends(t testing.TB, k loader.ServiceKey, bes []loader.Backend) {
 	t.Helper()
 	if err := e.l.SetBackends(k, bes); err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func (e *lbEnv) setBackends(t *testing.T, k loader.ServiceKey, bes []loader.Back
 	e.pes[k] = m
 }
 
-func (e *lbEnv) run(t *testing.T, in []byte) (uint32, []byte) {
+func (e *lbEnv) run(t testing.TB, in []byte) (uint32, []byte) {
 	t.Helper()
 	opts := ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256)}
 	ret, err := e.prog.Run(&opts)
