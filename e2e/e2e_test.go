@@ -87,7 +87,10 @@ func TestDecapPath(t *testing.T) {
 }
 
 // TestLoadBalancer runs real TCP connections and UDP flows from the client
-// namespace through the XDP load balancer to three PEs, over IPv4 and IPv6.
+// namespace through the XDP load balancer to three PEs, over IPv4 and IPv6:
+// spread over all PEs (encapsulated, and in L2 DSR mode), a draining PE that
+// keeps its open connection while new flows avoid it, and a dead PE whose
+// flows move at once.
 func TestLoadBalancer(t *testing.T) {
 	tp := newTopo(t)
 	lb := tp.openLB(t)
@@ -154,133 +157,23 @@ func TestLoadBalancer(t *testing.T) {
 		})
 	}
 
-	t.Run("drain", func(t *testing.T) {
+	t.Run("l2dsr", func(t *testing.T) {
 		lb.setStates(t, nil)
-		// An established connection, and a UDP flow, to some PE.
-		c, err := dialTCP(ctx, tp.client, vipV4)
-		if err != nil {
+		k := loader.ServiceKey{VIP: netip.AddrPortFrom(vipV4, tcpPort), Proto: loader.TCP}
+		if err := lb.l.UpsertService(loader.Service{ServiceKey: k, L2DSR: true}); err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		victim, err := c.ask()
-		if err != nil {
-			t.Fatal(err)
-		}
-		vi := peIndex(t, victim)
-		lb.setStates(t, map[int]loader.State{vi: loader.Draining})
-		// The drained PE's existing connection keeps working...
-		for i := 0; i < 5; i++ {
-			got, err := c.ask()
-			if err != nil {
-				t.Fatalf("established connection to draining %s broke: %v", victim, err)
+		defer func() {
+			if err := lb.l.UpsertService(loader.Service{ServiceKey: k}); err != nil {
+				t.Error(err)
 			}
-			if got != victim {
-				t.Fatalf("established connection moved from draining %s to %s", victim, got)
-			}
-		}
-		// ...while no new connection or UDP flow goes there.
-		seen := map[string]int{}
-		for i := 0; i < 30; i++ {
-			n, err := dialTCP(ctx, tp.client, vipV4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			name, err := n.ask()
-			n.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen[name]++
-			u, err := dialUDP(tp.client, vipV4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			name, err = u.ask()
-			u.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			seen[name]++
-		}
-		t.Logf("draining %s; 60 new flows went to %v", victim, seen)
-		if seen[victim] != 0 {
-			t.Fatalf("%d new flows went to draining %s", seen[victim], victim)
-		}
-		if len(seen) != numPEs-1 {
-			t.Errorf("new flows reached %v, want both remaining PEs", seen)
-		}
-		if got, err := c.ask(); err != nil || got != victim {
-			t.Fatalf("established connection after the new flows: %q %v", got, err)
-		}
-	})
-
-	t.Run("down", func(t *testing.T) {
-		lb.setStates(t, nil)
-		// UDP flows until one lands on every PE, so the victim has one.
-		flows := map[string]*udpClient{}
-		for i := 0; i < 60 && len(flows) < numPEs; i++ {
-			u, err := dialUDP(tp.client, vipV4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			name, err := u.ask()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if flows[name] != nil {
-				u.Close()
-				continue
-			}
-			flows[name] = u
-			defer u.Close()
-		}
-		if len(flows) < numPEs {
-			t.Fatalf("60 UDP flows reached only %d PEs", len(flows))
-		}
-		tcpc, err := dialTCP(ctx, tp.client, vipV4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tcpc.Close()
-		victim, err := tcpc.ask()
-		if err != nil {
-			t.Fatal(err)
-		}
-		vi := peIndex(t, victim)
-		// The PE dies: its process goes, and the control plane marks it
-		// down after the keep-alive failure.
-		tp.pes[vi-1].srv.kill()
-		lb.setStates(t, map[int]loader.State{vi: loader.Down})
-
-		// Its existing UDP flow moves at once, on the next datagram.
-		got, err := flows[victim].ask()
-		if err != nil {
-			t.Fatalf("flow of dead %s did not move: %v", victim, err)
-		}
-		if got == victim {
-			t.Fatalf("flow still answered by dead %s", victim)
-		}
-		// Its TCP connection's next segment reaches another PE, which
-		// has no such connection and resets it: the client learns at
-		// once instead of waiting for a timeout.
-		if _, err := tcpc.ask(); err == nil {
-			t.Fatalf("TCP connection to dead %s still answered", victim)
-		}
-		// Flows of live PEs stay where they were.
-		for name, u := range flows {
-			if name == victim {
-				continue
-			}
-			if got, err := u.ask(); err != nil || got != name {
-				t.Errorf("flow of live %s moved to %q (%v)", name, got, err)
-			}
-		}
-		// New flows avoid the dead PE.
+		}()
+		before := decapTotals(t, tp)
 		seen := map[string]int{}
 		for i := 0; i < 30; i++ {
 			c, err := dialTCP(ctx, tp.client, vipV4)
 			if err != nil {
-				t.Fatalf("new connection with %s down: %v", victim, err)
+				t.Fatal(err)
 			}
 			name, err := c.ask()
 			c.Close()
@@ -289,18 +182,188 @@ func TestLoadBalancer(t *testing.T) {
 			}
 			seen[name]++
 		}
-		t.Logf("%s down; 30 new connections went to %v", victim, seen)
-		if seen[victim] != 0 {
-			t.Fatalf("new connections went to dead %s", victim)
+		after := decapTotals(t, tp)
+		t.Logf("L2 DSR: 30 connections per PE %v; PE ingress decapsulated %d, passed %d",
+			seen, after.DecapV4-before.DecapV4, after.Passed-before.Passed)
+		for _, p := range tp.pes {
+			if seen[p.name] < 2 {
+				t.Errorf("%s got %d of 30 connections", p.name, seen[p.name])
+			}
 		}
-		st, err := lb.l.Stats()
+		// Only the MAC was rewritten: the PEs got the client's packets
+		// as sent, nothing to decapsulate.
+		if after.DecapV4 != before.DecapV4 || after.Passed-before.Passed < 30*3 {
+			t.Errorf("PE ingress counters moved from %+v to %+v: packets were encapsulated", before, after)
+		}
+	})
+
+	parent := t
+	for _, vip := range []netip.Addr{vipV4, vipV6} {
+		t.Run("drain/"+vip.String(), func(t *testing.T) {
+			lb.setStates(t, nil)
+			// An established connection, and a UDP flow, to some PE.
+			c, err := dialTCP(ctx, tp.client, vip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			victim, err := c.ask()
+			if err != nil {
+				t.Fatal(err)
+			}
+			vi := peIndex(t, victim)
+			lb.setStates(t, map[int]loader.State{vi: loader.Draining})
+			// The drained PE's existing connection keeps working...
+			for i := 0; i < 5; i++ {
+				got, err := c.ask()
+				if err != nil {
+					t.Fatalf("established connection to draining %s broke: %v", victim, err)
+				}
+				if got != victim {
+					t.Fatalf("established connection moved from draining %s to %s", victim, got)
+				}
+			}
+			// ...while no new connection or UDP flow goes there.
+			seen := map[string]int{}
+			for i := 0; i < 30; i++ {
+				n, err := dialTCP(ctx, tp.client, vip)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name, err := n.ask()
+				n.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				seen[name]++
+				u, err := dialUDP(tp.client, vip)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name, err = u.ask()
+				u.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				seen[name]++
+			}
+			t.Logf("draining %s; 60 new flows went to %v", victim, seen)
+			if seen[victim] != 0 {
+				t.Fatalf("%d new flows went to draining %s", seen[victim], victim)
+			}
+			if len(seen) != numPEs-1 {
+				t.Errorf("new flows reached %v, want both remaining PEs", seen)
+			}
+			if got, err := c.ask(); err != nil || got != victim {
+				t.Fatalf("established connection after the new flows: %q %v", got, err)
+			}
+		})
+
+		t.Run("down/"+vip.String(), func(t *testing.T) {
+			lb.setStates(t, nil)
+			// UDP flows until one lands on every PE, so the victim has one.
+			flows := map[string]*udpClient{}
+			for i := 0; i < 60 && len(flows) < numPEs; i++ {
+				u, err := dialUDP(tp.client, vip)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name, err := u.ask()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if flows[name] != nil {
+					u.Close()
+					continue
+				}
+				flows[name] = u
+				defer u.Close()
+			}
+			if len(flows) < numPEs {
+				t.Fatalf("60 UDP flows reached only %d PEs", len(flows))
+			}
+			tcpc, err := dialTCP(ctx, tp.client, vip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tcpc.Close()
+			victim, err := tcpc.ask()
+			if err != nil {
+				t.Fatal(err)
+			}
+			vi := peIndex(t, victim)
+			// The PE dies: its process goes, and the control plane marks it
+			// down after the keep-alive failure.
+			tp.pes[vi-1].srv.kill()
+			lb.setStates(t, map[int]loader.State{vi: loader.Down})
+			defer func() { tp.pes[vi-1].srv = startServers(parent, tp.pes[vi-1]) }()
+
+			// Its existing UDP flow moves at once, on the next datagram.
+			got, err := flows[victim].ask()
+			if err != nil {
+				t.Fatalf("flow of dead %s did not move: %v", victim, err)
+			}
+			if got == victim {
+				t.Fatalf("flow still answered by dead %s", victim)
+			}
+			// Its TCP connection's next segment reaches another PE, which
+			// has no such connection and resets it: the client learns at
+			// once instead of waiting for a timeout.
+			if _, err := tcpc.ask(); err == nil {
+				t.Fatalf("TCP connection to dead %s still answered", victim)
+			}
+			// Flows of live PEs stay where they were.
+			for name, u := range flows {
+				if name == victim {
+					continue
+				}
+				if got, err := u.ask(); err != nil || got != name {
+					t.Errorf("flow of live %s moved to %q (%v)", name, got, err)
+				}
+			}
+			// New flows avoid the dead PE.
+			seen := map[string]int{}
+			for i := 0; i < 30; i++ {
+				c, err := dialTCP(ctx, tp.client, vip)
+				if err != nil {
+					t.Fatalf("new connection with %s down: %v", victim, err)
+				}
+				name, err := c.ask()
+				c.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				seen[name]++
+			}
+			t.Logf("%s down; 30 new connections went to %v", victim, seen)
+			if seen[victim] != 0 {
+				t.Fatalf("new connections went to dead %s", victim)
+			}
+			st, err := lb.l.Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Resteered == 0 {
+				t.Errorf("LB counted no re-steered flow: %+v", st)
+			}
+		})
+	}
+}
+
+// decapTotals sums the decapsulation counters of all PEs.
+func decapTotals(t *testing.T, tp *topo) loader.DecapStats {
+	t.Helper()
+	var sum loader.DecapStats
+	for _, p := range tp.pes {
+		s, err := p.decap.Stats()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Resteered == 0 {
-			t.Errorf("LB counted no re-steered flow: %+v", st)
-		}
-	})
+		sum.DecapV4 += s.DecapV4
+		sum.DecapV6 += s.DecapV6
+		sum.Passed += s.Passed
+	}
+	return sum
 }
 
 func peIndex(t *testing.T, name string) int {
