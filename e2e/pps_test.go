@@ -20,6 +20,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/rspxdp/rspxdp/internal/netns"
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/loader"
 )
@@ -60,18 +61,22 @@ func TestPPS(t *testing.T) {
 	type variant struct {
 		name  string
 		setup func(t *testing.T, tp *topo)
+		// atL0 counts and drops at the LB's ingress instead of the
+		// PEs': the generator's own ceiling, for reference.
+		atL0 bool
 	}
 	variants := []variant{
-		{"xdp (rspxdp, native, IPIP)", setupXDP},
-		{"nftables DNAT (jhash)", setupNft},
-		{"haproxy 2.6 log-forward (UDP)", setupHAProxy},
+		{"xdp (rspxdp, native, IPIP)", setupXDP, false},
+		{"nftables DNAT (jhash)", setupNft, false},
+		{"haproxy 2.6 log-forward (UDP)", setupHAProxy, false},
+		{"(generator ceiling: drop at l0)", func(*testing.T, *topo) {}, true},
 	}
 	results := map[string][]ppsResult{}
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
 			tp := newTopo(t)
 			v.setup(t, tp)
-			sk := newSink(t, tp)
+			sk := newSink(t, tp, v.atL0)
 			c0, err := tp.client.Iface("c0")
 			if err != nil {
 				t.Fatal(err)
@@ -226,7 +231,7 @@ type sink struct {
 	count *ebpf.Map
 }
 
-func newSink(t *testing.T, tp *topo) *sink {
+func newSink(t *testing.T, tp *topo, atL0 bool) *sink {
 	t.Helper()
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "pps_count", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 1})
 	if err != nil {
@@ -266,22 +271,29 @@ func newSink(t *testing.T, tp *topo) *sink {
 		t.Fatalf("load sink program: %v", err)
 	}
 	t.Cleanup(func() { prog.Close() })
-	for _, p := range tp.pes {
-		if err := p.decap.Detach("e0"); err != nil {
-			t.Fatal(err)
-		}
+	attach := func(ns *netns.NS, ifname string) {
 		var lk link.Link
-		if err := p.ns.Do(func() error {
-			ifc, err := net.InterfaceByName("e0")
+		if err := ns.Do(func() error {
+			ifc, err := net.InterfaceByName(ifname)
 			if err != nil {
 				return err
 			}
 			lk, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Index, Flags: link.XDPDriverMode})
 			return err
 		}); err != nil {
-			t.Fatalf("attach sink to %s: %v", p.name, err)
+			t.Fatalf("attach sink to %s in %s: %v", ifname, ns.Name, err)
 		}
 		t.Cleanup(func() { lk.Close() })
+	}
+	if atL0 {
+		attach(tp.lb, "l0")
+		return &sink{prog: prog, count: m}
+	}
+	for _, p := range tp.pes {
+		if err := p.decap.Detach("e0"); err != nil {
+			t.Fatal(err)
+		}
+		attach(p.ns, "e0")
 	}
 	return &sink{prog: prog, count: m}
 }
