@@ -121,26 +121,32 @@ func (n *NS) Netlink() *netlink.Handle { return n.nl }
 // Do runs fn on a locked OS thread that is in the namespace. Sockets created
 // by fn stay in the namespace after Do returns, so a test can open a
 // listener or dial inside and use the connection from any goroutine.
-func (n *NS) Do(fn func() error) error {
+func (n *NS) Do(fn func() error) (err error) {
 	runtime.LockOSThread()
 	orig, err := vnetns.Get()
 	if err != nil {
 		runtime.UnlockOSThread()
 		return fmt.Errorf("current netns: %w", err)
 	}
-	defer orig.Close()
 	if err := vnetns.Set(n.h); err != nil {
+		orig.Close()
 		runtime.UnlockOSThread()
 		return fmt.Errorf("enter netns %s: %w", n.Name, err)
 	}
-	ferr := fn()
-	if err := vnetns.Set(orig); err != nil {
-		// Leave the thread locked: the runtime then ends it with the
-		// goroutine rather than reusing a thread in the wrong namespace.
-		return errors.Join(ferr, fmt.Errorf("leave netns %s: %w", n.Name, err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	// Deferred, so the thread also returns when fn exits through
+	// t.Fatal (runtime.Goexit).
+	defer func() {
+		defer orig.Close()
+		if rerr := vnetns.Set(orig); rerr != nil {
+			// Leave the thread locked: the runtime then ends it with
+			// the goroutine rather than reusing a thread in the wrong
+			// namespace.
+			err = errors.Join(err, fmt.Errorf("leave netns %s: %w", n.Name, rerr))
+			return
+		}
+		runtime.UnlockOSThread()
+	}()
+	return fn()
 }
 
 // Command returns a command that runs name inside the namespace (through
