@@ -18,15 +18,28 @@ var errMissing = errors.New("missing parameter")
 
 // Encode returns the wire form of m.
 func Encode(m Message) ([]byte, error) {
-	w, err := ToWire(m)
-	if err != nil {
+	var e Encoder
+	return e.Encode(m)
+}
+
+// Encoder encodes messages reusing its scratch storage; it is not safe for
+// concurrent use.
+type Encoder struct {
+	w   wire.Message
+	buf []byte
+}
+
+// Encode returns the wire form of m in a new slice of exactly its size.
+func (e *Encoder) Encode(m Message) ([]byte, error) {
+	if err := toWireInto(m, &e.w); err != nil {
 		return nil, err
 	}
-	b, err := w.MarshalBinary()
+	b, err := e.w.AppendBinary(e.buf[:0])
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", m.msgName(), err)
 	}
-	return b, nil
+	e.buf = b
+	return append([]byte(nil), b...), nil
 }
 
 // Decode parses one ASAP or ENRP message into the core's types.
@@ -58,13 +71,26 @@ func boolFlag(b bool, f wire.Flags) wire.Flags {
 // ToWire converts a core message to a wire.Message.
 func ToWire(m Message) (*wire.Message, error) {
 	var w wire.Message
+	if err := toWireInto(m, &w); err != nil {
+		return nil, err
+	}
+	return &w, nil
+}
+
+// toWireInto fills *dst with m, reusing dst's parameter storage: a Param is
+// a large struct, and a fresh slice per message dominated the allocation
+// of the registrar's hot path.
+func toWireInto(m Message, dst *wire.Message) error {
+	params := dst.Params[:0]
+	clear(dst.Params)
+	var w wire.Message
 	switch m := m.(type) {
 	case Registration:
 		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPRegistration,
 			Params: []wire.Param{handleParam(m.Handle), wire.PoolElementParam(peToWire(m.PE))}}
 	case RegistrationResponse:
 		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPRegistrationResponse, Flags: boolFlag(m.Reject, wire.FlagReject),
-			Params: []wire.Param{handleParam(m.Handle), wire.PEIDParam(m.PEID)}}
+			Params: append(make([]wire.Param, 0, 3), handleParam(m.Handle), wire.PEIDParam(m.PEID))}
 		if m.Reject {
 			w.Params = append(w.Params, causeParam(m.Cause))
 		}
@@ -83,7 +109,8 @@ func ToWire(m Message) (*wire.Message, error) {
 			w.Params = append(w.Params, wire.HandleResolutionParam(m.MaxItems))
 		}
 	case HandleResolutionResponse:
-		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPHandleResolutionResponse, Params: []wire.Param{handleParam(m.Handle)}}
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPHandleResolutionResponse,
+			Params: append(make([]wire.Param, 0, 2+len(m.PEs)), handleParam(m.Handle))}
 		if m.Cause != 0 {
 			w.Flags = wire.FlagReject
 			w.Params = append(w.Params, causeParam(m.Cause))
@@ -119,6 +146,11 @@ func ToWire(m Message) (*wire.Message, error) {
 	case HandleTableResponse:
 		w = hdr(wire.ENRPHandleTableResponse, m.Header)
 		w.Flags = boolFlag(m.Reject, wire.FlagReject) | boolFlag(m.More, wire.FlagMoreToSend)
+		n := 0
+		for _, p := range m.Pools {
+			n += 1 + len(p.PEs)
+		}
+		w.Params = make([]wire.Param, 0, n)
 		for _, p := range m.Pools {
 			w.Params = append(w.Params, handleParam(p.Handle))
 			for _, pe := range p.PEs {
@@ -147,9 +179,13 @@ func ToWire(m Message) (*wire.Message, error) {
 		w = hdr(wire.ENRPTakeoverServer, m.Header)
 		w.TargetID = m.Target
 	default:
-		return nil, fmt.Errorf("encode %T: not a registrar message", m)
+		return fmt.Errorf("encode %T: not a registrar message", m)
 	}
-	return &w, nil
+	// Move the parameters into the reused storage.
+	params = append(params, w.Params...)
+	w.Params = params
+	*dst = w
+	return nil
 }
 
 // FromWire converts a decoded wire.Message to a core message.

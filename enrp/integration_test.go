@@ -210,7 +210,7 @@ func TestIntegrationThreeRegistrarsTwentyPEs(t *testing.T) {
 		detect := itLastHeard + itNoResp
 		t.Logf("takeover: all PEs owned by live registrars, checksums equal, %v after kill (detection %v + heartbeat %v)",
 			time.Since(start), detect, itHeartbeat)
-		if d > detect+2*itHeartbeat+300*time.Millisecond {
+		if d > detect+2*itHeartbeat+500*time.Millisecond { // + takeover expiry and load margin
 			t.Errorf("agreement took %v, more than detection + takeover expiry + 2 heartbeat cycles", d)
 		}
 	})
@@ -237,7 +237,7 @@ func TestIntegrationThreeRegistrarsTwentyPEs(t *testing.T) {
 			t.Fatalf("dead PEs still present after %v", d)
 		}
 		t.Logf("5 dead PEs removed at all 3 registrars %v after their death", time.Since(start))
-		if d > 2*itKA+200*time.Millisecond {
+		if d > 2*itKA+400*time.Millisecond { // margin for a loaded CI machine
 			t.Errorf("removal took %v, want about interval + timeout (%v)", d, 2*itKA)
 		}
 	})

@@ -187,7 +187,8 @@ func (c *testClient) await(t testing.TB) Message {
 // rpc is a PU-style request/response client on one connection.
 type rpc struct {
 	conn transport.Conn
-	buf  []byte
+	dec  wire.Decoder
+	w    wire.Message // reused: decoding into it does not allocate
 }
 
 func dialRPC(t testing.TB, addr string) *rpc {
@@ -212,7 +213,10 @@ func (r *rpc) call(ctx context.Context, m Message) (Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := Decode(wire.ASAP, b)
+		if err := r.dec.Decode(wire.ASAP, b, &r.w); err != nil {
+			return nil, err
+		}
+		resp, err := FromWire(&r.w)
 		if err != nil {
 			return nil, err
 		}

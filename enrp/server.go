@@ -48,13 +48,14 @@ type Server struct {
 	asapT transport.Transport
 	enrpT transport.Transport
 
-	mu       sync.Mutex // guards core, links, nextLink, byAddr, dialing, timerAt
+	mu       sync.Mutex // guards core, links, nextLink, byAddr, dialing, timerAt, enc
 	core     *Core
 	links    map[LinkID]*link
 	nextLink LinkID
 	byAddr   map[netip.AddrPort]LinkID // links we dialled to PEs and peers
 	dialing  map[netip.AddrPort][][]byte
 	timerAt  time.Time // when the timer loop next wakes
+	enc      Encoder   // used under mu
 
 	asapLn, enrpLn transport.Listener
 	announcer      *transport.AnnounceSender
@@ -422,7 +423,7 @@ type deferredOut struct {
 func (s *Server) flushLocked(outs []Output) []deferredOut {
 	var later []deferredOut
 	for _, o := range outs {
-		b, err := Encode(o.Msg)
+		b, err := s.enc.Encode(o.Msg)
 		if err != nil {
 			s.log.Error("encode failed", "err", err)
 			continue
