@@ -108,10 +108,21 @@ func TestDecapFixtures(t *testing.T) {
 	plain6 := eth(t, layers.EthernetTypeIPv6, udp6)
 	// An outer header whose length field claims less than its own size.
 	badLen := outer4(t, decapPE4, layers.IPProtocolIPv4, tcp4)
-	badLen[14+2], badLen[14+3] = 0, 10
-	// Outer IPv4 with the more-fragments bit.
+	// Outer IPv4 with the more-fragments bit (and its checksum fixed up).
 	frag := outer4(t, decapPE4, layers.IPProtocolIPv4, tcp4)
 	frag[14+6] = 0x20
+	fixSum(frag[14 : 14+20])
+	badLen[14+2], badLen[14+3] = 0, 10
+	fixSum(badLen[14 : 14+20])
+	// An outer header with 4 bytes of options (three NOPs, end of list).
+	opts := outer4(t, decapPE4, layers.IPProtocolIPv4, tcp4)
+	opts = append(append(append([]byte(nil), opts[:14+20]...), 1, 1, 1, 0), opts[14+20:]...)
+	opts[14] = 0x46
+	binary.BigEndian.PutUint16(opts[14+2:], binary.BigEndian.Uint16(opts[14+2:])+4)
+	fixSum(opts[14 : 14+24])
+	// A corrupted outer header: one bit of the source address flipped.
+	corrupt := outer4(t, decapPE4, layers.IPProtocolIPv4, tcp4)
+	corrupt[14+12] ^= 0x01
 	arp := serialize(t, &layers.Ethernet{SrcMAC: decapSrc, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP},
 		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
 			Operation: layers.ARPRequest, SourceHwAddress: decapSrc, SourceProtAddress: decapLB4.AsSlice(),
@@ -132,6 +143,8 @@ func TestDecapFixtures(t *testing.T) {
 			loader.DecapStats{DecapV4: 1, Bytes: uint64(len(udp6))}},
 		{"v4-in-v6", outer6(t, decapPE6, layers.IPProtocolIPv4, tcp4), decapXDPPass, plain4,
 			loader.DecapStats{DecapV6: 1, Bytes: uint64(len(tcp4))}},
+		{"v4-in-v4 with outer options", opts, decapXDPPass, plain4,
+			loader.DecapStats{DecapV4: 1, Bytes: uint64(len(tcp4))}},
 		{"plain v4 passes", plain4, decapXDPPass, nil, loader.DecapStats{Passed: 1}},
 		{"plain v6 passes", plain6, decapXDPPass, nil, loader.DecapStats{Passed: 1}},
 		{"arp passes", arp, decapXDPPass, nil, loader.DecapStats{Passed: 1}},
@@ -144,6 +157,7 @@ func TestDecapFixtures(t *testing.T) {
 		{"inner version mismatch drops", outer4(t, decapPE4, layers.IPProtocolIPv4, udp6), decapXDPDrop, nil, loader.DecapStats{DropBad: 1}},
 		{"outer length too short drops", badLen, decapXDPDrop, nil, loader.DecapStats{DropBad: 1}},
 		{"fragmented outer drops", frag, decapXDPDrop, nil, loader.DecapStats{DropFrag: 1}},
+		{"bad outer checksum drops", corrupt, decapXDPDrop, nil, loader.DecapStats{DropBad: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, err := d.Stats()
@@ -217,6 +231,12 @@ func checkInner(t *testing.T, frame []byte) {
 	if csum(append(pseudo, l4...)) != 0 {
 		t.Errorf("inner protocol %d checksum is wrong", proto)
 	}
+}
+
+// fixSum rewrites the checksum of an IPv4 header after a test changed it.
+func fixSum(h []byte) {
+	h[10], h[11] = 0, 0
+	binary.BigEndian.PutUint16(h[10:], csum(h))
 }
 
 // csum is the Internet checksum of b; 0 over data that includes a correct
