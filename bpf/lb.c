@@ -300,7 +300,11 @@ static __always_inline int parse_v4(void *data, void *data_end, struct pkt *pk)
 		if (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED)
 			return -1;
 		pk->icmp = 1;
-		return parse_icmp4_inner(ic + 1, data_end, pk) == 0 ? 0 : -1;
+		if (parse_icmp4_inner(ic + 1, data_end, pk))
+			return -1;
+		/* The error must be addressed to the VIP its quote came from;
+		 * one addressed elsewhere (this host, say) is not ours. */
+		return pk->flow.dst.w[0] == ip->daddr ? 0 : -1;
 	}
 	pk->flow.src.w[0] = ip->saddr;
 	pk->flow.dst.w[0] = ip->daddr;
@@ -330,7 +334,11 @@ static __always_inline int parse_v6(void *data, void *data_end, struct pkt *pk)
 		if (ic->type != ICMPV6_PKT_TOOBIG)
 			return -1;
 		pk->icmp = 1;
-		return parse_icmp6_inner(ic + 1, data_end, pk) == 0 ? 0 : -1;
+		if (parse_icmp6_inner(ic + 1, data_end, pk))
+			return -1;
+		__u32 *d = (__u32 *)&ip->daddr;
+		return (pk->flow.dst.w[0] == d[0] && pk->flow.dst.w[1] == d[1] &&
+			pk->flow.dst.w[2] == d[2] && pk->flow.dst.w[3] == d[3]) ? 0 : -1;
 	}
 	__builtin_memcpy(&pk->flow.src, &ip->saddr, 16);
 	__builtin_memcpy(&pk->flow.dst, &ip->daddr, 16);

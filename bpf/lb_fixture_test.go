@@ -665,6 +665,16 @@ func TestLbICMPTooBig(t *testing.T) {
 			if n, _ := e.l.ConnCount(); n != conns {
 				t.Errorf("ICMP created connection entries: %d -> %d", conns, n)
 			}
+			// The same error addressed to another host is not ours.
+			stray := bytes.Clone(icmpTooBig(t, c.router, c.svc, cl))
+			if c.svc.VIP.Addr().Is4() {
+				stray[14+19] ^= 0x01 // destination address
+			} else {
+				stray[14+39] ^= 0x01
+			}
+			if ret, out := e.run(t, stray); ret != xdpPass || !bytes.Equal(out, stray) {
+				t.Errorf("ICMP to a non-VIP address: verdict %d, want XDP_PASS untouched", ret)
+			}
 			// An error about an unknown flow goes where its hash points.
 			other := netip.AddrPortFrom(c.client, 1)
 			in = icmpTooBig(t, c.router, c.svc, other)
