@@ -376,7 +376,7 @@ func (h *Handlespace) Remove(handle string, id uint32, reason Reason) (PoolEleme
 func (h *Handlespace) removeElement(handle string, id uint32, now time.Time, reason Reason) (PoolElement, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	p := h.poolLocked(handle)
+	p := h.lookupPool(handle)
 	if p == nil {
 		return PoolElement{}, h.errorf(CauseUnknownPoolHandle, handle, id, "no such pool")
 	}
@@ -483,15 +483,13 @@ func (h *Handlespace) lookupPool(handle string) *pool {
 	return (*h.pools.Load())[handle]
 }
 
-// poolLocked is lookupPool, kept as a name for writer paths.
-func (h *Handlespace) poolLocked(handle string) *pool { return h.lookupPool(handle) }
 
 // ReportUnreachable counts an Endpoint Unreachable report; when the count
 // reaches MaxBadPEReports the element is removed (as rsplib, reports are
 // not reset by re-registration).
 func (h *Handlespace) ReportUnreachable(handle string, id uint32) (removed bool, err error) {
 	h.mu.Lock()
-	p := h.poolLocked(handle)
+	p := h.lookupPool(handle)
 	if p == nil {
 		h.mu.Unlock()
 		return false, h.errorf(CauseUnknownPoolHandle, handle, id, "no such pool")
@@ -771,7 +769,7 @@ func (p *pool) drainIndex(id uint32) int {
 
 // Lookup returns a copy of an active or draining element.
 func (h *Handlespace) Lookup(handle string, id uint32) (PoolElement, bool) {
-	p := h.poolLocked(handle)
+	p := h.lookupPool(handle)
 	if p == nil {
 		return PoolElement{}, false
 	}
@@ -811,7 +809,7 @@ func (h *Handlespace) Pools() []string {
 
 // Elements returns copies of a pool's active elements in identifier order.
 func (h *Handlespace) Elements(handle string) []PoolElement {
-	p := h.poolLocked(handle)
+	p := h.lookupPool(handle)
 	if p == nil {
 		return nil
 	}

@@ -34,7 +34,7 @@ type SteeringSet struct {
 // SteeringSet returns the pool's current steering set; false if the pool
 // does not exist (every element gone, including draining ones).
 func (h *Handlespace) SteeringSet(handle string) (SteeringSet, bool) {
-	p := h.poolLocked(handle)
+	p := h.lookupPool(handle)
 	if p == nil {
 		return SteeringSet{Handle: handle}, false
 	}
