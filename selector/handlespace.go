@@ -483,7 +483,6 @@ func (h *Handlespace) lookupPool(handle string) *pool {
 	return (*h.pools.Load())[handle]
 }
 
-
 // ReportUnreachable counts an Endpoint Unreachable report; when the count
 // reaches MaxBadPEReports the element is removed (as rsplib, reports are
 // not reset by re-registration).
