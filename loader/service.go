@@ -23,6 +23,7 @@ const (
 	SCTP Proto = 132
 )
 
+// String names the protocol as in "10.0.0.1:80/tcp".
 func (p Proto) String() string {
 	switch p {
 	case TCP:
@@ -41,6 +42,7 @@ type ServiceKey struct {
 	Proto Proto
 }
 
+// String formats the key as VIP:port/protocol.
 func (k ServiceKey) String() string { return k.VIP.String() + "/" + k.Proto.String() }
 
 // Service is a virtual service and how it forwards.
@@ -65,6 +67,7 @@ const (
 	Down State = 3
 )
 
+// String names the state for logs.
 func (s State) String() string {
 	switch s {
 	case Active:
