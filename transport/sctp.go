@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/ishidawataru/sctp"
 	"golang.org/x/sys/unix"
@@ -283,15 +284,19 @@ type sctpConn struct {
 	s         *SCTP
 	f         *os.File
 	rc        syscall.RawConn
-	lib       *sctp.SCTPConn // for SCTPWrite (ancillary data); never closed itself
+	sndCmsg   []byte // SCTP_SNDRCV ancillary data carrying our PPID, built once
 	checkPPID bool
 	buf       []byte
 	oob       []byte
 	laddr     net.Addr
 	raddr     net.Addr
 	rw, ww    *watcher
-	wmu       sync.Mutex
-	closed    atomic.Bool
+	// The raw-I/O callbacks and their results live in the conn, so the
+	// per-message path does not allocate closures.
+	rd, wr          ioResult
+	readFn, writeFn func(fd uintptr) bool
+	wmu             sync.Mutex
+	closed          atomic.Bool
 }
 
 // sndRcvInfoLen is sizeof(struct sctp_sndrcvinfo); the PPID sits at offset 8
@@ -309,7 +314,7 @@ func newSCTPConn(s *SCTP, fd int, checkPPID bool) (*sctpConn, error) {
 		return nil, err
 	}
 	c := &sctpConn{
-		s: s, f: f, rc: rc, lib: sctp.NewSCTPConn(fd, nil), checkPPID: checkPPID,
+		s: s, f: f, rc: rc, sndCmsg: sndrcvCmsg(s.cfg.Protocol.PPID()), checkPPID: checkPPID,
 		// One byte more than the maximum, so an oversized message shows.
 		buf:   make([]byte, s.cfg.MaxMessageSize+1),
 		oob:   make([]byte, unix.CmsgSpace(sndRcvInfoLen)),
@@ -318,7 +323,22 @@ func newSCTPConn(s *SCTP, fd int, checkPPID bool) (*sctpConn, error) {
 	}
 	c.rw = newWatcher(func() { _ = c.f.SetReadDeadline(time.Unix(1, 0)) })
 	c.ww = newWatcher(func() { _ = c.f.SetWriteDeadline(time.Unix(1, 0)) })
+	c.readFn = func(fd uintptr) bool {
+		c.rd.n, c.rd.oobn, c.rd.flags, c.rd.err = recvmsg(int(fd), c.rd.p, c.oob)
+		return !errors.Is(c.rd.err, unix.EAGAIN)
+	}
+	c.writeFn = func(fd uintptr) bool {
+		c.wr.n, c.wr.err = unix.SendmsgN(int(fd), c.wr.p, c.sndCmsg, nil, 0)
+		return !errors.Is(c.wr.err, unix.EAGAIN)
+	}
 	return c, nil
+}
+
+// ioResult carries one raw read or write: its buffer in, its outcome out.
+type ioResult struct {
+	p              []byte
+	n, oobn, flags int
+	err            error
 }
 
 func (c *sctpConn) LocalAddr() net.Addr  { return c.laddr }
@@ -349,14 +369,11 @@ func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	n := 0
 	ppid, havePPID := uint32(0), false
 	for {
-		var got, oobn, flags int
-		var rerr error
-		err := c.rc.Read(func(fd uintptr) bool {
-			got, oobn, flags, _, rerr = unix.Recvmsg(int(fd), c.buf[n:], c.oob, 0)
-			return !errors.Is(rerr, unix.EAGAIN)
-		})
+		c.rd.p = c.buf[n:]
+		err := c.rc.Read(c.readFn)
+		got, oobn, flags := c.rd.n, c.rd.oobn, c.rd.flags
 		if err == nil {
-			err = rerr
+			err = c.rd.err
 		}
 		if err != nil {
 			switch {
@@ -419,18 +436,50 @@ func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	return msg, nil
 }
 
-// ppidOf finds the PPID in SCTP_SNDRCV ancillary data.
+// ppidOf finds the PPID in SCTP_SNDRCV ancillary data (without allocating:
+// this runs for every message).
 func ppidOf(oob []byte) (uint32, bool) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return 0, false
-	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.IPPROTO_SCTP && m.Header.Type == sctp.SCTP_CMSG_SNDRCV && len(m.Data) >= 12 {
-			return binary.BigEndian.Uint32(m.Data[8:12]), true
+	for len(oob) > 0 {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
+			return 0, false
 		}
+		if h.Level == unix.IPPROTO_SCTP && h.Type == sctp.SCTP_CMSG_SNDRCV && len(data) >= 12 {
+			return binary.BigEndian.Uint32(data[8:12]), true
+		}
+		oob = rest
 	}
 	return 0, false
+}
+
+// sndrcvCmsg builds the ancillary data that sets ppid on a send: a
+// struct sctp_sndrcvinfo (layout as sctp.SndRcvInfo) whose PPID field
+// holds the number in network byte order, as the wire carries it.
+func sndrcvCmsg(ppid uint32) []byte {
+	b := make([]byte, unix.CmsgSpace(sndRcvInfoLen))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = unix.IPPROTO_SCTP
+	h.Type = sctp.SCTP_CMSG_SNDRCV
+	h.SetLen(unix.CmsgLen(sndRcvInfoLen))
+	binary.BigEndian.PutUint32(b[unix.CmsgLen(0)+8:], ppid)
+	return b
+}
+
+// recvmsg is unix.Recvmsg without the source address, which a connected
+// socket does not need and which would cost an allocation per message.
+func recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) {
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	msg := unix.Msghdr{Iov: &iov, Iovlen: 1}
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
+	if errno != 0 {
+		return 0, 0, 0, errno
+	}
+	return int(r), int(msg.Controllen), int(msg.Flags), nil
 }
 
 func (c *sctpConn) WriteMessage(ctx context.Context, msg []byte) error {
@@ -448,14 +497,11 @@ func (c *sctpConn) WriteMessage(ctx context.Context, msg []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	info := sctp.SndRcvInfo{PPID: cfg.Protocol.PPID()}
-	var werr error
-	err := c.rc.Write(func(fd uintptr) bool {
-		_, werr = c.lib.SCTPWrite(msg, &info)
-		return !errors.Is(werr, unix.EAGAIN)
-	})
+	c.wr.p = msg
+	err := c.rc.Write(c.writeFn)
+	c.wr.p = nil
 	if err == nil {
-		err = werr
+		err = c.wr.err
 	}
 	if err != nil {
 		// SCTP sends whole messages, so the association stays in step; a

@@ -90,12 +90,15 @@ func TestSCTPSendsProtocolPPID(t *testing.T) {
 				}
 				defer c.Close()
 				sc := c.(*sctpConn)
+				fd := -1
+				sc.rc.Control(func(f uintptr) { fd = int(f) })
+				lib := sctp.NewSCTPConn(fd, nil) // not closed: c owns fd
 				// Read with the library's own receive path, which reports
 				// the PPID independently of ours.
 				buf := make([]byte, 100)
 				var info *sctp.SndRcvInfo
 				for i := 0; i < 500; i++ { // the socket is non-blocking
-					_, info, err = sc.lib.SCTPRead(buf)
+					_, info, err = lib.SCTPRead(buf)
 					if !errors.Is(err, unix.EAGAIN) {
 						break
 					}

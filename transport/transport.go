@@ -135,8 +135,10 @@ type Conn interface {
 	// returned slice is owned by the Conn and valid until the next
 	// ReadMessage; copy it to keep it. It returns io.EOF when the peer
 	// closed cleanly between messages, ctx.Err() when ctx ended (the
-	// connection stays usable), and a *FrameError (after closing the
-	// connection and logging why) when the peer broke the framing.
+	// connection stays usable if it ended between messages; a stream cut
+	// mid-frame is closed), and a *FrameError (after closing the
+	// connection and logging why) when the peer broke the framing or
+	// idled past Config.IdleTimeout. One goroutine reads at a time.
 	ReadMessage(ctx context.Context) ([]byte, error)
 	// WriteMessage sends msg, which must be one whole message whose header
 	// length equals len(msg); anything else is refused before it reaches
