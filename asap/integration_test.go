@@ -50,6 +50,13 @@ func (r *registrar) stop() {
 // startRegistrars starts k peered registrars.
 func startRegistrars(t testing.TB, k int) []*registrar {
 	t.Helper()
+	return startTunedRegistrars(t, k, nil)
+}
+
+// startTunedRegistrars starts k peered registrars, letting tune change
+// each one's configuration first.
+func startTunedRegistrars(t testing.TB, k int, tune func(*enrp.ServerConfig)) []*registrar {
+	t.Helper()
 	cfgs := make([]enrp.ServerConfig, k)
 	for i := range cfgs {
 		cfgs[i] = enrp.ServerConfig{
@@ -67,6 +74,11 @@ func startRegistrars(t testing.TB, k int) []*registrar {
 			Transport:  "tcp",
 			ASAPListen: "127.0.0.1:0",
 			ENRPListen: "127.0.0.1:0",
+		}
+	}
+	if tune != nil {
+		for i := range cfgs {
+			tune(&cfgs[i])
 		}
 	}
 	// Each registrar peers with those started before it (the others learn
@@ -575,5 +587,35 @@ func TestRegistrarsFromAnnounces(t *testing.T) {
 	defer pe.abort()
 	if srv.Count() != 1 {
 		t.Fatalf("registrar has %d PEs, want the one found by announce", srv.Count())
+	}
+}
+
+func TestUnreachableReportRemovesPE(t *testing.T) {
+	// Keep-alives too slow to notice the death within the test: only the
+	// PU's Endpoint Unreachable report can remove the PE.
+	rs := startTunedRegistrars(t, 1, func(c *enrp.ServerConfig) {
+		c.KeepAliveInterval, c.KeepAliveTimeout, c.MaxBadPEReports = time.Minute, time.Minute, 1
+	})
+	regs := addrs(rs)
+	a := startEchoPE(t, "echo", regs)
+	b := startEchoPE(t, "echo", regs)
+	c, err := Dial(context.Background(), "echo", WithRegistrars(regs...), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	echoRound(t, c, r, "one")
+	dead := a
+	if c.PE().ID == b.pe.ID() {
+		dead = b
+	}
+	dead.pe.abort()
+	if _, ev := echoRound(t, c, r, "two"); ev == nil {
+		t.Fatal("no failover")
+	}
+	waitFor(t, 2*time.Second, "PE removed on the report", func() bool { return rs[0].srv.Count() == 1 })
+	if snap := rs[0].srv.Snapshot(); snap[0].PEs[0].ID == dead.pe.ID() {
+		t.Fatal("the live PE was removed")
 	}
 }
