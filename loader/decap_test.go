@@ -36,7 +36,7 @@ var (
 	decapDst   = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x11}
 )
 
-func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
+func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	t.Helper()
 	buf := gopacket.NewSerializeBuffer()
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
@@ -48,14 +48,14 @@ func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
 
 // innerTCP4 is the client's SYN to the VIP as the PE must receive it: an
 // IPv4 packet without its Ethernet header.
-func innerTCP4(t *testing.T) []byte {
+func innerTCP4(t testing.TB) []byte {
 	ip := &layers.IPv4{Version: 4, TTL: 63, Protocol: layers.IPProtocolTCP, SrcIP: decapCli4.AsSlice(), DstIP: decapVIP4.AsSlice()}
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: 1, SYN: true, Window: 64240}
 	tcp.SetNetworkLayerForChecksum(ip)
 	return serialize(t, ip, tcp, gopacket.Payload("hello"))
 }
 
-func innerUDP6(t *testing.T) []byte {
+func innerUDP6(t testing.TB) []byte {
 	ip := &layers.IPv6{Version: 6, HopLimit: 63, NextHeader: layers.IPProtocolUDP, SrcIP: decapCli6.AsSlice(), DstIP: decapVIP6.AsSlice()}
 	udp := &layers.UDP{SrcPort: 40000, DstPort: 9999}
 	udp.SetNetworkLayerForChecksum(ip)
@@ -65,7 +65,7 @@ func innerUDP6(t *testing.T) []byte {
 // eth prefixes an L3 packet with an Ethernet header of the given type.
 // (No padding to 60 bytes: the program must not care, and the expected
 // output of a decapsulation is exactly header + inner packet.)
-func eth(t *testing.T, typ layers.EthernetType, l3 []byte) []byte {
+func eth(t testing.TB, typ layers.EthernetType, l3 []byte) []byte {
 	f := append(append([]byte(nil), decapDst...), decapSrc...)
 	f = binary.BigEndian.AppendUint16(f, uint16(typ))
 	return append(f, l3...)
@@ -73,17 +73,17 @@ func eth(t *testing.T, typ layers.EthernetType, l3 []byte) []byte {
 
 // outer4 is what the load balancer sends: an outer IPv4 header to dst
 // carrying protocol proto (4 or 41) around inner.
-func outer4(t *testing.T, dst netip.Addr, proto layers.IPProtocol, inner []byte) []byte {
+func outer4(t testing.TB, dst netip.Addr, proto layers.IPProtocol, inner []byte) []byte {
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: decapLB4.AsSlice(), DstIP: dst.AsSlice()}
 	return eth(t, layers.EthernetTypeIPv4, serialize(t, ip, gopacket.Payload(inner)))
 }
 
-func outer6(t *testing.T, dst netip.Addr, next layers.IPProtocol, inner []byte) []byte {
+func outer6(t testing.TB, dst netip.Addr, next layers.IPProtocol, inner []byte) []byte {
 	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: next, SrcIP: decapLB6.AsSlice(), DstIP: dst.AsSlice()}
 	return eth(t, layers.EthernetTypeIPv6, serialize(t, ip, gopacket.Payload(inner)))
 }
 
-func openDecap(t *testing.T) *loader.Decap {
+func openDecap(t testing.TB) *loader.Decap {
 	t.Helper()
 	testenv.RequireRoot(t)
 	d, err := loader.OpenDecap(loader.DecapOptions{Addrs: []netip.Addr{decapPE4, decapPE6}})
