@@ -26,8 +26,10 @@ type Output struct {
 	// ENRP connection to Dial (a peer learned from a List Response).
 	Peer        uint32
 	ConnectPeer bool
-	// Announce: send Msg as a UDP server announce.
-	Announce bool
+	// Announce: send Msg as a UDP server announce (ASAP Server Announce,
+	// or with PeerAnnounce an ENRP Presence for peer discovery).
+	Announce     bool
+	PeerAnnounce bool
 	Msg      Message
 }
 
@@ -114,7 +116,10 @@ type Core struct {
 	mentor       uint32
 	nextPresence time.Time
 	nextAnnounce time.Time
+	// Announce enables ASAP Server Announces; PeerAnnounce enables ENRP
+	// Presence announces for peer discovery (both set by the driver).
 	Announce     bool
+	PeerAnnounce bool
 }
 
 // NewCore returns a registrar core starting at now.
@@ -276,6 +281,9 @@ func (c *Core) Tick(now time.Time) {
 	if !c.nextPresence.After(c.now) {
 		c.broadcastPresence(false)
 		c.probe()
+		if c.PeerAnnounce {
+			c.send(Output{Announce: true, PeerAnnounce: true, Msg: c.presence(0, false)})
+		}
 		c.nextPresence = c.now.Add(c.cfg.PeerHeartbeatCycle)
 	}
 	if c.Announce && !c.nextAnnounce.After(c.now) {
@@ -364,6 +372,18 @@ func (c *Core) probe() {
 			c.send(Output{Link: l, Msg: c.presence(c.links[l], true)})
 		}
 	}
+}
+
+// Discovered reports a Presence announce heard over UDP: an unknown (or
+// dead) registrar is connected to, the connection then introduces us.
+func (c *Core) Discovered(info ServerInfo) {
+	if info.ID == 0 || info.ID == c.cfg.ID || !info.ENRP.IsValid() {
+		return
+	}
+	if p := c.peers[info.ID]; p != nil && !p.dead && p.link != 0 {
+		return
+	}
+	c.send(Output{ConnectPeer: true, Dial: info.ENRP, Peer: info.ID})
 }
 
 // LinkDown tells the core a connection closed. PEs keep their state (the

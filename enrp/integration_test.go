@@ -3,6 +3,7 @@ package enrp
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -440,5 +441,53 @@ func TestIntegrationServerAnnounce(t *testing.T) {
 	want := netip.MustParseAddrPort(n.srv.ASAPAddr().String())
 	if !ok || sa.ServerID != 0x77 || len(sa.ASAP) != 1 || sa.ASAP[0] != want {
 		t.Fatalf("announce %#v, want server 0x77 at %v", m, want)
+	}
+}
+
+// freeUDPPort returns a loopback UDP address that was free a moment ago.
+func freeUDPPort(t *testing.T) netip.AddrPort {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+func TestIntegrationPeerDiscoveryByAnnounce(t *testing.T) {
+	rx := []netip.AddrPort{freeUDPPort(t), freeUDPPort(t)}
+	var nodes []*node
+	for i := 0; i < 2; i++ {
+		cfg := itConfig(uint32(i + 1))
+		cfg.PeerAnnounce = true
+		cfg.PeerAnnounceListen = rx[i].String()
+		cfg.PeerAnnounceUnicast = []netip.AddrPort{rx[1-i]}
+		nodes = append(nodes, startNode(t, cfg))
+	}
+	if _, err := eventually(3*time.Second, func() bool {
+		return len(nodes[0].srv.Peers()) == 1 && len(nodes[1].srv.Peers()) == 1
+	}); err != nil {
+		t.Fatal("registrars without static peers did not find each other by announces")
+	}
+	p := startPE(t, nodes[0].srv.ASAPAddr().String(), "echo", 1)
+	defer p.kill()
+	p.await(t)
+	if _, err := eventually(2*time.Second, func() bool { return converged(servers(nodes...), 1) }); err != nil {
+		t.Fatal("registration not replicated to the discovered peer")
+	}
+}
+
+func TestIntegrationPeersLearnedFromMentorList(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	waitPeers(t, nodes)
+	cfg := itConfig(3)
+	cfg.Peers = []string{nodes[1].srv.ENRPAddr().String()} // knows only 2
+	n3 := startNode(t, cfg)
+	if _, err := eventually(3*time.Second, func() bool {
+		return len(n3.srv.Peers()) == 2 && len(nodes[0].srv.Peers()) == 2
+	}); err != nil {
+		t.Fatalf("registrar 3 peers %v, registrar 1 peers %v: the mentor's list was not followed",
+			n3.srv.Peers(), nodes[0].srv.Peers())
 	}
 }

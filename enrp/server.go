@@ -33,6 +33,14 @@ type ServerConfig struct {
 	Announce          bool
 	AnnounceUnicast   []netip.AddrPort
 	AnnounceMulticast bool
+	// PeerAnnounce enables peer discovery by announces: an ENRP Presence
+	// every heartbeat to PeerAnnounceUnicast and, if PeerAnnounceMulticast,
+	// the ENRP announce group; PeerAnnounceListen ("host:port", or the
+	// group's port with PeerAnnounceMulticast) receives the others'.
+	PeerAnnounce          bool
+	PeerAnnounceUnicast   []netip.AddrPort
+	PeerAnnounceMulticast bool
+	PeerAnnounceListen    string
 	// DialTimeout bounds connection set-up to peers and PEs (default 2 s).
 	DialTimeout time.Duration
 
@@ -59,6 +67,8 @@ type Server struct {
 
 	asapLn, enrpLn transport.Listener
 	announcer      *transport.AnnounceSender
+	peerAnnouncer  *transport.AnnounceSender
+	peerRx         *transport.AnnounceReceiver
 	kick           chan struct{}
 	wg             sync.WaitGroup
 	ctx            context.Context
@@ -146,7 +156,95 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		}
 		s.core.Announce = true
 	}
+	if cfg.PeerAnnounce {
+		if err := s.openPeerAnnounces(); err != nil {
+			s.asapLn.Close()
+			s.enrpLn.Close()
+			if s.announcer != nil {
+				s.announcer.Close()
+			}
+			return nil, err
+		}
+		s.core.PeerAnnounce = true
+	}
 	return s, nil
+}
+
+func (s *Server) openPeerAnnounces() error {
+	cfg := s.cfg
+	ac := transport.AnnounceSenderConfig{Unicast: cfg.PeerAnnounceUnicast, Loopback: true}
+	rc := transport.AnnounceReceiverConfig{Logger: s.log}
+	g := transport.ENRP.AnnounceGroup()
+	group := netip.AddrPortFrom(netip.AddrFrom4([4]byte(g.IP.To4())), uint16(g.Port))
+	if cfg.PeerAnnounceMulticast {
+		ac.Group = group
+		rc.Group = group.Addr()
+		rc.Addr = group
+	}
+	if cfg.PeerAnnounceListen != "" {
+		ap, err := netip.ParseAddrPort(cfg.PeerAnnounceListen)
+		if err != nil {
+			return fmt.Errorf("registrar: peer announce listen %q: %w", cfg.PeerAnnounceListen, err)
+		}
+		rc.Addr = ap
+	}
+	var err error
+	if s.peerAnnouncer, err = transport.NewAnnounceSender(ac); err != nil {
+		return fmt.Errorf("registrar: peer announces: %w", err)
+	}
+	if rc.Addr.IsValid() {
+		if s.peerRx, err = transport.ListenAnnounces(rc); err != nil {
+			s.peerAnnouncer.Close()
+			return fmt.Errorf("registrar: peer announces: %w", err)
+		}
+	}
+	return nil
+}
+
+// PeerAnnounceAddr returns where peer announces are received, or nil.
+func (s *Server) PeerAnnounceAddr() net.Addr {
+	if s.peerRx == nil {
+		return nil
+	}
+	return s.peerRx.LocalAddr()
+}
+
+// peerAnnounceLoop turns Presence announces heard over UDP into
+// connections to registrars we do not know yet.
+func (s *Server) peerAnnounceLoop(ctx context.Context) {
+	defer s.wg.Done()
+	var dec wire.Decoder
+	var w wire.Message
+	for {
+		b, from, err := s.peerRx.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		if dec.Decode(wire.ENRP, b, &w) != nil {
+			continue
+		}
+		m, err := FromWire(&w)
+		p, ok := m.(Presence)
+		if err != nil || !ok {
+			continue
+		}
+		info := p.Info
+		if info.ID == 0 {
+			info.ID = p.Sender
+		}
+		if !info.ENRP.IsValid() {
+			continue
+		}
+		s.log.Debug("peer announce", "from", from.String(), "peer", idString(info.ID))
+		s.mu.Lock()
+		s.core.Discovered(info)
+		later := s.flushLocked(s.core.Drain())
+		s.mu.Unlock()
+		s.finish(later)
+	}
 }
 
 // advertised turns a bound address into one peers can reach: an
@@ -213,6 +311,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.wg.Add(1)
 		go s.peerLoop(ctx, p)
 	}
+	if s.peerRx != nil {
+		s.wg.Add(1)
+		go s.peerAnnounceLoop(ctx)
+	}
 	<-ctx.Done()
 	s.asapLn.Close()
 	s.enrpLn.Close()
@@ -223,6 +325,12 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	if s.announcer != nil {
 		s.announcer.Close()
+	}
+	if s.peerAnnouncer != nil {
+		s.peerAnnouncer.Close()
+	}
+	if s.peerRx != nil {
+		s.peerRx.Close()
 	}
 	s.wg.Wait()
 	s.log.Info("registrar left")
@@ -423,12 +531,16 @@ type deferredOut struct {
 func (s *Server) flushLocked(outs []Output) []deferredOut {
 	var later []deferredOut
 	for _, o := range outs {
+		if o.ConnectPeer {
+			later = append(later, deferredOut{o: o})
+			continue
+		}
 		b, err := s.enc.Encode(o.Msg)
 		if err != nil {
 			s.log.Error("encode failed", "err", err)
 			continue
 		}
-		if !o.Announce && !o.ConnectPeer {
+		if !o.Announce {
 			if l := s.links[o.Link]; l != nil && l.enqueue(b) {
 				continue
 			}
@@ -446,8 +558,12 @@ func (s *Server) finish(later []deferredOut) {
 	for _, d := range later {
 		switch {
 		case d.o.Announce:
-			if s.announcer != nil && s.ctx != nil {
-				if err := s.announcer.Send(s.ctx, d.b); err != nil {
+			a := s.announcer
+			if d.o.PeerAnnounce {
+				a = s.peerAnnouncer
+			}
+			if a != nil && s.ctx != nil {
+				if err := a.Send(s.ctx, d.b); err != nil {
 					s.log.Debug("announce failed", "err", err)
 				}
 			}

@@ -41,6 +41,9 @@ Examples:
   rspxdp registrar --id 2 --asap 127.0.0.1:3864 --enrp 127.0.0.1:9902 --peer 127.0.0.1:9901 --peer 127.0.0.1:9903
   rspxdp registrar --id 3 --asap 127.0.0.1:3865 --enrp 127.0.0.1:9903 --peer 127.0.0.1:9901 --peer 127.0.0.1:9902
 
+  # Registrars that find each other by multicast announces, no peer list.
+  rspxdp registrar --id 4 --peer-announce --advertise-enrp 192.0.2.4:9901 --advertise-asap 192.0.2.4:3863
+
   # Fast failure detection, announces to the multicast group, registrations
   # only for pool "echo" from 10.0.0.0/8.
   rspxdp registrar --id 7 --keepalive-interval 1s --keepalive-timeout 1s --announce \
@@ -73,6 +76,7 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	fs.Var(&announceTo, "announce-to", "also send Server Announces to this unicast ADDR:PORT (repeatable; implies --announce)")
 	tr := fs.String("transport", "tcp", "transport: tcp, sctp or auto")
 	announce := fs.Bool("announce", false, "send ASAP Server Announces over UDP multicast (239.0.0.50:3863)")
+	peerAnnounce := fs.Bool("peer-announce", false, "discover peers by ENRP Presence announces over UDP multicast (239.0.0.51:9901)")
 	kaInt := fs.Duration("keepalive-interval", enrp.DefaultKeepAliveInterval, "Endpoint Keep-Alive interval")
 	kaTO := fs.Duration("keepalive-timeout", enrp.DefaultKeepAliveTimeout, "Endpoint Keep-Alive timeout")
 	hb := fs.Duration("heartbeat", enrp.DefaultPeerHeartbeatCycle, "peer heartbeat cycle")
@@ -155,6 +159,8 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	cfg.Announce = *announce || len(cfg.AnnounceUnicast) > 0
 	cfg.AnnounceMulticast = *announce
+	cfg.PeerAnnounce = *peerAnnounce
+	cfg.PeerAnnounceMulticast = *peerAnnounce
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
