@@ -30,7 +30,7 @@ type Output struct {
 	// or with PeerAnnounce an ENRP Presence for peer discovery).
 	Announce     bool
 	PeerAnnounce bool
-	Msg      Message
+	Msg          Message
 }
 
 type timerKind uint8
