@@ -619,3 +619,42 @@ func TestUnreachableReportRemovesPE(t *testing.T) {
 		t.Fatal("the live PE was removed")
 	}
 }
+
+func TestResolutionCacheStaleness(t *testing.T) {
+	rs := startRegistrars(t, 1)
+	regs := addrs(rs)
+	e := startEchoPE(t, "echo", regs)
+	cached, err := NewPoolUser(WithRegistrars(regs...), WithLogger(quiet()), WithCacheStaleness(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cached.Close()
+	fresh, err := NewPoolUser(WithRegistrars(regs...), WithLogger(quiet()), WithCacheStaleness(0),
+		WithResponseTimeout(200*time.Millisecond), WithDialTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	ctx := context.Background()
+	for _, u := range []*PoolUser{cached, fresh} {
+		c, err := u.Dial(ctx, "echo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	rs[0].stop()
+	// Within its staleness the cache answers without a registrar...
+	c, err := cached.Dial(ctx, "echo")
+	if err != nil {
+		t.Fatalf("dial from the cache: %v", err)
+	}
+	if c.PE().ID != e.pe.ID() {
+		t.Fatalf("cached dial reached %s", c.PE())
+	}
+	c.Close()
+	// ...a PU that never trusts its cache needs one, and says which failed.
+	if _, err := fresh.Dial(ctx, "echo"); err == nil || !strings.Contains(err.Error(), "registrar "+regs[0]) {
+		t.Fatalf("dial without registrar: %v, want an error naming %s", err, regs[0])
+	}
+}

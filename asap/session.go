@@ -179,10 +179,10 @@ func (s *Session) CookieEcho() []byte {
 	return s.cookieEcho
 }
 
-// WaitCookieEcho reads up to the first frame that is not data-less control
-// and returns the cookie echo, if the PU sent one before its data. It lets a
-// PE restore state before it reads any application byte. Data frames read
-// meanwhile are kept for Read.
+// WaitCookieEcho reads frames until a Cookie Echo or the first application
+// data arrives, and returns the echoed cookie (nil for a pool user that did
+// not fail over to this PE). It lets a PE restore the user's state before
+// reading any request; data read meanwhile is kept for Read.
 func (s *Session) WaitCookieEcho() ([]byte, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()

@@ -1,0 +1,72 @@
+package asap
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"testing"
+)
+
+func TestSessionFraming(t *testing.T) {
+	a, b := net.Pipe()
+	pu, pe := newSession(a), newSession(b)
+	big := bytes.Repeat([]byte("x"), maxFrameData+10) // split over two frames
+	go func() {
+		_ = pu.sendCookieEcho([]byte("state-7"))
+		_, _ = pu.Write([]byte("hello"))
+		_, _ = pu.Write(big)
+		pu.Close()
+	}()
+	c, err := pe.WaitCookieEcho()
+	if err != nil || string(c) != "state-7" {
+		t.Fatalf("cookie echo %q, %v", c, err)
+	}
+	got, err := io.ReadAll(pe)
+	if err != nil || string(got) != "hello"+string(big) {
+		t.Fatalf("read %d bytes, %v; want %d", len(got), err, 5+len(big))
+	}
+
+	a, b = net.Pipe()
+	pu, pe = newSession(a), newSession(b)
+	go func() {
+		_ = pe.SendCookie([]byte("c1"))
+		_ = pe.SendBusinessCard("backup")
+		_, _ = pe.Write([]byte("data"))
+		pe.Close()
+	}()
+	got, _ = io.ReadAll(pu)
+	if string(got) != "data" || string(pu.lastCookie()) != "c1" || pu.lastBusinessCard() != "backup" {
+		t.Fatalf("data %q cookie %q card %q", got, pu.lastCookie(), pu.lastBusinessCard())
+	}
+
+	// A frame shorter than its header is refused.
+	a, b = net.Pipe()
+	pe = newSession(b)
+	go func() { _, _ = a.Write([]byte{0, 0, 0, 2}) }()
+	if _, err := pe.Read(make([]byte, 8)); err == nil {
+		t.Fatal("bad frame length accepted")
+	}
+	a.Close()
+}
+
+// FuzzSession feeds arbitrary bytes to a session reader: it must never
+// panic, and the data it returns must be data frames' bodies.
+func FuzzSession(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 6, 'h', 'i'})
+	f.Add([]byte{0x0b, 0, 0, 4})
+	f.Add([]byte{0x0c, 0, 0, 12, 0, 0x0d, 0, 7, 'a', 'b', 'c', 0})
+	f.Add([]byte{0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		a, b := net.Pipe()
+		s := newSession(b)
+		go func() {
+			_, _ = a.Write(in)
+			a.Close()
+		}()
+		got, _ := io.ReadAll(s)
+		if len(got) > len(in) {
+			t.Fatalf("read %d bytes out of %d", len(got), len(in))
+		}
+		s.Close()
+	})
+}
