@@ -405,6 +405,14 @@ func checkCapture(t *testing.T, pcap string, wantASAP, wantENRP map[int]string) 
 			}
 		}
 	}
+	// An Error message is one peer telling the other it disagrees.
+	for filter, what := range map[string]string{
+		"asap.message_type == 14": "ASAP Error", "enrp.message_type == 10": "ENRP Error",
+	} {
+		if errs := fields(filter, "frame.number"); len(errs) > 0 {
+			t.Errorf("capture has %d %s messages (frames %v): see tshark -r %s -Y '%s' -V", len(errs), what, errs, pcap, filter)
+		}
+	}
 	if len(fields("asap && !(sctp.data_payload_proto_id == 11)", "frame.number")) > 0 {
 		t.Errorf("ASAP carried on SCTP with a PPID other than 11")
 	}
