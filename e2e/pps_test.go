@@ -71,27 +71,37 @@ func TestPPS(t *testing.T) {
 		{"haproxy 2.6 log-forward (UDP)", setupHAProxy, false},
 		{"(generator ceiling: drop at l0)", func(*testing.T, *topo) {}, true},
 	}
+	// Every variant gets its own topology, all built up front, and the
+	// rounds go round-robin over the variants: on a machine shared with
+	// other work, load changes then hit every variant alike instead of
+	// whichever happened to run at the time.
+	type bench struct {
+		tp *topo
+		g  *generator
+		sk *sink
+	}
+	benches := make([]bench, len(variants))
+	for i, v := range variants {
+		tp := newTopo(t)
+		v.setup(t, tp)
+		c0, err := tp.client.Iface("c0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l0, err := tp.lb.Iface("l0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		benches[i] = bench{tp: tp, sk: newSink(t, tp, v.atL0), g: newGenerator(t, ppsFrame(t, c0.MAC, l0.MAC))}
+	}
 	results := map[string][]ppsResult{}
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			tp := newTopo(t)
-			v.setup(t, tp)
-			sk := newSink(t, tp, v.atL0)
-			c0, err := tp.client.Iface("c0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			l0, err := tp.lb.Iface("l0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			g := newGenerator(t, ppsFrame(t, c0.MAC, l0.MAC))
-			for r := 0; r < rounds; r++ {
-				res := runGenerator(t, tp, g, sk, uint64(packets))
-				t.Logf("round %d: sent %d, delivered %d in %v: %.0f pps", r+1, res.sent, res.delivered, res.window, res.pps())
-				results[v.name] = append(results[v.name], res)
-			}
-		})
+	for r := 0; r < rounds; r++ {
+		for i, v := range variants {
+			bn := benches[i]
+			res := runGenerator(t, bn.tp, bn.g, bn.sk, uint64(packets))
+			t.Logf("round %d, %s: sent %d, delivered %d in %v: %.0f pps", r+1, v.name, res.sent, res.delivered, res.window, res.pps())
+			results[v.name] = append(results[v.name], res)
+		}
 	}
 
 	var b strings.Builder
