@@ -344,3 +344,43 @@ func TestOpenFailureDetaches(t *testing.T) {
 		}
 	})
 }
+
+// TestUnresolvableNextHop: a PE whose next hop cannot be found never blocks
+// its pool: down PEs need no next hop, a known PE keeps its last one, and a
+// new unresolvable PE is programmed down while the others are applied.
+func TestUnresolvableNextHop(t *testing.T) {
+	pinDir := loadertest.PinDir(t)
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 0xbb}
+	res := StaticResolver{netip.MustParseAddr("10.0.0.1"): {Ifindex: 1, SrcMAC: mac, DstMAC: mac}}
+	l, err := Open(Options{PinDir: pinDir, Resolver: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close(false)
+	if err := l.UpsertService(Service{ServiceKey: restartSvc}); err != nil {
+		t.Fatal(err)
+	}
+	pe1 := Backend{ID: 1, Addr: netip.MustParseAddr("10.0.0.1"), Weight: 1, State: Active}
+	pe2 := Backend{ID: 2, Addr: netip.MustParseAddr("10.0.0.2"), Weight: 1, State: Active}
+	pe3 := Backend{ID: 3, Addr: netip.MustParseAddr("10.0.0.3"), Weight: 1, State: Down}
+	err = l.SetBackends(restartSvc, []Backend{pe1, pe2, pe3})
+	if !errors.Is(err, ErrNoNextHop) || !strings.Contains(err.Error(), "PE 2") || strings.Contains(err.Error(), "PE 3") {
+		t.Fatalf("SetBackends: %v, want ErrNoNextHop for PE 2 only", err)
+	}
+	got, _ := l.Services()
+	states := map[uint32]State{}
+	for _, b := range got[restartSvc] {
+		states[b.ID] = b.State
+	}
+	if states[1] != Active || states[2] != Down || states[3] != Down {
+		t.Fatalf("states %v, want 1 active, 2 and 3 down", states)
+	}
+	// PE 1's host stops answering: it keeps the next hop it had.
+	delete(res, netip.MustParseAddr("10.0.0.1"))
+	if err := l.SetBackends(restartSvc, []Backend{pe1, pe3}); err != nil {
+		t.Fatalf("SetBackends with a known PE now unresolvable: %v", err)
+	}
+	if ret, out := runOnce(t, l, synFrame()); ret != 3 || !bytes.Equal(out[:6], mac) {
+		t.Errorf("known PE: verdict %d, dst MAC %x; want XDP_TX to %s", ret, out[:6], mac)
+	}
+}

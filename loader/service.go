@@ -220,12 +220,28 @@ func (l *Loader) SetBackends(k ServiceKey, backends []Backend) error {
 		}
 	}
 
-	// Resolve next hops before touching any map, so a failure changes
-	// nothing.
+	// Resolve next hops before touching any map. A down PE needs none (it
+	// gets no packets); one whose next hop cannot be found keeps the one it
+	// had or, if new, is programmed down and reported: one dead host must
+	// never block the update of the rest of its pool.
+	backends = slices.Clone(backends)
 	values := make([]bpf.LbBackend, len(backends))
+	var unresolved []error
 	for i, b := range backends {
-		v, err := l.backendValue(svc, b)
-		if err != nil {
+		var prev *bpf.LbBackend
+		if slot, ok := svc.backends[b.ID]; ok {
+			var pv bpf.LbBackend
+			if err := l.objs.LbBackends.Lookup(slot, &pv); err == nil && pv.State != 0 {
+				prev = &pv
+			}
+		}
+		v, err := l.backendValue(svc, b, prev)
+		switch {
+		case errors.Is(err, ErrNoNextHop):
+			unresolved = append(unresolved, err)
+			backends[i].State = Down
+			v.State = uint8(Down)
+		case err != nil:
 			return fmt.Errorf("set backends of %s: %w", k, err)
 		}
 		values[i] = v
@@ -293,6 +309,9 @@ func (l *Loader) SetBackends(k ServiceKey, backends []Backend) error {
 		}
 	}
 	svc.backends = next
+	if len(unresolved) > 0 {
+		return fmt.Errorf("set backends of %s: programmed down: %w", k, errors.Join(unresolved...))
+	}
 	return nil
 }
 
@@ -340,7 +359,13 @@ func (l *Loader) freeBackend(slot uint32) error {
 	return nil
 }
 
-func (l *Loader) backendValue(svc *service, b Backend) (bpf.LbBackend, error) {
+// ErrNoNextHop reports a PE whose next hop could not be resolved; SetBackends
+// programs such a PE down and still applies the rest.
+var ErrNoNextHop = errors.New("no next hop")
+
+// backendValue builds a PE's map value. prev is its current value, if any,
+// whose next hop serves when the PE is down or cannot be resolved now.
+func (l *Loader) backendValue(svc *service, b Backend, prev *bpf.LbBackend) (bpf.LbBackend, error) {
 	v := bpf.LbBackend{
 		State:  uint8(b.State),
 		Svc:    svc.id,
@@ -353,9 +378,24 @@ func (l *Loader) backendValue(svc *service, b Backend) (bpf.LbBackend, error) {
 	if a.Is4() {
 		v.Family = 4
 	}
+	keepPrev := func() {
+		v.Dmac, v.Smac, v.TxPort = prev.Dmac, prev.Smac, prev.TxPort
+	}
+	if b.State == Down {
+		if prev != nil {
+			keepPrev()
+		}
+		return v, nil
+	}
 	hop, err := l.opts.Resolver.Resolve(a)
 	if err != nil {
-		return v, fmt.Errorf("next hop of PE %d (%s): %w", b.ID, a, err)
+		if prev != nil && prev.Dmac != ([6]uint8{}) {
+			l.opts.Logger.Warn("next hop of PE not resolvable, keeping the previous one",
+				"pe", b.ID, "addr", a, "err", err)
+			keepPrev()
+			return v, nil
+		}
+		return v, fmt.Errorf("%w for PE %d (%s): %v", ErrNoNextHop, b.ID, a, err)
 	}
 	copy(v.Dmac[:], hop.DstMAC)
 	copy(v.Smac[:], hop.SrcMAC)
