@@ -770,3 +770,63 @@ func TestLbRedirect(t *testing.T) {
 	}
 	expectFrame(t, out, encapsulated(t, in, e.pes[svcTCP4][e.pick(t, svcTCP4, client4)], gwMAC))
 }
+
+// TestLbNodesAgree: two nodes given the same PE set and seed send every
+// new flow to the same PE, although they learnt the PEs in another order
+// and numbered their slots differently: what lets ECMP spread one VIP's
+// flows over several rspxdp nodes.
+func TestLbNodesAgree(t *testing.T) {
+	open := func() *loader.Loader {
+		l, err := loader.Open(loader.Options{PinDir: loadertest.PinDir(t), SourceV4: src4, SourceV6: src6, Resolver: testResolver()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close(false) })
+		return l
+	}
+	a, b := open(), open()
+	bes := pes("10.0.0.1", 7, 100)
+	bes[2].Weight, bes[5].Weight = 3, 2
+	// Node b first serves another pool, so its slot numbers differ.
+	other := key("10.200.9.9:80", loader.TCP)
+	if err := b.UpsertService(loader.Service{ServiceKey: other}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetBackends(other, pes("10.0.9.1", 5, 900)); err != nil {
+		t.Fatal(err)
+	}
+	rev := append([]loader.Backend(nil), bes...)
+	for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
+		rev[i], rev[j] = rev[j], rev[i]
+	}
+	for _, c := range []struct {
+		l   *loader.Loader
+		bes []loader.Backend
+	}{{a, bes}, {b, rev}} {
+		if err := c.l.UpsertService(loader.Service{ServiceKey: svcTCP4}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.l.SetBackends(svcTCP4, c.bes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(l *loader.Loader, in []byte) []byte {
+		opts := ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256)}
+		if ret, err := l.Program().Run(&opts); err != nil || ret != xdpTX {
+			t.Fatalf("run: verdict %d, %v", ret, err)
+		}
+		return opts.DataOut
+	}
+	used := map[netip.Addr]int{}
+	for port := uint16(10000); port < 12000; port++ {
+		in := synFrame(t, netip.AddrPortFrom(client4.Addr(), port), svcTCP4.VIP)
+		da, db := outerDst(t, run(a, in)), outerDst(t, run(b, in))
+		if da != db {
+			t.Fatalf("flow from port %d: node a sends it to %s, node b to %s", port, da, db)
+		}
+		used[da]++
+	}
+	if len(used) != len(bes) {
+		t.Errorf("flows reached %d of %d PEs", len(used), len(bes))
+	}
+}
