@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,6 +129,7 @@ func waitFor(t testing.TB, d time.Duration, what string, f func() bool) {
 // answered. A cookie echo received is recorded.
 type echoPE struct {
 	pe     *PoolElement
+	frozen atomic.Bool // a hung PE: reads requests, answers nothing
 	mu     sync.Mutex
 	echoes [][]byte
 	served int
@@ -164,6 +167,9 @@ func (e *echoPE) serve() {
 				line, err := r.ReadString('\n')
 				if err != nil {
 					return
+				}
+				if e.frozen.Load() {
+					continue
 				}
 				if c := s.CookieEcho(); c != nil {
 					e.mu.Lock()
@@ -656,5 +662,39 @@ func TestResolutionCacheStaleness(t *testing.T) {
 	// ...a PU that never trusts its cache needs one, and says which failed.
 	if _, err := fresh.Dial(ctx, "echo"); err == nil || !strings.Contains(err.Error(), "registrar "+regs[0]) {
 		t.Fatalf("dial without registrar: %v, want an error naming %s", err, regs[0])
+	}
+}
+
+func TestFailoverFromHungPEPastRegistrarsShortList(t *testing.T) {
+	// The registrar returns one PE per resolution, always the priority
+	// winner: the hung PE, still registered. The PU must ask for the whole
+	// pool to find the other one.
+	rs := startTunedRegistrars(t, 1, func(c *enrp.ServerConfig) { c.MaxResolutionItems = 1 })
+	regs := addrs(rs)
+	hung := startEchoPE(t, "echo", regs, WithPolicy(policy.Priority(10)))
+	other := startEchoPE(t, "echo", regs, WithPolicy(policy.Priority(1)))
+	c, err := Dial(context.Background(), "echo", WithRegistrars(regs...), WithLogger(quiet()), WithCacheStaleness(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.PE().ID != hung.pe.ID() {
+		t.Fatalf("dialled %s, want the priority winner", c.PE())
+	}
+	hung.frozen.Store(true)
+	r := bufio.NewReader(c)
+	fmt.Fprintf(c, "ping\n")
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := r.ReadString('\n'); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("hung PE: read %v, want a timeout (not a failover)", err)
+	}
+	c.SetReadDeadline(time.Time{})
+	var fe *FailoverError
+	if err := c.Failover(errors.New("no answer")); !errors.As(err, &fe) || fe.Event.To.ID != other.pe.ID() {
+		t.Fatalf("Failover: %v, want a move to %08x", err, other.pe.ID())
+	}
+	r.Reset(c)
+	if ans, ev := echoRound(t, c, r, "pong"); ev != nil || !strings.HasPrefix(ans, fmt.Sprintf("%08x ", other.pe.ID())) {
+		t.Fatalf("after failover: %q %v", ans, ev)
 	}
 }

@@ -177,7 +177,15 @@ func (u *PoolUser) exchange(ctx context.Context, b []byte, want func(enrp.Messag
 // Resolve asks a registrar for the pool's PEs (bypassing the cache, but
 // refreshing it).
 func (u *PoolUser) Resolve(ctx context.Context, handle string) ([]PEInfo, error) {
-	resp, err := u.request(ctx, enrp.HandleResolution{Handle: handle}, func(m enrp.Message) bool {
+	return u.resolve(ctx, handle, 0)
+}
+
+// resolveAll is the Handle Resolution option value asking for every PE.
+const resolveAll = 0xffffffff
+
+// resolve asks for up to items PEs (0: the registrar's default number).
+func (u *PoolUser) resolve(ctx context.Context, handle string, items uint32) ([]PEInfo, error) {
+	resp, err := u.request(ctx, enrp.HandleResolution{Handle: handle, MaxItems: items}, func(m enrp.Message) bool {
 		r, ok := m.(enrp.HandleResolutionResponse)
 		return ok && r.Handle == handle
 	})
@@ -235,6 +243,14 @@ func (u *PoolUser) pick(ctx context.Context, handle string, exclude map[uint32]b
 		return p, nil
 	}
 	if _, err := u.Resolve(ctx, handle); err != nil {
+		return PEInfo{}, err
+	}
+	if p, ok := u.fromCache(handle, exclude, false); ok {
+		return p, nil
+	}
+	// The registrar's usual few are all PEs that failed us (hung ones stay
+	// registered while they answer keep-alives): ask for the whole pool.
+	if _, err := u.resolve(ctx, handle, resolveAll); err != nil {
 		return PEInfo{}, err
 	}
 	if p, ok := u.fromCache(handle, exclude, false); ok {
