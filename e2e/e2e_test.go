@@ -88,9 +88,10 @@ func TestDecapPath(t *testing.T) {
 
 // TestLoadBalancer runs real TCP connections and UDP flows from the client
 // namespace through the XDP load balancer to three PEs, over IPv4 and IPv6:
-// spread over all PEs (encapsulated, and in L2 DSR mode), a draining PE that
-// keeps its open connection while new flows avoid it, and a dead PE whose
-// flows move at once.
+// spread over all PEs (encapsulated, and in L2 DSR mode), a control-plane
+// restart that keeps an open connection, a draining PE that keeps its open
+// connection while new flows avoid it, and a dead PE whose flows move at
+// once.
 func TestLoadBalancer(t *testing.T) {
 	tp := newTopo(t)
 	lb := tp.openLB(t)
@@ -194,6 +195,58 @@ func TestLoadBalancer(t *testing.T) {
 		// as sent, nothing to decapsulate.
 		if after.DecapV4 != before.DecapV4 || after.Passed-before.Passed < 30*3 {
 			t.Errorf("PE ingress counters moved from %+v to %+v: packets were encapsulated", before, after)
+		}
+	})
+
+	t.Run("restart", func(t *testing.T) {
+		lb.setStates(t, nil)
+		c, err := dialTCP(ctx, tp.client, vipV4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		pe, err := c.ask()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lb.restart(t, func() {
+			// No control plane: the pinned program and maps carry
+			// the established connection and new ones.
+			for i := 0; i < 3; i++ {
+				if got, err := c.ask(); err != nil || got != pe {
+					t.Fatalf("established connection while the loader is down: %q %v (want %s)", got, err, pe)
+				}
+			}
+			n, err := dialTCP(ctx, tp.client, vipV4)
+			if err != nil {
+				t.Fatalf("new connection while the loader is down: %v", err)
+			}
+			if _, err := n.ask(); err != nil {
+				t.Fatalf("new connection while the loader is down: %v", err)
+			}
+			n.Close()
+		})
+		if got, err := c.ask(); err != nil || got != pe {
+			t.Fatalf("established connection after the restart: %q %v (want %s)", got, err, pe)
+		}
+		// The new loader took the services over and programs them.
+		lb.setStates(t, map[int]loader.State{peIndex(t, pe): loader.Draining})
+		if got, err := c.ask(); err != nil || got != pe {
+			t.Fatalf("established connection after draining its PE: %q %v (want %s)", got, err, pe)
+		}
+		for i := 0; i < 15; i++ {
+			n, err := dialTCP(ctx, tp.client, vipV4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := n.ask()
+			n.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == pe {
+				t.Fatalf("restarted loader sent a new connection to draining %s", pe)
+			}
 		}
 	})
 

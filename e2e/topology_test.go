@@ -152,18 +152,17 @@ func newTopo(t *testing.T) *topo {
 // IPv4 and the IPv6 VIP, all PEs active.
 func (tp *topo) openLB(t *testing.T) *lbHandle {
 	t.Helper()
-	pin := loadertest.PinDir(t)
-	h := &lbHandle{ns: tp.lb}
+	h := &lbHandle{ns: tp.lb, opts: loader.Options{
+		PinDir:     loadertest.PinDir(t),
+		Interfaces: []string{"l0"},
+		Mode:       loader.ModeNative,
+		Redirect:   true,
+		SourceV4:   lbV4,
+		SourceV6:   lbV6,
+	}}
 	err := tp.lb.Do(func() error {
 		var err error
-		h.l, err = loader.Open(loader.Options{
-			PinDir:     pin,
-			Interfaces: []string{"l0"},
-			Mode:       loader.ModeNative,
-			Redirect:   true,
-			SourceV4:   lbV4,
-			SourceV6:   lbV6,
-		})
+		h.l, err = loader.Open(h.opts)
 		return err
 	})
 	if err != nil {
@@ -195,8 +194,27 @@ func services() []loader.ServiceKey {
 // lbHandle drives the loader in the LB namespace: the next-hop resolution
 // of SetBackends asks that namespace's neighbour table.
 type lbHandle struct {
-	ns *netns.NS
-	l  *loader.Loader
+	ns   *netns.NS
+	opts loader.Options
+	l    *loader.Loader
+}
+
+// restart closes the loader keeping its state (program attached, maps
+// pinned), calls between while no control plane runs, and opens a new
+// loader on the pinned state, as a restarted rspxdp would.
+func (h *lbHandle) restart(t *testing.T, between func()) {
+	t.Helper()
+	if err := h.ns.Do(func() error { return h.l.Close(true) }); err != nil {
+		t.Fatalf("close keeping state: %v", err)
+	}
+	between()
+	if err := h.ns.Do(func() error {
+		var err error
+		h.l, err = loader.Open(h.opts)
+		return err
+	}); err != nil {
+		t.Fatalf("reopen on pinned state: %v", err)
+	}
 }
 
 // setStates programs every service with all PEs, in the given states
