@@ -47,8 +47,9 @@
 //
 // A data frame's body is application bytes (at most 65531 per frame; longer
 // writes are split); a control frame is the whole ASAP message, encoded by
-// package wire. Type 0x00 is reserved in RFC 5352's registry, so it can never
-// be mistaken for an ASAP message; the framing is the same as the transport
-// package's TCP mapping, so a session can be captured and decoded like the
-// control channel.
+// package wire. No ASAP message has type 0x00 (RFC 5352 assigns 0x01-0x0e),
+// so data can never be mistaken for an ASAP message. The framing is the
+// transport package's TCP mapping (the header's length field) extended with
+// the data type, so frame boundaries are found the same way on both
+// channels.
 package asap
