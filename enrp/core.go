@@ -76,8 +76,9 @@ type peer struct {
 	ackedFor uint32
 	ackedAt  time.Time
 	// handle table being served to this peer in chunks.
-	htKeys    []peKey
-	htOwnOnly bool
+	htKeys     []peKey
+	htOwnOnly  bool
+	htServedAt time.Time
 	// audit/sync requested from this peer and not yet complete.
 	reqPending bool
 	reqOwnOnly bool

@@ -172,3 +172,56 @@ func TestPresenceReplyRequired(t *testing.T) {
 		t.Fatalf("answer %+v", p)
 	}
 }
+
+func TestAbandonedHandleTableIsNotContinued(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cfg := testConfig(1)
+	cfg.MaxPEsPerResponse = 2
+	c, err := NewCore(cfg, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.MarkSynced()
+	hello(c, 2, 2)
+	for i := uint32(1); i <= 5; i++ {
+		c.Step(10, netip.Addr{}, Registration{Handle: "a", PE: testPE(i)})
+	}
+	c.Drain()
+	req := HandleTableRequest{Header: Header{Sender: 2, Receiver: 1}, OwnOnly: true}
+	first := func() uint32 {
+		c.Step(2, netip.Addr{}, req)
+		r := msgsOf[HandleTableResponse](c.Drain())
+		return r[0].Pools[0].PEs[0].ID
+	}
+	if id := first(); id != 1 {
+		t.Fatalf("first chunk starts at %d", id)
+	}
+	if id := first(); id != 3 {
+		t.Fatalf("continuation starts at %d, want 3", id)
+	}
+	c.SetNow(now.Add(cfg.PeerMaxTimeNoResponse)) // the requester gave up
+	if id := first(); id != 1 {
+		t.Fatalf("a request after the table was abandoned continued it at %d", id)
+	}
+}
+
+func TestAuditKeepsPEsRegisteredDuringTheTransfer(t *testing.T) {
+	c, _ := newTestCore(t, 1)
+	hello(c, 2, 2)
+	pe := func(id uint32) PoolElement {
+		p := testPE(id)
+		p.Home = 2
+		return p
+	}
+	c.requestTable(c.peers[2], true)
+	c.Drain()
+	c.Step(2, netip.Addr{}, HandleTableResponse{Header: Header{Sender: 2, Receiver: 1}, More: true,
+		Pools: []Pool{{Handle: "a", PEs: []PoolElement{pe(1)}}}})
+	// Registered at 2 after it listed its table, replicated meanwhile.
+	c.Step(2, netip.Addr{}, HandleUpdate{Header: Header{Sender: 2, Receiver: 1}, Handle: "a", PE: pe(9)})
+	c.Step(2, netip.Addr{}, HandleTableResponse{Header: Header{Sender: 2, Receiver: 1},
+		Pools: []Pool{{Handle: "a", PEs: []PoolElement{pe(2)}}}})
+	if c.Count() != 3 {
+		t.Fatalf("%d PEs after the audit, want 3 (the one replicated during the transfer kept)", c.Count())
+	}
+}

@@ -104,10 +104,16 @@ func (c *Core) onHandleTableRequest(link LinkID, m HandleTableRequest) {
 	}
 	// A request while a previous table is still being sent continues it;
 	// otherwise a new one starts from a fresh key list.
-	if p.htKeys == nil || p.htOwnOnly != m.OwnOnly {
+	// A table abandoned by the requester (it gives up after
+	// max-time-no-response without progress) is not continued: answering a
+	// fresh request with the tail of an old table would make the requester
+	// drop everything in the head.
+	stale := c.now.Sub(p.htServedAt) > c.cfg.PeerMaxTimeNoResponse/2
+	if p.htKeys == nil || p.htOwnOnly != m.OwnOnly || stale {
 		p.htKeys = c.keys(m.OwnOnly)
 		p.htOwnOnly = m.OwnOnly
 	}
+	p.htServedAt = c.now
 	resp := HandleTableResponse{Header: Header{Sender: c.cfg.ID, Receiver: p.id}}
 	n := 0
 	idx := map[string]int{}
@@ -143,6 +149,7 @@ func (c *Core) onHandleTableResponse(link LinkID, m HandleTableResponse) {
 		p.reqPending = false
 		return
 	}
+	p.reqSentAt = c.now // progress: the timeout runs per chunk
 	for _, pl := range m.Pools {
 		for _, pe := range pl.PEs {
 			if p.reqOwnOnly {
@@ -224,6 +231,11 @@ func (c *Core) onHandleUpdate(link LinkID, m HandleUpdate) {
 	}
 	switch m.Action {
 	case AddPE:
+		if p.reqPending && p.reqOwnOnly && pe.Home == p.id {
+			// Registered after the peer listed its table: the final sweep
+			// of the audit must not drop it.
+			p.reqSeen[peKey{m.Handle, pe.ID}] = true
+		}
 		c.importPE(m.Handle, pe)
 	case DelPE:
 		cur, ok := c.lookup(m.Handle, pe.ID)
