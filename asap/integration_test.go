@@ -698,3 +698,24 @@ func TestFailoverFromHungPEPastRegistrarsShortList(t *testing.T) {
 		t.Fatalf("after failover: %q %v", ans, ev)
 	}
 }
+
+func TestPoolUserSurvivesRegistrarDeath(t *testing.T) {
+	rs := startRegistrars(t, 2)
+	regs := addrs(rs)
+	e := startEchoPE(t, "echo", regs)
+	waitFor(t, 2*time.Second, "replicated", func() bool { return rs[1].srv.Count() == 1 })
+	u, err := NewPoolUser(WithRegistrars(regs...), WithLogger(quiet()), WithCacheStaleness(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	ctx := context.Background()
+	if _, err := u.Resolve(ctx, "echo"); err != nil {
+		t.Fatal(err)
+	}
+	rs[0].stop()
+	pes, err := u.Resolve(ctx, "echo")
+	if err != nil || len(pes) != 1 || pes[0].ID != e.pe.ID() {
+		t.Fatalf("after the first registrar died: %v, %v", pes, err)
+	}
+}
