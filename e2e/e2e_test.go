@@ -198,6 +198,42 @@ func TestLoadBalancer(t *testing.T) {
 		}
 	})
 
+	t.Run("weight0", func(t *testing.T) {
+		// A PE whose policy weight drops to 0 but stays active is
+		// drained like a deregistered one.
+		lb.setStates(t, nil)
+		c, err := dialTCP(ctx, tp.client, vipV4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		pe, err := c.ask()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lb.setPEs(t, nil, map[int]uint32{peIndex(t, pe): 0})
+		seen := map[string]int{}
+		for i := 0; i < 20; i++ {
+			n, err := dialTCP(ctx, tp.client, vipV4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := n.ask()
+			n.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[got]++
+			if got, err := c.ask(); err != nil || got != pe {
+				t.Fatalf("connection to weight-0 %s: %q %v", pe, got, err)
+			}
+		}
+		t.Logf("%s at weight 0; 20 new connections went to %v", pe, seen)
+		if seen[pe] != 0 {
+			t.Fatalf("%d new connections went to weight-0 %s", seen[pe], pe)
+		}
+	})
+
 	t.Run("restart", func(t *testing.T) {
 		lb.setStates(t, nil)
 		c, err := dialTCP(ctx, tp.client, vipV4)

@@ -221,6 +221,12 @@ func (h *lbHandle) restart(t *testing.T, between func()) {
 // (Active for PEs not listed). PE i has ID i.
 func (h *lbHandle) setStates(t *testing.T, states map[int]loader.State) {
 	t.Helper()
+	h.setPEs(t, states, nil)
+}
+
+// setPEs is setStates with weights (1 for PEs not listed).
+func (h *lbHandle) setPEs(t *testing.T, states map[int]loader.State, weights map[int]uint32) {
+	t.Helper()
 	for _, k := range services() {
 		v6 := k.VIP.Addr().Is6()
 		var bes []loader.Backend
@@ -229,7 +235,11 @@ func (h *lbHandle) setStates(t *testing.T, states map[int]loader.State) {
 			if !ok {
 				st = loader.Active
 			}
-			bes = append(bes, loader.Backend{ID: uint32(i), Addr: peAddr(i, v6), Weight: 1, State: st})
+			w, ok := weights[i]
+			if !ok {
+				w = 1
+			}
+			bes = append(bes, loader.Backend{ID: uint32(i), Addr: peAddr(i, v6), Weight: w, State: st})
 		}
 		if err := h.ns.Do(func() error { return h.l.SetBackends(k, bes) }); err != nil {
 			t.Fatalf("set backends of %s: %v", k, err)
