@@ -414,7 +414,7 @@ func (c *Conn) open(ctx context.Context, pe PEInfo, cookie []byte) (*Session, er
 }
 
 // Failovers delivers every failover of the Conn (buffered; events are
-// dropped if nobody reads and the buffer is full).
+// dropped if nobody reads and the buffer is full). It is closed by Close.
 func (c *Conn) Failovers() <-chan FailoverEvent { return c.events }
 
 // PE returns the pool element the Conn is on.
@@ -545,7 +545,12 @@ func (c *Conn) failover(gen int, cause error) error {
 // Close closes the session (and the pool user if Dial made it).
 func (c *Conn) Close() error {
 	c.mu.Lock()
-	c.closed = true
+	if !c.closed {
+		// Failovers send under c.mu and only while open, so no send can
+		// race this close.
+		c.closed = true
+		close(c.events)
+	}
 	s := c.sess
 	c.mu.Unlock()
 	err := s.Close()
