@@ -719,3 +719,41 @@ func TestPoolUserSurvivesRegistrarDeath(t *testing.T) {
 		t.Fatalf("after the first registrar died: %v, %v", pes, err)
 	}
 }
+
+func TestConcurrentReadWriteSeeOneFailover(t *testing.T) {
+	rs := startRegistrars(t, 1)
+	regs := addrs(rs)
+	pes := map[uint32]*echoPE{}
+	for i := 0; i < 2; i++ {
+		e := startEchoPE(t, "echo", regs)
+		pes[e.pe.ID()] = e
+	}
+	c, err := Dial(context.Background(), "echo", WithRegistrars(regs...), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first := c.PE().ID
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 10)) // blocks: nothing was sent
+		readErr <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let the read block on the first PE
+	pes[first].pe.abort()
+	var rfe *FailoverError
+	if err := <-readErr; !errors.As(err, &rfe) {
+		t.Fatalf("blocked read: %v, want a failover", err)
+	}
+	// A write racing the read's failover reports the same move, or
+	// succeeds on the new PE; it never triggers a second failover.
+	if _, err := c.Write([]byte("x\n")); err != nil {
+		var wfe *FailoverError
+		if !errors.As(err, &wfe) || wfe.Event.To.ID != rfe.Event.To.ID {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	if len(c.Failovers()) != 1 || c.PE().ID == first {
+		t.Fatalf("%d failover events, on PE %s; want 1 away from %08x", len(c.Failovers()), c.PE(), first)
+	}
+}
