@@ -49,6 +49,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	fs.Var(&regs, "registrar", "registrar ASAP address HOST:PORT (repeatable or comma-separated)")
 	announces := fs.String("announces", "", "also learn registrars from ASAP Server Announces on this UDP address, e.g. :3863")
 	listen := fs.String("listen", "", "address to serve on, HOST:PORT (required)")
+	asapListen := fs.String("asap-listen", "", "where registrars reach this PE's ASAP endpoint after a takeover (default: --listen's host, any port)")
 	service := fs.String("service", "echo", "service: echo, discard, daytime or chargen")
 	pol := fs.String("policy", "RoundRobin", "pool policy NAME[:VALUES]")
 	interval := fs.Duration("reregister-interval", asap.DefaultReregistrationInterval, "re-registration interval (lifetime is 3x)")
@@ -96,6 +97,13 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 		asap.WithReregistrationInterval(*interval), asap.WithLogger(log)}
 	if *announces != "" {
 		opts = append(opts, asap.WithAnnounces(*announces))
+	}
+	if *asapListen != "" {
+		if err := checkHostPorts("--asap-listen", []string{*asapListen}); err != nil {
+			ln.Close()
+			return err
+		}
+		opts = append(opts, asap.WithASAPListen(*asapListen))
 	}
 	rctx, rcancel := context.WithTimeout(ctx, *regTimeout)
 	pe, err := asap.Register(rctx, *pool, ln, opts...)
