@@ -10,7 +10,7 @@ BIN       ?= bin/rspxdp
 # to keep CI well under its budget.
 FUZZTIME  ?= 10s
 # package:FuzzTarget pairs run by `make fuzz`.
-FUZZ_TARGETS ?= ./wire:FuzzDecodeMessage ./wire:FuzzParameters ./selector:FuzzOperations ./internal/capture:FuzzReader ./bpf:FuzzLbFrames ./asap:FuzzSession
+FUZZ_TARGETS ?= ./wire:FuzzDecodeMessage ./wire:FuzzParameters ./selector:FuzzOperations ./internal/capture:FuzzReader ./bpf:FuzzLbFrames ./asap:FuzzSession ./enrp:FuzzDecode
 TESTFLAGS ?= -count=1 -timeout 15m
 
 .PHONY: all build test unit race fuzz generate bench bench-pps demo lint vmtest clean

@@ -116,8 +116,8 @@ func toWireInto(m Message, dst *wire.Message) error {
 			w.Params = append(w.Params, causeParam(m.Cause))
 			break
 		}
-		if len(m.PEs) > 0 {
-			w.Params = append(w.Params, wire.PolicyParam(policyToWire(m.PEs[0].Policy)))
+		if m.PolicyType != 0 {
+			w.Params = append(w.Params, wire.PolicyParam(wire.Policy{Type: wire.PolicyType(m.PolicyType)}))
 		}
 		for _, pe := range m.PEs {
 			w.Params = append(w.Params, wire.PoolElementParam(peToWire(pe)))
@@ -203,6 +203,17 @@ func FromWire(w *wire.Message) (Message, error) {
 		cause = Cause(cs[0].Code)
 	}
 	h := Header{Sender: w.SenderID, Receiver: w.ReceiverID}
+	carriesPEs := w.Protocol == wire.ASAP && (w.Type == wire.ASAPRegistration || w.Type == wire.ASAPHandleResolutionResponse) ||
+		w.Protocol == wire.ENRP && (w.Type == wire.ENRPHandleUpdate || w.Type == wire.ENRPHandleTableResponse)
+	if carriesPEs {
+		for _, pl := range w.Pools() {
+			for _, pe := range pl.Elements {
+				if err := checkPE(pe); err != nil {
+					return nil, fmt.Errorf("decode %s: %w", w.TypeName(), err)
+				}
+			}
+		}
+	}
 	if w.Protocol == wire.ASAP {
 		switch w.Type {
 		case wire.ASAPRegistration:
@@ -346,10 +357,9 @@ const (
 )
 
 func peToWire(pe PoolElement) wire.PoolElement {
-	kind, ok := protoToKind[pe.Transport.Protocol]
-	if !ok {
-		kind = wire.ParamTCPTransport
-	}
+	// An unknown protocol leaves the user transport absent (Kind 0), as it
+	// was received; the registrar refuses such PEs with Invalid Values.
+	kind := protoToKind[pe.Transport.Protocol]
 	w := wire.PoolElement{
 		ID:            pe.ID,
 		HomeRegistrar: pe.Home,
@@ -366,6 +376,18 @@ func peToWire(pe PoolElement) wire.PoolElement {
 		w.ASAPTransport = addrTransport(wire.ParamTCPTransport, pe.ASAP)
 	}
 	return w
+}
+
+// checkPE refuses pool elements the registrar cannot store or re-encode
+// faithfully: without a user transport or without a policy type.
+func checkPE(w *wire.PoolElement) error {
+	switch {
+	case w.UserTransport.Kind == 0:
+		return fmt.Errorf("pool element %#x: user transport: %w", w.ID, errMissing)
+	case w.Policy.Type == 0:
+		return fmt.Errorf("pool element %#x: policy: %w", w.ID, errMissing)
+	}
+	return nil
 }
 
 func peFromWire(w *wire.PoolElement) PoolElement {
