@@ -37,6 +37,7 @@ type config struct {
 	log          *slog.Logger
 	transport    transport.Transport
 	maxFailovers int
+	unaware      bool
 }
 
 func newConfig(opts []Option) config {
@@ -116,3 +117,9 @@ func (c *config) asapTransport() (transport.Transport, error) {
 	}
 	return transport.NewTCP(transport.Config{Protocol: transport.ASAP, Logger: c.log})
 }
+
+// WithUnawareUsers makes a PE's sessions carry plain bytes, without the
+// session layer's framing: for users that do not speak RSerPool, such as
+// clients whose flows rspxdp's XDP data plane steers from a VIP to this PE.
+// Cookies and business cards are then unavailable (ErrUnawareSession).
+func WithUnawareUsers() Option { return func(c *config) { c.unaware = true } }

@@ -220,6 +220,7 @@ func (p *PoolElement) Accept() (*Session, error) {
 		return nil, err
 	}
 	s := newSession(c)
+	s.unaware = p.cfg.unaware
 	p.mu.Lock()
 	p.sessions[s] = struct{}{}
 	p.mu.Unlock()

@@ -3,6 +3,7 @@ package asap
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -37,7 +38,16 @@ type Session struct {
 
 	closeOnce sync.Once
 	onClose   func()
+
+	// unaware: the user speaks no session layer (it reached this PE
+	// through the XDP data plane's VIP), so bytes pass through unframed.
+	unaware bool
 }
+
+// ErrUnawareSession is returned by the session-layer calls (SendCookie,
+// SendBusinessCard) on a session with an RSerPool-unaware user, which could
+// not tell them from application data.
+var ErrUnawareSession = errors.New("the pool user is RSerPool-unaware: no session layer")
 
 func newSession(c net.Conn) *Session {
 	return &Session{conn: c, rd: bufio.NewReaderSize(c, 64<<10)}
@@ -48,6 +58,9 @@ func newSession(c net.Conn) *Session {
 func (s *Session) Read(p []byte) (int, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	if s.unaware {
+		return s.rd.Read(p)
+	}
 	for len(s.buf) == 0 {
 		if err := s.readFrame(); err != nil {
 			return 0, err
@@ -113,6 +126,9 @@ func (s *Session) readFrame() error {
 func (s *Session) Write(p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.unaware {
+		return s.conn.Write(p)
+	}
 	done := 0
 	frame := make([]byte, 0, 4+min(len(p), maxFrameData))
 	for done < len(p) || len(p) == 0 {
@@ -133,6 +149,9 @@ func (s *Session) Write(p []byte) (int, error) {
 }
 
 func (s *Session) writeControl(m *wire.Message) error {
+	if s.unaware {
+		return ErrUnawareSession
+	}
 	b, err := m.MarshalBinary()
 	if err != nil {
 		return err

@@ -62,6 +62,10 @@ const (
 func demoPEAddr(i int) string { return fmt.Sprintf("10.0.1%d.2", i) }
 func demoGW(i int) string     { return fmt.Sprintf("10.0.1%d.1", i) }
 
+// demoPEID is the pool element identifier pe<i> registers with, so the
+// node's per-PE counters can be named.
+func demoPEID(i int) int { return 100 + i }
+
 type demo struct {
 	env     *cliEnv
 	self    string
@@ -73,7 +77,6 @@ type demo struct {
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
-	peIDs map[uint32]string // PE identifier -> pe1..pe3
 }
 
 func runDemo(ctx context.Context, env *cliEnv, args []string) error {
@@ -102,7 +105,7 @@ func runDemo(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("find own binary: %w", err)
 	}
 	d := &demo{env: env, self: self, verbose: *verbose, conns: *conns, start: time.Now(),
-		procs: map[string]*exec.Cmd{}, peIDs: map[uint32]string{}}
+		procs: map[string]*exec.Cmd{}}
 	defer d.cleanup()
 	err = d.run(ctx)
 	if ctx.Err() != nil {
@@ -172,7 +175,7 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	defer func() {
 		for _, c := range open {
-			c.Close()
+			reset(c)
 		}
 	}()
 	if err := d.signal("pe2", syscall.SIGTERM); err != nil {
@@ -359,8 +362,8 @@ func (d *demo) startPE(ctx context.Context, i int) error {
 	name := fmt.Sprintf("pe%d", i)
 	_, out, err := d.spawn(ctx, name, name, "pe",
 		"--pool", demoPool, "--registrar", demoGW(i)+":3863",
-		"--listen", fmt.Sprintf("0.0.0.0:%d", demoPort), "--advertise", fmt.Sprintf("%s:%d", demoPEAddr(i), demoPort),
-		"--service", "echo", "--policy", "rr", "--decap", "e0", "--drain-timeout", "60s")
+		"--listen", fmt.Sprintf("0.0.0.0:%d", demoPort), "--id", strconv.Itoa(demoPEID(i)),
+		"--service", "echo", "--unaware", "--policy", "rr", "--decap", "e0", "--drain-timeout", "60s")
 	if err != nil {
 		return err
 	}
@@ -414,15 +417,27 @@ func inNS(ns string, fn func() error) error {
 
 // dialFrom opens a connection from the client to the VIP with a chosen
 // source port, so the same port is the same flow every time.
-func dialFrom(port int) (net.Conn, error) {
+func dialFrom(port int) (net.Conn, error) { return dialFromTimeout(port, time.Second) }
+
+func dialFromTimeout(port int, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
 	err := inNS("client", func() error {
-		dl := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(demoClient), Port: port}}
+		dl := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(demoClient), Port: port}}
 		var err error
 		c, err = dl.Dial("tcp", net.JoinHostPort(demoVIP, strconv.Itoa(demoPort)))
 		return err
 	})
 	return c, err
+}
+
+// reset closes c with an RST instead of a FIN, so the client's end does not
+// sit in TIME_WAIT: the demo reopens the same flow (same source port) to
+// watch where the data plane sends it.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 func echo(c net.Conn, msg string) error {
@@ -447,7 +462,7 @@ func (d *demo) burst(ctx context.Context, n, base int) (ok, failed int) {
 		c, err := dialFrom(base + i)
 		if err == nil {
 			err = echo(c, "hello")
-			c.Close()
+			reset(c)
 		}
 		if err != nil {
 			failed++
@@ -530,34 +545,7 @@ func (d *demo) scrape(ctx context.Context) (metrics, error) {
 		}
 		m[name][labels] = v
 	}
-	d.learnPEs(ctx)
 	return m, nil
-}
-
-// learnPEs maps the PE identifiers in the metrics to pe1..pe3 by asking the
-// registrar for its handlespace.
-func (d *demo) learnPEs(ctx context.Context) {
-	d.mu.Lock()
-	known := len(d.peIDs)
-	d.mu.Unlock()
-	if known >= demoPEs {
-		return
-	}
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", demoPrefix+"client", d.self, "status", "--registrar", demoLB+":3863", "--json").Output()
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		for i := 1; i <= demoPEs; i++ {
-			if strings.Contains(line, `"`+demoPEAddr(i)) {
-				if id, ok := jsonUint(line, `"id":`); ok {
-					d.mu.Lock()
-					d.peIDs[uint32(id)] = fmt.Sprintf("pe%d", i)
-					d.mu.Unlock()
-				}
-			}
-		}
-	}
 }
 
 func jsonUint(s, key string) (uint64, bool) {
@@ -590,10 +578,8 @@ func (d *demo) peName(labels string) string {
 	if !ok {
 		return "?"
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if n, ok := d.peIDs[uint32(id)]; ok {
-		return n
+	if id > 100 && id <= 100+demoPEs {
+		return fmt.Sprintf("pe%d", id-100)
 	}
 	return fmt.Sprintf("$%08x", id)
 }
@@ -668,7 +654,7 @@ func (d *demo) flowsOn(ctx context.Context, pe string, base int) []int {
 			continue
 		}
 		_ = echo(c, "which")
-		c.Close()
+		reset(c)
 		after, err := d.scrape(ctx)
 		if err == nil && d.peDelta(before, after, "rspxdp_pe_new_flows_total", pe) == 1 {
 			ports = append(ports, base+i)
@@ -689,14 +675,17 @@ func (d *demo) failover(ctx context.Context, ports []int, timeout time.Duration)
 	}
 	for time.Since(start) < timeout && ctx.Err() == nil {
 		for p := range pending {
-			c, err := dialFrom(p)
+			// A SYN steered to the dead PE is lost: give up on it
+			// quickly and try again rather than wait for the
+			// kernel's one-second SYN retransmission.
+			c, err := dialFromTimeout(p, 30*time.Millisecond)
 			if err != nil {
 				continue
 			}
 			if echo(c, "again") == nil {
 				delete(pending, p)
 			}
-			c.Close()
+			reset(c)
 		}
 		if len(pending) == 0 {
 			return time.Since(start), nil

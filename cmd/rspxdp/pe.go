@@ -7,10 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rspxdp/rspxdp/asap"
+	"github.com/rspxdp/rspxdp/loader"
 )
 
 const peUsage = `Usage: rspxdp pe --pool HANDLE --registrar ADDR[,ADDR] --listen ADDR --service SERVICE [flags]
@@ -39,6 +42,11 @@ Examples:
   rspxdp pe --pool echo --registrar 127.0.0.1:3863,127.0.0.1:3864 \
       --listen 127.0.0.1:7000 --service echo --policy wrr:3
 
+  # A PE behind an rspxdp node's VIP 10.200.1.1:7 (the VIP on lo): plain
+  # TCP for unaware clients, IPIP from the node decapsulated in XDP on eth0.
+  rspxdp pe --pool web --registrar 192.0.2.1:3863 --listen 0.0.0.0:7 \
+      --service echo --unaware --decap eth0
+
   # A daytime PE found by registrars' server announces, least used at 20%%.
   rspxdp pe --pool daytime --announces :3863 --listen :7001 --service daytime --policy lu:20%%`
 
@@ -56,6 +64,9 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	regTimeout := fs.Duration("register-timeout", 10*time.Second, "give up when no registrar accepted the registration within this time")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, serve open sessions at most this long after deregistering")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	unaware := fs.Bool("unaware", false, "serve RSerPool-unaware clients (e.g. behind rspxdp node's VIP): plain bytes, no session layer")
+	decap := fs.String("decap", "", "attach rspxdp's decapsulation XDP program to this interface, for flows an rspxdp node encapsulated (IPIP) to this PE; the VIP must be on lo")
+	peID := fs.String("id", "", "pool element identifier (decimal or 0x hex, non-zero; default: random)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -89,12 +100,33 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	var id uint32
+	if *peID != "" {
+		v, err := strconv.ParseUint(*peID, 0, 32)
+		if err != nil || v == 0 {
+			return usagef("--id %q: want a non-zero 32-bit number", *peID)
+		}
+		id = uint32(v)
+	}
+	if *decap != "" {
+		d, err := attachDecap(*decap, log)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
 	opts := []asap.Option{asap.WithRegistrars(regs...), asap.WithPolicy(settings),
 		asap.WithReregistrationInterval(*interval), asap.WithLogger(log)}
+	if *unaware {
+		opts = append(opts, asap.WithUnawareUsers())
+	}
+	if id != 0 {
+		opts = append(opts, asap.WithPEID(id))
+	}
 	if *announces != "" {
 		opts = append(opts, asap.WithAnnounces(*announces))
 	}
@@ -178,7 +210,8 @@ func serveEcho(s *asap.Session, id uint32, log *slog.Logger) {
 		}
 		if n > 0 {
 			total += n
-			if err := s.SendCookie([]byte(fmt.Sprintf("pe=$%08x bytes=%d", id, total))); err != nil {
+			err := s.SendCookie([]byte(fmt.Sprintf("pe=$%08x bytes=%d", id, total)))
+			if err != nil && !errors.Is(err, asap.ErrUnawareSession) {
 				return
 			}
 			if _, err := s.Write(buf[:n]); err != nil {
@@ -208,4 +241,33 @@ func serveChargen(s *asap.Session, _ uint32, _ *slog.Logger) {
 			return
 		}
 	}
+}
+
+// attachDecap loads rspxdp's decapsulation program on ifname for every
+// address of that interface: the PE side of the node's IPIP forwarding, on
+// kernels without an ipip device.
+func attachDecap(ifname string, log *slog.Logger) (*loader.Decap, error) {
+	ifc, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, usagef("--decap %q: %v", ifname, err)
+	}
+	as, err := ifc.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("--decap %s: addresses: %w", ifname, err)
+	}
+	var addrs []netip.Addr
+	for _, a := range as {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLinkLocalUnicast() {
+			addrs = append(addrs, p.Addr())
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("--decap %s: the interface has no address to decapsulate for", ifname)
+	}
+	d, err := loader.OpenDecap(loader.DecapOptions{Addrs: addrs, Interfaces: []string{ifname}, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--decap %s: %w", ifname, err)
+	}
+	log.Info("decapsulating IPIP flows", "interface", ifname, "addresses", addrs)
+	return d, nil
 }
