@@ -6,9 +6,12 @@
 
 GO        ?= go
 BIN       ?= bin/rspxdp
-# Per-target fuzz time: long enough to get past the seed corpus, short enough
-# to keep CI well under its budget.
-FUZZTIME  ?= 10s
+# Per-target fuzz budget, in executions rather than seconds: Go 1.26's fuzz
+# coordinator can report a spurious "context deadline exceeded" when a
+# duration runs out while a starved worker is mid-call (golang/go#75804,
+# fixed in Go 1.27); a count has no deadline to race. 100,000 runs take a few
+# seconds per target here: past the seed corpus, well inside CI's budget.
+FUZZTIME  ?= 100000x
 # package:FuzzTarget pairs run by `make fuzz`.
 FUZZ_TARGETS ?= ./wire:FuzzDecodeMessage ./wire:FuzzParameters ./selector:FuzzOperations ./internal/capture:FuzzReader ./bpf:FuzzLbFrames ./asap:FuzzSession ./enrp:FuzzDecode
 TESTFLAGS ?= -count=1 -timeout 15m
