@@ -197,9 +197,3 @@ func (p *Policy) Values() (names []string, values []uint32) {
 	return names, values
 }
 
-func (p *Policy) valueLen() int {
-	if pi, ok := policies(p.Type); ok && p.Opaque == nil {
-		return 4 * len(pi.fields)
-	}
-	return len(p.Opaque)
-}
