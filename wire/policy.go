@@ -196,4 +196,3 @@ func (p *Policy) Values() (names []string, values []uint32) {
 	}
 	return names, values
 }
-
