@@ -43,6 +43,12 @@ type ServerConfig struct {
 	PeerAnnounceListen    string
 	// DialTimeout bounds connection set-up to peers and PEs (default 2 s).
 	DialTimeout time.Duration
+	// BeforeSend, if set, is called with the registrar's lock held after
+	// every change of state and before the messages it caused are queued.
+	// The node programs the data plane there, so a PE removed for failed
+	// keep-alives is out of the XDP maps before the Handle Update announcing
+	// its removal leaves. It must be quick and must not call the Server.
+	BeforeSend func()
 
 	// drop, in tests, discards incoming messages (network partitions).
 	drop func(Message) bool
@@ -529,6 +535,9 @@ type deferredOut struct {
 // produced them (a Presence never overtakes the Handle Update it counts).
 // The rest is returned for finish.
 func (s *Server) flushLocked(outs []Output) []deferredOut {
+	if s.cfg.BeforeSend != nil {
+		s.cfg.BeforeSend()
+	}
 	var later []deferredOut
 	for _, o := range outs {
 		if o.ConnectPeer {

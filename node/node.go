@@ -21,12 +21,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rspxdp/rspxdp/enrp"
 	"github.com/rspxdp/rspxdp/loader"
+	"github.com/rspxdp/rspxdp/selector"
 )
 
 // Node is a running registrar with its data plane.
@@ -38,6 +40,10 @@ type Node struct {
 	sync    *Syncer
 	metrics *Metrics
 	mln     net.Listener
+	sub     *selector.Subscription
+	// apply serialises programming the maps between the registrar's
+	// BeforeSend hook and the Run loop.
+	apply sync.Mutex
 }
 
 // New validates cfg, loads and attaches the data plane and binds the
@@ -69,13 +75,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		}
 		return nil, err
 	}
+	n := &Node{cfg: cfg, log: log, lb: lb}
+	scfg.BeforeSend = n.beforeSend
 	reg, err := enrp.NewServer(ctx, scfg)
 	if err != nil {
 		return fail(fmt.Errorf("registrar: %w", err))
 	}
-	n := &Node{cfg: cfg, log: log, reg: reg, lb: lb}
+	n.reg = reg
 	n.sync = NewSyncer(reg.Handlespace(), lb, cfg.VIPs, cfg.Dataplane.Forwarding == "l2dsr", log)
 	n.metrics = NewMetrics(lb, reg, cfg.VIPs, log)
+	n.sub = reg.Handlespace().Subscribe()
 	if cfg.Metrics != "" {
 		n.mln, err = net.Listen("tcp", cfg.Metrics)
 		if err != nil {
@@ -174,7 +183,7 @@ func (n *Node) MetricsAddr() net.Addr {
 func (n *Node) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sub := n.reg.Handlespace().Subscribe()
+	sub := n.sub
 	defer sub.Close()
 
 	// The grace covers PEs of a previous run: they re-register within a
@@ -217,13 +226,7 @@ loop:
 			runErr = err
 			break loop
 		case <-sub.Ready():
-			changes := sub.Drain()
-			n.metrics.observeChanges(changes)
-			n.metrics.syncs.Inc()
-			if err := n.sync.Apply(changes); err != nil {
-				n.metrics.syncErrors.Inc()
-				n.log.Error("data plane sync failed; reconciliation will retry", "err", err)
-			}
+			n.applyPending()
 		case <-tick.C:
 			repairs, err := n.sync.Reconcile()
 			for _, r := range repairs {
@@ -244,6 +247,34 @@ loop:
 	}
 	n.close()
 	return runErr
+}
+
+// beforeSend is the registrar's BeforeSend hook: it programs pending
+// handlespace changes into the maps before the registrar sends the messages
+// that announce them, so no peer, PE or PU learns of a change the data plane
+// does not yet enforce (a PE removed for failed keep-alives is out of the
+// maps before the Handle Update leaves).
+func (n *Node) beforeSend() {
+	if n.sub == nil || n.sync == nil {
+		return // still starting: Run's first sync programs everything
+	}
+	n.applyPending()
+}
+
+// applyPending programs the changes pending on the subscription.
+func (n *Node) applyPending() {
+	n.apply.Lock()
+	defer n.apply.Unlock()
+	changes := n.sub.Drain()
+	if len(changes) == 0 {
+		return
+	}
+	n.metrics.observeChanges(changes)
+	n.metrics.syncs.Inc()
+	if err := n.sync.Apply(changes); err != nil {
+		n.metrics.syncErrors.Inc()
+		n.log.Error("data plane sync failed; reconciliation will retry", "err", err)
+	}
 }
 
 func (n *Node) close() {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 // fakeDP is a map-backed data plane with the loader's contract: services
 // must exist before they get PEs; SetBackends replaces the whole set.
 type fakeDP struct {
+	mu    sync.Mutex
 	svcs  map[loader.ServiceKey][]loader.Backend
 	l2dsr map[loader.ServiceKey]bool
 	sets  int
@@ -26,6 +28,8 @@ func newFakeDP() *fakeDP {
 }
 
 func (f *fakeDP) UpsertService(s loader.Service) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if _, ok := f.svcs[s.ServiceKey]; !ok {
 		f.svcs[s.ServiceKey] = nil
 	}
@@ -34,6 +38,8 @@ func (f *fakeDP) UpsertService(s loader.Service) error {
 }
 
 func (f *fakeDP) RemoveService(k loader.ServiceKey) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if _, ok := f.svcs[k]; !ok {
 		return loader.ErrNotFound
 	}
@@ -42,6 +48,8 @@ func (f *fakeDP) RemoveService(k loader.ServiceKey) error {
 }
 
 func (f *fakeDP) SetBackends(k loader.ServiceKey, b []loader.Backend) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if _, ok := f.svcs[k]; !ok {
 		return loader.ErrNotFound
 	}
@@ -51,6 +59,8 @@ func (f *fakeDP) SetBackends(k loader.ServiceKey, b []loader.Backend) error {
 }
 
 func (f *fakeDP) Services() (map[loader.ServiceKey][]loader.Backend, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	out := map[loader.ServiceKey][]loader.Backend{}
 	for k, v := range f.svcs {
 		out[k] = slices.Clone(v)
