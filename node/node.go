@@ -204,6 +204,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.mln != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.Registry(), promhttp.HandlerOpts{}))
+		mux.HandleFunc("/status", n.serveStatus)
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(n.mln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -222,6 +222,14 @@ func (d *demo) run(ctx context.Context) error {
 	after, _ = d.scrape(ctx)
 	d.say("%d new connections after the failover (%d failed):", ok+failed, failed)
 	d.printShares(before, after)
+	st, err := exec.CommandContext(ctx, "ip", "netns", "exec", demoPrefix+"lb", d.self, "status", "--node", demoMetrics).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("rspxdp status --node: %v: %s", err, st)
+	}
+	d.say("the node's data plane now (rspxdp status --node %s):", demoMetrics)
+	for _, line := range strings.Split(strings.TrimRight(string(st), "\n"), "\n") {
+		fmt.Fprintf(d.env.stdout, "  %s\n", line)
+	}
 	d.say("done; removing namespaces, processes and pins")
 	return nil
 }

@@ -4,16 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/rspxdp/rspxdp/asap"
+	"github.com/rspxdp/rspxdp/node"
 	"github.com/rspxdp/rspxdp/selector/policy"
 	"github.com/rspxdp/rspxdp/wire"
 )
 
 const statusUsage = `Usage: rspxdp status --registrar ENRP-ADDR [--json]
+       rspxdp status --node METRICS-ADDR [--json]
 
 Dumps a registrar's handlespace, the operator's equivalent of rsplib's
 hsdump: every pool with its PEs (identifier, user address, home registrar,
@@ -24,13 +28,20 @@ of two registrars shows whether they agree.
 The dump is read with ENRP Handle Table Requests, so --registrar is the
 registrar's ENRP address (port 9901 by default), not its ASAP one.
 
+With --node, it shows an rspxdp node's data plane instead, read from its
+metrics listener (/status): per VIP, the PEs the XDP maps hold with their
+state (active, draining, down), weight and packet, byte and new-flow
+counters, and the connection table's and drops' counters.
+
 Examples:
   rspxdp status --registrar 127.0.0.1:9901
-  rspxdp status --registrar 10.0.0.1:9901 --json | jq '.pools[].handle'`
+  rspxdp status --registrar 10.0.0.1:9901 --json | jq '.pools[].handle'
+  rspxdp status --node 127.0.0.1:9464`
 
 func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "status", statusUsage)
-	reg := fs.String("registrar", "", "registrar ENRP address HOST:PORT (required)")
+	reg := fs.String("registrar", "", "registrar ENRP address HOST:PORT")
+	nodeAddr := fs.String("node", "", "rspxdp node metrics address HOST:PORT: show its data plane")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
 	if err := parseFlags(fs, args); err != nil {
@@ -39,8 +50,14 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	if *reg == "" {
-		return usagef("--registrar is required")
+	if (*reg == "") == (*nodeAddr == "") {
+		return usagef("give one of --registrar or --node")
+	}
+	if *nodeAddr != "" {
+		if err := checkHostPorts("--node", []string{*nodeAddr}); err != nil {
+			return err
+		}
+		return nodeStatus(ctx, env, *nodeAddr, *asJSON, *timeout)
 	}
 	if err := checkHostPorts("--registrar", []string{*reg}); err != nil {
 		return err
@@ -114,4 +131,50 @@ func policyString(p asap.PEInfo) string {
 		parts[i] = fmt.Sprintf("%s=%d", n, vals[i])
 	}
 	return fmt.Sprintf("%s(%s)", p.Policy.Type, strings.Join(parts, ","))
+}
+
+// nodeStatus prints the data plane of an rspxdp node from its /status.
+func nodeStatus(ctx context.Context, env *cliEnv, addr string, asJSON bool, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)
+	if err != nil {
+		return usagef("--node %q: %v", addr, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("node %s unreachable: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("node %s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("node %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if asJSON {
+		_, err := env.stdout.Write(body)
+		return err
+	}
+	var st node.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("node %s: not an rspxdp node's status: %w", addr, err)
+	}
+	fmt.Fprintf(env.stdout, "node $%08x: %d pool(s), %d ENRP peer(s)\n", st.RegistrarID, st.Pools, len(st.Peers))
+	d := st.Dataplane
+	fmt.Fprintf(env.stdout, "data plane: conn table %d hits, %d misses, %d re-steered; flood guard %d; drops: no PE %d, bad header %d, too big %d\n",
+		d.ConnHits, d.ConnMisses, d.Resteered, d.FloodSkipped, d.DropNoPE, d.DropBadHeader, d.DropTooBig)
+	for _, v := range st.VIPs {
+		fmt.Fprintf(env.stdout, "vip %s -> pool %q: %d packets, %d bytes\n", v.VIP, v.Pool, v.Packets, v.Bytes)
+		if len(v.PEs) == 0 {
+			fmt.Fprintln(env.stdout, "  (no PEs: packets are dropped as 'no PE')")
+			continue
+		}
+		fmt.Fprintf(env.stdout, "  %-10s  %-39s  %-8s  %6s  %10s  %12s  %9s\n", "PE", "address", "state", "weight", "packets", "bytes", "new flows")
+		for _, p := range v.PEs {
+			fmt.Fprintf(env.stdout, "  $%08x   %-39s  %-8s  %6d  %10d  %12d  %9d\n", p.ID, p.Addr, p.State, p.Weight, p.Packets, p.Bytes, p.NewFlows)
+		}
+	}
+	return nil
 }

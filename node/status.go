@@ -1,0 +1,102 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+
+	"github.com/rspxdp/rspxdp/loader"
+)
+
+// Status is what a node reports about itself at /status: its registrar,
+// and per virtual service the PEs the data plane holds with their states,
+// weights and counters — the data-plane half that `rspxdp status --node`
+// prints next to the handlespace.
+type Status struct {
+	RegistrarID uint32          `json:"registrar_id"`
+	Peers       []uint32        `json:"enrp_peers"`
+	Pools       int             `json:"pools"`
+	VIPs        []VIPStatus     `json:"vips"`
+	Dataplane   DataplaneStatus `json:"dataplane"`
+}
+
+// VIPStatus is one virtual service as the maps hold it.
+type VIPStatus struct {
+	Pool    string     `json:"pool"`
+	VIP     string     `json:"vip"`
+	Packets uint64     `json:"packets"`
+	Bytes   uint64     `json:"bytes"`
+	PEs     []PEStatus `json:"pes"`
+}
+
+// PEStatus is one PE of a service in the data plane.
+type PEStatus struct {
+	ID       uint32 `json:"id"`
+	Addr     string `json:"addr"`
+	State    string `json:"state"`
+	Weight   uint32 `json:"weight"`
+	Packets  uint64 `json:"packets"`
+	Bytes    uint64 `json:"bytes"`
+	NewFlows uint64 `json:"new_flows"`
+}
+
+// DataplaneStatus are the data plane's global counters.
+type DataplaneStatus struct {
+	ConnHits      uint64 `json:"conn_hits"`
+	ConnMisses    uint64 `json:"conn_misses"`
+	Resteered     uint64 `json:"resteered"`
+	FloodSkipped  uint64 `json:"flood_skipped"`
+	DropNoPE      uint64 `json:"drop_no_pe"`
+	DropBadHeader uint64 `json:"drop_bad_header"`
+	DropTooBig    uint64 `json:"drop_too_big"`
+}
+
+// Status reads the node's state: the PE tables from the maps, the counters
+// from the per-CPU maps.
+func (n *Node) Status() (Status, error) {
+	return buildStatus(n.lb, n.lb, n.reg.ID(), n.reg.Peers(), len(n.reg.Handlespace().Pools()), n.cfg.VIPs)
+}
+
+func buildStatus(dp Dataplane, stats StatsSource, id uint32, peers []uint32, pools int, vips []VIP) (Status, error) {
+	st := Status{RegistrarID: id, Peers: peers, Pools: pools, VIPs: []VIPStatus{}}
+	if st.Peers == nil {
+		st.Peers = []uint32{}
+	}
+	svcs, err := dp.Services()
+	if err != nil {
+		return st, fmt.Errorf("status: read services: %w", err)
+	}
+	c, err := stats.Stats()
+	if err != nil {
+		return st, fmt.Errorf("status: read counters: %w", err)
+	}
+	for _, v := range vips {
+		k := v.Key()
+		vs := VIPStatus{Pool: v.Handle, VIP: fmtKey(k), Packets: c.Services[k].Packets, Bytes: c.Services[k].Bytes, PEs: []PEStatus{}}
+		for _, b := range svcs[k] {
+			pc := c.Backends[k][b.ID]
+			vs.PEs = append(vs.PEs, PEStatus{ID: b.ID, Addr: b.Addr.String(), State: b.State.String(), Weight: b.Weight,
+				Packets: pc.Packets, Bytes: pc.Bytes, NewFlows: pc.NewFlows})
+		}
+		sort.Slice(vs.PEs, func(i, j int) bool { return vs.PEs[i].ID < vs.PEs[j].ID })
+		st.VIPs = append(st.VIPs, vs)
+	}
+	st.Dataplane = DataplaneStatus{ConnHits: c.ConnHits, ConnMisses: c.ConnMisses, Resteered: c.Resteered,
+		FloodSkipped: c.FloodSkipped, DropNoPE: c.Drops.NoPE, DropBadHeader: c.Drops.BadHeader, DropTooBig: c.Drops.TooBig}
+	return st, nil
+}
+
+func (n *Node) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	st, err := n.Status()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(st)
+}
+
+var _ StatsSource = (*loader.Loader)(nil)
