@@ -134,7 +134,7 @@ func toWireInto(m Message, dst *wire.Message) error {
 	case ServerAnnounce:
 		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPServerAnnounce, ServerID: m.ServerID}
 		for _, a := range m.ASAP {
-			w.Params = append(w.Params, wire.TransportParam(addrTransport(wire.ParamTCPTransport, a)))
+			w.Params = append(w.Params, wire.TransportParam(addrTransport(kindOf(m.Protocol), a)))
 		}
 	case Presence:
 		w = hdr(wire.ENRPPresence, m.Header)
@@ -260,6 +260,7 @@ func FromWire(w *wire.Message) (Message, error) {
 				if p.Type.IsTransport() {
 					if ap := firstAddrPort(p.Transport); ap.IsValid() {
 						a.ASAP = append(a.ASAP, ap)
+						a.Protocol = protocolOf(p.Transport.Kind)
 					}
 				}
 			}
@@ -329,7 +330,7 @@ func firstAddrPort(t wire.Transport) netip.AddrPort {
 func serverToWire(s ServerInfo) wire.ServerInfo {
 	w := wire.ServerInfo{ID: s.ID}
 	if s.ENRP.IsValid() {
-		w.Transport = addrTransport(wire.ParamTCPTransport, s.ENRP)
+		w.Transport = addrTransport(kindOf(s.Protocol), s.ENRP)
 	}
 	return w
 }
@@ -338,8 +339,29 @@ func serverFromWire(w *wire.ServerInfo) ServerInfo {
 	s := ServerInfo{ID: w.ID}
 	if w.Transport.Kind != 0 {
 		s.ENRP = firstAddrPort(w.Transport)
+		s.Protocol = protocolOf(w.Transport.Kind)
 	}
 	return s
+}
+
+// kindOf is the transport parameter type for an endpoint of a registrar
+// or PE speaking ASAP/ENRP over p; 0 (unset) stays TCP, the transport
+// that was the only one before SCTP.
+func kindOf(p selector.Protocol) wire.ParamType {
+	if k, ok := protoToKind[p]; ok {
+		return k
+	}
+	return wire.ParamTCPTransport
+}
+
+// protocolOf is the inverse of kindOf (0 for a kind it does not know).
+func protocolOf(k wire.ParamType) selector.Protocol {
+	for p, kk := range protoToKind {
+		if kk.Code() == k.Code() {
+			return p
+		}
+	}
+	return 0
 }
 
 var protoToKind = map[selector.Protocol]wire.ParamType{
@@ -373,7 +395,7 @@ func peToWire(pe PoolElement) wire.PoolElement {
 		Policy: policyToWire(pe.Policy),
 	}
 	if pe.ASAP.IsValid() {
-		w.ASAPTransport = addrTransport(wire.ParamTCPTransport, pe.ASAP)
+		w.ASAPTransport = addrTransport(kindOf(pe.ASAPProtocol), pe.ASAP)
 	}
 	return w
 }
@@ -402,13 +424,10 @@ func peFromWire(w *wire.PoolElement) PoolElement {
 		},
 		Policy: policyFromWire(w.Policy),
 	}
-	for p, k := range protoToKind {
-		if k.Code() == w.UserTransport.Kind.Code() {
-			pe.Transport.Protocol = p
-		}
-	}
+	pe.Transport.Protocol = protocolOf(w.UserTransport.Kind)
 	if w.ASAPTransport.Kind != 0 {
 		pe.ASAP = firstAddrPort(w.ASAPTransport)
+		pe.ASAPProtocol = protocolOf(w.ASAPTransport.Kind)
 	}
 	return pe
 }

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/rspxdp/rspxdp/selector"
 )
 
 // Defaults, as rsplib's registrar uses them (rspregistrar.h).
@@ -34,6 +36,11 @@ type Config struct {
 	ID uint32
 	// ASAP and ENRP are the addresses announced in Presence and Server Announce.
 	ASAP, ENRP netip.AddrPort
+	// Transport is what ASAP and ENRP run over (selector.SCTP or
+	// selector.TCP; 0: TCP): the kind of the transport parameters that
+	// carry ASAP and ENRP above, and of PEs' ASAP addresses filled in from
+	// their associations. Server sets it from its transport.
+	Transport selector.Protocol
 
 	// KeepAliveInterval is how often the home registrar sends Endpoint
 	// Keep-Alive to each PE it owns; KeepAliveTimeout how long it waits for

@@ -288,7 +288,7 @@ func (c *Core) Tick(now time.Time) {
 		c.nextPresence = c.now.Add(c.cfg.PeerHeartbeatCycle)
 	}
 	if c.Announce && !c.nextAnnounce.After(c.now) {
-		c.send(Output{Announce: true, Msg: ServerAnnounce{ServerID: c.cfg.ID, ASAP: []netip.AddrPort{c.cfg.ASAP}}})
+		c.send(Output{Announce: true, Msg: ServerAnnounce{ServerID: c.cfg.ID, ASAP: []netip.AddrPort{c.cfg.ASAP}, Protocol: c.cfg.Transport}})
 		c.nextAnnounce = c.now.Add(c.cfg.AnnounceInterval)
 	}
 	c.checkPeers()
@@ -349,7 +349,7 @@ func (c *Core) presence(receiver uint32, reply bool) Presence {
 		Header:   Header{Sender: c.cfg.ID, Receiver: receiver},
 		Reply:    reply,
 		Checksum: c.hs.Checksum(c.cfg.ID),
-		Info:     ServerInfo{ID: c.cfg.ID, ENRP: c.cfg.ENRP, ASAP: c.cfg.ASAP},
+		Info:     ServerInfo{ID: c.cfg.ID, ENRP: c.cfg.ENRP, ASAP: c.cfg.ASAP, Protocol: c.cfg.Transport},
 	}
 }
 

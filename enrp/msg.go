@@ -66,9 +66,15 @@ type PoolElement struct {
 	// Transport is the user transport: where PUs reach the PE's service.
 	Transport selector.Transport
 	// ASAP is the PE's ASAP transport address, where a registrar that takes
-	// it over sends the keep-alive with the home flag.
-	ASAP   netip.AddrPort
-	Policy policy.Settings
+	// it over sends the keep-alive with the home flag. The home registrar
+	// fills it in from the PE's association when the Registration has none
+	// (RFC 5354, 3.7: ENRP peers need it, and rsplib rejects a Pool Element
+	// without it).
+	ASAP netip.AddrPort
+	// ASAPProtocol is the transport of ASAP (selector.SCTP or selector.TCP;
+	// 0 encodes as TCP), carried as the ASAP transport parameter's kind.
+	ASAPProtocol selector.Protocol
+	Policy       policy.Settings
 }
 
 // Message is any ASAP or ENRP message the core consumes or produces.
@@ -134,6 +140,8 @@ type (
 	ServerAnnounce struct {
 		ServerID uint32
 		ASAP     []netip.AddrPort
+		// Protocol is the transport ASAP is offered on (0 encodes as TCP).
+		Protocol selector.Protocol
 	}
 )
 
@@ -142,6 +150,11 @@ type ServerInfo struct {
 	ID   uint32
 	ENRP netip.AddrPort
 	ASAP netip.AddrPort
+	// Protocol is the transport the registrar's ENRP endpoint speaks,
+	// carried as the Server Information's transport parameter kind (0
+	// encodes as TCP). rsplib ignores a registrar whose Presence offers a
+	// transport it cannot use ("no usable ENRP endpoint addresses").
+	Protocol selector.Protocol
 }
 
 // Pool is one pool handle with PEs, as in Handle Table Responses.

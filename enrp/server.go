@@ -140,6 +140,9 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if !cfg.Config.ENRP.IsValid() {
 		s.cfg.Config.ENRP = advertised(s.enrpLn.Addr())
 	}
+	if cfg.Config.Transport == 0 {
+		s.cfg.Config.Transport = protocolOfTransport(s.enrpT)
+	}
 	if s.core, err = NewCore(s.cfg.Config, time.Now()); err != nil {
 		s.asapLn.Close()
 		s.enrpLn.Close()
@@ -251,6 +254,31 @@ func (s *Server) peerAnnounceLoop(ctx context.Context) {
 		s.mu.Unlock()
 		s.finish(later)
 	}
+}
+
+// protocolOfTransport maps a transport to the protocol its endpoints are
+// advertised with (TLS runs over TCP).
+func protocolOfTransport(t transport.Transport) selector.Protocol {
+	if t.Name() == "sctp" {
+		return selector.SCTP
+	}
+	return selector.TCP
+}
+
+// withASAPEndpoint gives a Registration whose Pool Element has no ASAP
+// transport parameter the address of the association it came on, as RFC
+// 5354 (3.7) has the registrar record it: peers need it to reach the PE
+// after a takeover, and rsplib refuses a Handle Update, Handle Table
+// Response or Handle Resolution Response whose Pool Element lacks it
+// ("invalid registrator"). An ASAP address the PE sent itself is kept: over
+// TCP the association's port is an ephemeral one nobody can dial back.
+func withASAPEndpoint(m Message, remote netip.AddrPort, proto selector.Protocol) Message {
+	r, ok := m.(Registration)
+	if !ok || r.PE.ASAP.IsValid() || !remote.IsValid() {
+		return m
+	}
+	r.PE.ASAP, r.PE.ASAPProtocol = remote, proto
+	return r
 }
 
 // advertised turns a bound address into one peers can reach: an
@@ -420,9 +448,10 @@ func (s *Server) writeLoop(l *link) {
 func (s *Server) readLoop(l *link) {
 	defer s.wg.Done()
 	defer s.dropLink(l)
-	src := netip.Addr{}
+	src, remote := netip.Addr{}, netip.AddrPort{}
 	if ap, err := netip.ParseAddrPort(l.conn.RemoteAddr().String()); err == nil {
 		src = ap.Addr().Unmap()
+		remote = netip.AddrPortFrom(src, ap.Port())
 	}
 	var dec wire.Decoder
 	var w wire.Message
@@ -453,6 +482,7 @@ func (s *Server) readLoop(l *link) {
 		if s.cfg.drop != nil && s.cfg.drop(m) {
 			continue
 		}
+		m = withASAPEndpoint(m, remote, s.cfg.Config.Transport)
 		s.step(l.id, src, m)
 	}
 }

@@ -279,8 +279,9 @@ func testPE(id uint32) PoolElement {
 			Protocol: selector.TCP,
 			Use:      selector.DataOnly,
 		},
-		ASAP:   netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(id >> 8), byte(id)}), 5000),
-		Policy: policy.RoundRobin(),
+		ASAP:         netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(id >> 8), byte(id)}), 5000),
+		ASAPProtocol: selector.TCP,
+		Policy:       policy.RoundRobin(),
 	}
 }
 

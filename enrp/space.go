@@ -41,7 +41,7 @@ func toSel(pe PoolElement, owned bool) selector.PoolElement {
 		Home:      pe.Home,
 		Transport: cloneTransport(pe.Transport),
 		Policy:    pe.Policy,
-		UserData:  pe.ASAP,
+		UserData:  asapEndpoint{pe.ASAP, pe.ASAPProtocol},
 	}
 	if !owned {
 		el.Lifetime = pe.Lifetime
@@ -61,10 +61,17 @@ func fromSel(el selector.PoolElement, lifetime time.Duration) PoolElement {
 	if lifetime > 0 {
 		pe.Lifetime = lifetime
 	}
-	if a, ok := el.UserData.(netip.AddrPort); ok {
-		pe.ASAP = a
+	if a, ok := el.UserData.(asapEndpoint); ok {
+		pe.ASAP, pe.ASAPProtocol = a.addr, a.proto
 	}
 	return pe
+}
+
+// asapEndpoint is what the selector keeps for the registrar per PE: its
+// ASAP address and the transport it speaks there.
+type asapEndpoint struct {
+	addr  netip.AddrPort
+	proto selector.Protocol
 }
 
 func cloneTransport(t selector.Transport) selector.Transport {
