@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -539,6 +540,7 @@ func TestTwoNodes(t *testing.T) {
 		{"IdenticalTables", testIdenticalTables},
 		{"Drain", testDrain},
 		{"Death", testDeath},
+		{"HostDeath", testHostDeath},
 		// Last: the restarted node keeps its adopted PEs for a grace
 		// period, which would blur the figures of the steps above.
 		{"Restart", testRestart},
@@ -705,6 +707,12 @@ func testRestart(t *testing.T, w *world) {
 		echoAll("while node 1 is stopped")
 		time.Sleep(100 * time.Millisecond)
 	}
+	// New flows too: the Maglev tables are in the maps.
+	for k := 0; k < 5; k++ {
+		if err := w.once(clientA, 43200+k); err != nil {
+			t.Errorf("new connection through node 1 while no node process runs: %v", err)
+		}
+	}
 	restarted := time.Now()
 	// Started on the root test: the process outlives this step.
 	w.nodes[1] = start(w.root, w.lbs[1], "node1-restarted", w.nodeArgs[1]...)
@@ -723,7 +731,7 @@ func testRestart(t *testing.T, w *world) {
 			t.Fatalf("new connection through the restarted node: %v", err)
 		}
 	}
-	t.Logf("restart: %d established flows echoed before, during (3 rounds over 300ms with no node process) and after; "+
+	t.Logf("restart: %d established flows echoed before, during (3 rounds over 300ms with no node process; 5 new flows too) and after; "+
 		"node 1 down for %v, new process up and adopted in %v", len(open), restarted.Sub(stop).Round(time.Millisecond), up.Round(time.Millisecond))
 }
 
@@ -819,7 +827,7 @@ func testDrain(t *testing.T, w *world) {
 // another PE at both nodes. The figure is the time from the kill to the
 // first re-sent flow (same 5-tuple) answered by another PE, per node.
 func testDeath(t *testing.T, w *world) {
-	w.killAndMeasure(t, "kill -9 of a PE", w.peProcs[1], w.peIDs[1], 46000)
+	w.killAndMeasure(t, "kill -9 of a PE", func() { w.peProcs[1].signal(syscall.SIGKILL) }, w.peIDs[1], 46000, false)
 	for i := 1; i <= 2; i++ {
 		w.waitGauge(t, i, "rspxdp_dataplane_pool_elements", `{state="active"}`, 1, 5*time.Second)
 	}
@@ -829,15 +837,35 @@ func testDeath(t *testing.T, w *world) {
 // node 1, clientB via node 2), kills p with SIGKILL and measures, per node,
 // the time until one of those flows, re-sent with the same 5-tuple, is
 // answered by another PE.
-func (w *world) killAndMeasure(t *testing.T, what string, p *proc, id uint32, base int) {
+//
+// With hostDown the kill is the PE's host vanishing (its link cut): nothing
+// closes its connections, so an established connection through each node is
+// also checked to be moved off it by its next data packet (and reset by the
+// PE it lands on), which the node counts as resteered.
+func (w *world) killAndMeasure(t *testing.T, what string, kill func(), id uint32, base int, hostDown bool) {
 	t.Helper()
 	srcs := []netip.Addr{clientA, clientB}
 	var ports [2][]int
+	var held [2]*conn // an established connection to the PE, per node
 	for s, src := range srcs {
-		ports[s] = w.findOn(t, src, base, id, 4)
+		found := w.findOn(t, src, base, id, 5)
+		ports[s] = found[:4]
+		c, err := w.dial(src, found[4], 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.close()
+		if err := c.echo("before", 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		held[s] = c
 	}
-	kill := time.Now()
-	p.signal(syscall.SIGKILL)
+	var before [2]metricSet
+	for s := range srcs {
+		before[s] = w.mustScrape(t, s+1)
+	}
+	killed := time.Now()
+	kill()
 	var wg sync.WaitGroup
 	var took [2]time.Duration
 	var errs [2]error
@@ -845,7 +873,7 @@ func (w *world) killAndMeasure(t *testing.T, what string, p *proc, id uint32, ba
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			deadline := kill.Add(5 * time.Second)
+			deadline := killed.Add(5 * time.Second)
 			for time.Now().Before(deadline) {
 				for _, p := range ports[s] {
 					// The dead PE cannot answer: its process, its
@@ -856,7 +884,7 @@ func (w *world) killAndMeasure(t *testing.T, what string, p *proc, id uint32, ba
 					if err != nil {
 						continue
 					}
-					at := time.Since(kill)
+					at := time.Since(killed)
 					err = c.echo("moved?", time.Second)
 					c.close()
 					if err != nil {
@@ -882,10 +910,24 @@ func (w *world) killAndMeasure(t *testing.T, what string, p *proc, id uint32, ba
 		}
 	}
 	fmt.Printf("EVIDENCE failover after %s: node1 %d ms, node2 %d ms (target < 300 ms; 0 = never)\n", what, took[0].Milliseconds(), took[1].Milliseconds())
-	// Every flow of the dead PE now lands elsewhere, at both nodes.
+	// Every flow of the dead PE now lands elsewhere, at both nodes, and
+	// the nodes counted moving their connection entries.
 	for s, src := range srcs {
 		if errs[s] != nil {
 			continue
+		}
+		if hostDown {
+			// A SYN is always steered afresh; the next data packet
+			// of a connection established on the dead PE finds its
+			// entry pointing at a PE no longer up and is moved.
+			err := held[s].echo("still there?", 2*time.Second)
+			if !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("node %d: a connection established on the dead PE, sending data: %v, want a reset from the PE it moved to", s+1, err)
+			}
+			after := w.mustScrape(t, s+1)
+			if d := after.sum("rspxdp_conntable_resteered_total") - before[s].sum("rspxdp_conntable_resteered_total"); d < 1 {
+				t.Errorf("node %d: rspxdp_conntable_resteered_total grew by %v after a dead PE's established flow sent data", s+1, d)
+			}
 		}
 		for _, p := range ports[s] {
 			pe, err := w.flowPE(s+1, src, p)
@@ -901,7 +943,7 @@ func (w *world) killAndMeasure(t *testing.T, what string, p *proc, id uint32, ba
 // lasts: the handlespace, synchronised from node 2, no longer has it, so
 // both nodes must move its flows as fast as in testDeath.
 func testDeathAfterRestart(t *testing.T, w *world) {
-	// A new PE in pe1's namespace (pe1's process was killed earlier).
+	// A new PE in pe1's namespace (its earlier PE processes were killed).
 	const id = 4
 	p := startPE(w.root, w.pes[1], "pe1-again", id, []string{lbAddr(2).String() + ":3863", lbAddr(1).String() + ":3863"})
 	p.waitLog(t, "pool", 15*time.Second)
@@ -918,8 +960,37 @@ func testDeathAfterRestart(t *testing.T, w *world) {
 	w.nodes[1] = start(w.root, w.lbs[1], "node1-restarted-again", w.nodeArgs[1]...)
 	w.nodes[1].waitLog(t, "adopted pinned data-plane state", 15*time.Second)
 	w.waitGauge(t, 1, "rspxdp_pool_elements", `{state="active"}`, 2, 5*time.Second)
-	w.killAndMeasure(t, "kill -9 of a PE right after node 1 restarted", p, id, 47000)
+	w.killAndMeasure(t, "kill -9 of a PE right after node 1 restarted", func() { p.signal(syscall.SIGKILL) }, id, 47000, false)
 	if t.Failed() {
 		t.Errorf("the restarted node keeps adopted PEs for its whole grace (3 x max(keep-alive interval, 5s) = 15s) even when its synchronised handlespace has removed them: node/sync.go (Syncer.desired) re-adds them as active")
 	}
+}
+
+// testHostDeath: a PE's host vanishes (its switch port goes down, the PE
+// process keeps running unreachable): only the keep-alives can tell, nothing
+// closes a connection. Failover is measured at both nodes, and connections
+// established on the PE are moved by their next packet.
+func testHostDeath(t *testing.T, w *world) {
+	const id = 5
+	// In pe1's namespace: its PE process was killed, so e0 is free for a
+	// new decapsulation program.
+	p := startPE(w.root, w.pes[1], "pe1-third", id, []string{lbAddr(1).String() + ":3863", lbAddr(2).String() + ":3863"})
+	p.waitLog(t, "pool", 15*time.Second)
+	for i := 1; i <= 2; i++ {
+		// The handlespace, not the data plane: node 1 may still hold
+		// adopted PEs from its restart.
+		w.waitGauge(t, i, "rspxdp_pool_elements", `{state="active"}`, 2, 5*time.Second)
+	}
+	port, err := w.sw.Netlink().LinkByName("s-pe1")
+	must(t, err)
+	w.killAndMeasure(t, "the link of a PE's host going down", func() {
+		if err := w.sw.Netlink().LinkSetDown(port); err != nil {
+			t.Errorf("cut pe1's link: %v", err)
+		}
+	}, id, 48000, true)
+	// Leave pe1's namespace usable for the later steps: the PE process
+	// gone, then the link back.
+	p.signal(syscall.SIGKILL)
+	<-p.done
+	must(t, w.sw.Netlink().LinkSetUp(port))
 }
