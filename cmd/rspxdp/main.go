@@ -43,6 +43,7 @@ func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(forma
 func commands() []command {
 	cmds := []command{
 		// Subcommands, one line each; keep sorted by name.
+		{name: "certs", summary: "make a test CA and TLS certificates for registrars, PEs and PUs", run: runCerts},
 		{name: "decode", summary: "print the ASAP/ENRP messages in a pcap", run: runDecode},
 		{name: "demo", summary: "self-contained demo: node, 3 PEs and a client in namespaces (root)", run: runDemo},
 		{name: "node", summary: "run a registrar that drives the XDP data plane (the product)", run: runNode},
