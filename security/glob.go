@@ -20,12 +20,10 @@ func ValidatePattern(p string) error {
 	if len(p) > MaxPatternLen {
 		return errors.New("pattern longer than 1024 bytes")
 	}
-	if strings.HasSuffix(p, `\`) && !strings.HasSuffix(p, `\\`) {
-		// An odd number of trailing backslashes escapes nothing.
-		n := len(p) - len(strings.TrimRight(p, `\`))
-		if n%2 == 1 {
-			return errors.New(`pattern ends with a lone '\'`)
-		}
+	// A run of backslashes at the end pairs up into escaped backslashes;
+	// an odd one out escapes nothing.
+	if n := len(p) - len(strings.TrimRight(p, `\`)); n%2 == 1 {
+		return errors.New(`pattern ends with a lone '\'`)
 	}
 	return nil
 }

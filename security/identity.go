@@ -3,6 +3,7 @@ package security
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"strings"
 )
 
@@ -67,4 +68,22 @@ func PeerIdentity(cs tls.ConnectionState) Identity {
 		return nil
 	}
 	return CertIdentity(cs.VerifiedChains[0][0])
+}
+
+// CheckOwner decides whether who may deregister or re-register a PE whose
+// Owner field (selector.PoolElement.Owner) is owner: only the identity
+// that registered it, compared by Key, so a different certificate that
+// merely lists the owner's name among its SANs does not pass. A PE
+// registered without authentication (owner "") can only be changed
+// without authentication: plain TCP and TLS clients never share PEs. The
+// registrar answers a refusal with cause 0xa (rejection due to security).
+func CheckOwner(owner string, who Identity) error {
+	if owner == who.Key() {
+		return nil
+	}
+	o := owner
+	if o == "" {
+		o = "<unauthenticated>"
+	}
+	return fmt.Errorf("PE owned by %s, not by %s", o, who)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -15,6 +16,10 @@ import (
 	"github.com/rspxdp/rspxdp/wire"
 	"github.com/rspxdp/rspxdp/wire/wiretest"
 )
+
+// quiet drops the transport's logs of refused handshakes: the refusals
+// are what the tests expect.
+var quiet = slog.New(slog.DiscardHandler)
 
 const testHandle = "secret-pool-handle-7f3a"
 
@@ -39,7 +44,7 @@ type tlsPair struct {
 
 func listenTLS(t *testing.T, ctx context.Context, cfg *tls.Config) *tlsPair {
 	t.Helper()
-	tr, err := transport.NewTLS(transport.Config{Protocol: transport.ASAP, HandshakeTimeout: 5 * time.Second}, cfg)
+	tr, err := transport.NewTLS(transport.Config{Logger: quiet, Protocol: transport.ASAP, HandshakeTimeout: 5 * time.Second}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +57,7 @@ func listenTLS(t *testing.T, ctx context.Context, cfg *tls.Config) *tlsPair {
 }
 
 func dialTLS(ctx context.Context, cfg *tls.Config, addr string) (transport.Conn, error) {
-	tr, err := transport.NewTLS(transport.Config{Protocol: transport.ASAP}, cfg)
+	tr, err := transport.NewTLS(transport.Config{Logger: quiet, Protocol: transport.ASAP}, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -267,10 +272,11 @@ func TestReloadKeepsSessions(t *testing.T) {
 // recordingProxy forwards one TCP connection to target and records every
 // byte in both directions: what an eavesdropper on the path sees.
 type recordingProxy struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	seen bytes.Buffer
-	done chan struct{}
+	ln         net.Listener
+	mu         sync.Mutex
+	seen       bytes.Buffer // both directions, interleaved
+	fromClient bytes.Buffer // client to server only
+	done       chan struct{}
 }
 
 func newRecordingProxy(t *testing.T, target string) *recordingProxy {
@@ -294,7 +300,7 @@ func newRecordingProxy(t *testing.T, target string) *recordingProxy {
 		}
 		defer out.Close()
 		var wg sync.WaitGroup
-		pump := func(dst, src net.Conn) {
+		pump := func(dst, src net.Conn, also *bytes.Buffer) {
 			defer wg.Done()
 			buf := make([]byte, 4096)
 			for {
@@ -302,6 +308,9 @@ func newRecordingProxy(t *testing.T, target string) *recordingProxy {
 				if n > 0 {
 					p.mu.Lock()
 					p.seen.Write(buf[:n])
+					if also != nil {
+						also.Write(buf[:n])
+					}
 					p.mu.Unlock()
 					if _, werr := dst.Write(buf[:n]); werr != nil {
 						return
@@ -315,8 +324,8 @@ func newRecordingProxy(t *testing.T, target string) *recordingProxy {
 			}
 		}
 		wg.Add(2)
-		go pump(out, in)
-		go pump(in, out)
+		go pump(out, in, &p.fromClient)
+		go pump(in, out, nil)
 		wg.Wait()
 	}()
 	return p
@@ -327,6 +336,13 @@ func (p *recordingProxy) captured() []byte {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return bytes.Clone(p.seen.Bytes())
+}
+
+func (p *recordingProxy) capturedFromClient() []byte {
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return bytes.Clone(p.fromClient.Bytes())
 }
 
 // TestRFC5355_Eavesdropping (RFC 5355 data confidentiality): a
@@ -348,13 +364,19 @@ func TestRFC5355_Eavesdropping(t *testing.T) {
 	}{
 		{"tls",
 			func() (transport.Transport, error) {
-				return transport.NewTLS(transport.Config{Protocol: transport.ASAP}, srv.ServerConfig())
+				return transport.NewTLS(transport.Config{Logger: quiet, Protocol: transport.ASAP}, srv.ServerConfig())
 			},
-			func() (transport.Transport, error) { return transport.NewTLS(transport.Config{Protocol: transport.ASAP}, ccfg) },
+			func() (transport.Transport, error) {
+				return transport.NewTLS(transport.Config{Logger: quiet, Protocol: transport.ASAP}, ccfg)
+			},
 			false},
 		{"plain tcp (control)",
-			func() (transport.Transport, error) { return transport.NewTCP(transport.Config{Protocol: transport.ASAP}) },
-			func() (transport.Transport, error) { return transport.NewTCP(transport.Config{Protocol: transport.ASAP}) },
+			func() (transport.Transport, error) {
+				return transport.NewTCP(transport.Config{Logger: quiet, Protocol: transport.ASAP})
+			},
+			func() (transport.Transport, error) {
+				return transport.NewTCP(transport.Config{Logger: quiet, Protocol: transport.ASAP})
+			},
 			true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -505,5 +527,59 @@ func TestReloaderErrors(t *testing.T) {
 	r := mustReloader(t, f)
 	if _, err := r.ClientConfig(ClientOptions{TrustedServers: []string{""}}); err == nil {
 		t.Error("empty trusted-server pattern accepted")
+	}
+}
+
+// TestRFC5355_ReplayedRegistration (RFC 5355 2.8): an attacker who
+// recorded a PE's whole TLS connection (handshake and Registration) and
+// plays the client's bytes back to the registrar gets nothing accepted:
+// the server's fresh handshake randomness makes the recording useless.
+func TestRFC5355_ReplayedRegistration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pki := newTestPKI(t, "CA")
+	srv := mustReloader(t, pki.issue(RoleRegistrar, "reg1"))
+	cli := mustReloader(t, pki.issue(RolePE, "echo-1"))
+	ccfg, err := cli.ClientConfig(ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := listenTLS(t, ctx, srv.ServerConfig())
+	proxy := newRecordingProxy(t, p.ln.Addr().String())
+
+	// The genuine exchange, recorded.
+	got := p.acceptOne(ctx)
+	c, err := dialTLS(ctx, ccfg, proxy.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteMessage(ctx, registration(t)); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a.err != nil {
+		t.Fatalf("genuine registration: %v", a.err)
+	}
+	c.Close()
+	a.conn.Close()
+	recorded := proxy.capturedFromClient()
+	if !bytes.Contains(recorded, []byte{0x16, 0x03}) { // a TLS handshake record
+		t.Fatalf("recording holds no TLS handshake (%d bytes)", len(recorded))
+	}
+
+	// The replay.
+	got = p.acceptOne(ctx)
+	raw, err := net.Dial("tcp", p.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_, _ = raw.Write(recorded) // the server may cut it off part way
+	r := <-got
+	if r.err == nil {
+		t.Fatal("registrar accepted a message from a replayed connection")
+	}
+	if r.conn != nil && r.conn.Peer().Authenticated() {
+		t.Error("replayed connection authenticated")
 	}
 }
