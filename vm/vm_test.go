@@ -381,6 +381,46 @@ func TestENRPBetweenRsplibAndRspxdp(t *testing.T) {
 	})
 }
 
+// TestRspxdpPEWithRsplibRegistrar: `rspxdp pe` registers with rsplib's
+// rspregistrar over ASAP/SCTP, `rspxdp pu` resolves it and echoes through it
+// via rspregistrar, and rspregistrar's own handle table (hsdump, over ENRP)
+// holds the PE with its identifier, policy, user transport and an SCTP
+// registrator (ASAP) transport.
+func TestRspxdpPEWithRsplibRegistrar(t *testing.T) {
+	g := guest(t)
+	dir := scenario(t, g, "40-rspxdp-pe-rsplib-registrar")
+	var pes []struct {
+		ID, Addr, Policy string
+	}
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "resolve.json"))), &pes); err != nil {
+		t.Fatalf("rspxdp pu resolve --json: %v", err)
+	}
+	if len(pes) != 1 || !strings.Contains(pes[0].ID, "4242") || pes[0].Addr != guestAddr4+":7000" {
+		t.Errorf("rspxdp pu resolved %+v through rspregistrar, want the one PE $00004242 at %s:7000", pes, guestAddr4)
+	}
+	if echo := readFile(t, filepath.Join(dir, "echo.txt")); !strings.Contains(echo, "00004242") {
+		t.Errorf("rspxdp pu echo got no answer from PE $00004242 through rspregistrar:\n%s", echo)
+	}
+	hs := readFile(t, filepath.Join(dir, "hsdump.txt"))
+	for _, want := range []string{
+		`Pool "PoolP", Policy "RoundRobin"`,
+		"$00004242",
+		"userT: {" + guestAddr4 + "} 7000/TCP",
+	} {
+		if !strings.Contains(hs, want) {
+			t.Errorf("rspregistrar's handle table lacks %q:\n%s", want, hs)
+		}
+	}
+	if !regexp.MustCompile(`regT: +\{[^}]*\} \d+/SCTP`).MatchString(hs) {
+		t.Errorf("rspregistrar holds rspxdp's PE without an SCTP registrator transport:\n%s", hs)
+	}
+	checkCapture(t, filepath.Join(dir, "capture.pcap"), map[int]string{
+		1: "REGISTRATION", 3: "REGISTRATION_RESPONSE",
+		5: "HANDLE_RESOLUTION", 6: "HANDLE_RESOLUTION_RESPONSE",
+		7: "ENDPOINT_KEEP_ALIVE", 8: "ENDPOINT_KEEP_ALIVE_ACK",
+	}, nil)
+}
+
 // checkCapture decodes a guest capture with tshark (zero malformed packets,
 // zero expert errors, every wanted ASAP message type present, ASAP on SCTP
 // PPID 11) and, when this build has it, with `rspxdp decode --json`.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rspxdp/rspxdp/asap"
 	"github.com/rspxdp/rspxdp/loader"
+	"github.com/rspxdp/rspxdp/transport"
 )
 
 const peUsage = `Usage: rspxdp pe --pool HANDLE --registrar ADDR[,ADDR] --listen ADDR --service SERVICE [flags]
@@ -42,6 +43,10 @@ Examples:
   rspxdp pe --pool echo --registrar 127.0.0.1:3863,127.0.0.1:3864 \
       --listen 127.0.0.1:7000 --service echo --policy wrr:3
 
+  # The same with rsplib's rspregistrar, which speaks ASAP over SCTP only.
+  rspxdp pe --pool echo --registrar 10.0.0.1:3863 --transport sctp \
+      --listen 10.0.0.2:7000 --service echo
+
   # A PE behind an rspxdp node's VIP 10.200.1.1:7 (the VIP on lo): plain
   # TCP for unaware clients, IPIP from the node decapsulated in XDP on eth0.
   rspxdp pe --pool web --registrar 192.0.2.1:3863 --listen 0.0.0.0:7 \
@@ -67,6 +72,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	unaware := fs.Bool("unaware", false, "serve RSerPool-unaware clients (e.g. behind rspxdp node's VIP): plain bytes, no session layer")
 	decap := fs.String("decap", "", "attach rspxdp's decapsulation XDP program to this interface, for flows an rspxdp node encapsulated (IPIP) to this PE; the VIP must be on lo")
 	peID := fs.String("id", "", "pool element identifier (decimal or 0x hex, non-zero; default: random)")
+	asapTr := fs.String("transport", "tcp", "ASAP transport to registrars: tcp, sctp (needs kernel SCTP; what rsplib's rspregistrar speaks) or auto")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -100,6 +106,10 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	trOpt, err := asapTransportOption(*asapTr, log)
+	if err != nil {
+		return err
+	}
 	var id uint32
 	if *peID != "" {
 		v, err := strconv.ParseUint(*peID, 0, 32)
@@ -120,7 +130,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
 	opts := []asap.Option{asap.WithRegistrars(regs...), asap.WithPolicy(settings),
-		asap.WithReregistrationInterval(*interval), asap.WithLogger(log)}
+		asap.WithReregistrationInterval(*interval), asap.WithLogger(log), trOpt}
 	if *unaware {
 		opts = append(opts, asap.WithUnawareUsers())
 	}
@@ -270,4 +280,19 @@ func attachDecap(ifname string, log *slog.Logger) (*loader.Decap, error) {
 	}
 	log.Info("decapsulating IPIP flows", "interface", ifname, "addresses", addrs)
 	return d, nil
+}
+
+// asapTransportOption turns --transport into the ASAP transport to
+// registrars (and, for a PE, of its ASAP endpoint).
+func asapTransportOption(kind string, log *slog.Logger) (asap.Option, error) {
+	switch kind {
+	case "tcp", "sctp", "auto":
+	default:
+		return nil, usagef("--transport %q: want tcp, sctp or auto", kind)
+	}
+	t, err := transport.New(kind, transport.Config{Protocol: transport.ASAP, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("--transport %s: %w", kind, err)
+	}
+	return asap.WithTransport(t), nil
 }

@@ -30,6 +30,7 @@ Actions:
 Examples:
   rspxdp pu --pool echo --registrar 127.0.0.1:3863 resolve
   rspxdp pu --pool echo --registrar 127.0.0.1:3863,127.0.0.1:3864 resolve --json
+  rspxdp pu --pool echo --registrar 10.0.0.1:3863 --transport sctp resolve
   rspxdp pu --pool echo --registrar 127.0.0.1:3863 echo --count 100 --interval 100ms`
 
 func runPU(ctx context.Context, env *cliEnv, args []string) error {
@@ -44,6 +45,7 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	timeout := fs.Duration("timeout", time.Second, "echo: an answer later than this counts as a PE failure")
 	staleness := fs.Duration("cache-staleness", asap.DefaultCacheStaleness, "reuse a resolution this long")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	asapTr := fs.String("transport", "tcp", "ASAP transport to registrars: tcp, sctp (needs kernel SCTP; what rsplib's rspregistrar speaks) or auto")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -74,7 +76,11 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := []asap.Option{asap.WithRegistrars(regs...), asap.WithLogger(log), asap.WithCacheStaleness(*staleness)}
+	trOpt, err := asapTransportOption(*asapTr, log)
+	if err != nil {
+		return err
+	}
+	opts := []asap.Option{asap.WithRegistrars(regs...), asap.WithLogger(log), asap.WithCacheStaleness(*staleness), trOpt}
 	if *announces != "" {
 		opts = append(opts, asap.WithAnnounces(*announces))
 	}
