@@ -11,12 +11,12 @@ import (
 // testPKI writes a CA and leaves into a temporary directory, the way
 // `rspxdp certs` lays them out, and returns the Files for each leaf.
 type testPKI struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	ca  *CA
 }
 
-func newTestPKI(t *testing.T, name string) *testPKI {
+func newTestPKI(t testing.TB, name string) *testPKI {
 	t.Helper()
 	ca, err := NewCA(name, time.Now())
 	if err != nil {
@@ -45,7 +45,7 @@ func (p *testPKI) issue(role Role, name string) Files {
 	return Files{CA: filepath.Join(p.dir, "ca.pem"), Cert: base + ".pem", Key: base + "-key.pem"}
 }
 
-func writeTestFile(t *testing.T, path string, data []byte) {
+func writeTestFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	// Write then rename, as an operator rotating files should, so a
 	// concurrent Reload never reads half a file.
@@ -58,7 +58,7 @@ func writeTestFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-func mustReloader(t *testing.T, f Files) *Reloader {
+func mustReloader(t testing.TB, f Files) *Reloader {
 	t.Helper()
 	r, err := NewReloader(f)
 	if err != nil {

@@ -90,12 +90,18 @@ func (l *RateLimiter) Allow(key string, now time.Time) bool {
 		}
 	} else {
 		if l.lru.Len() >= l.max {
-			old := l.lru.Back()
-			delete(l.clients, old.Value.(*bucket).key)
-			l.lru.Remove(old)
+			// Recycle the least recently seen client's entry: a flood
+			// of new keys then costs no allocation per request.
+			e := l.lru.Back()
+			b = e.Value.(*bucket)
+			delete(l.clients, b.key)
+			*b = bucket{key: key, tokens: l.burst, last: now}
+			l.lru.MoveToFront(e)
+			l.clients[key] = e
+		} else {
+			b = &bucket{key: key, tokens: l.burst, last: now}
+			l.clients[key] = l.lru.PushFront(b)
 		}
-		b = &bucket{key: key, tokens: l.burst, last: now}
-		l.clients[key] = l.lru.PushFront(b)
 	}
 	if b.tokens < 1 {
 		return false

@@ -82,12 +82,17 @@ func (c *ReportCounter) Report(targetKey, reporter string, now time.Time) bool {
 		t = e.Value.(*target)
 	} else {
 		if c.lru.Len() >= c.max {
-			old := c.lru.Back()
-			delete(c.targets, old.Value.(*target).key)
-			c.lru.Remove(old)
+			// Recycle the least recently reported PE's entry.
+			e := c.lru.Back()
+			t = e.Value.(*target)
+			delete(c.targets, t.key)
+			t.key, t.reporters = targetKey, t.reporters[:0]
+			c.lru.MoveToFront(e)
+			c.targets[targetKey] = e
+		} else {
+			t = &target{key: targetKey}
+			c.targets[targetKey] = c.lru.PushFront(t)
 		}
-		t = &target{key: targetKey}
-		c.targets[targetKey] = c.lru.PushFront(t)
 	}
 	// Drop reports that aged out, and this reporter's earlier one: its
 	// new report replaces it (refreshing the time, not the count).

@@ -23,7 +23,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 const testHandle = "secret-pool-handle-7f3a"
 
-func registration(t *testing.T) []byte {
+func registration(t testing.TB) []byte {
 	t.Helper()
 	m := &wire.Message{Protocol: wire.ASAP, Type: wire.ASAPRegistration, Params: []wire.Param{
 		wire.PoolHandleParam([]byte(testHandle)),
@@ -581,5 +581,96 @@ func TestRFC5355_ReplayedRegistration(t *testing.T) {
 	}
 	if r.conn != nil && r.conn.Peer().Authenticated() {
 		t.Error("replayed connection authenticated")
+	}
+}
+
+// TestReloadConcurrent reloads while handshakes look the material up, for
+// the race detector: every lookup sees one whole load, never a mix.
+func TestReloadConcurrent(t *testing.T) {
+	pki := newTestPKI(t, "CA")
+	files := pki.issue(RoleRegistrar, "reg1")
+	r := mustReloader(t, files)
+	srvCfg := r.ServerConfig()
+	cliCfg, err := r.ClientConfig(ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := srvCfg.GetConfigForClient(&tls.ClientHelloInfo{})
+				if err != nil || len(c.Certificates) != 1 || c.ClientCAs == nil {
+					t.Error("incomplete server config during reload")
+					return
+				}
+				cert, err := cliCfg.GetClientCertificate(&tls.CertificateRequestInfo{})
+				if err != nil || cert.Leaf == nil {
+					t.Error("incomplete client certificate during reload")
+					return
+				}
+			}
+		}()
+	}
+	for range 20 {
+		if err := r.Reload(); err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// BenchmarkMutualTLSHandshake: the cost of one ASAP association's TLS 1.3
+// mutual-auth handshake and first message over loopback (ECDSA P-256),
+// what a registrar pays per connecting PE or PU.
+func BenchmarkMutualTLSHandshake(b *testing.B) {
+	ctx := context.Background()
+	pki := newTestPKI(b, "CA")
+	srv := mustReloader(b, pki.issue(RoleRegistrar, "reg1"))
+	cli := mustReloader(b, pki.issue(RolePE, "echo-1"))
+	ccfg, _ := cli.ClientConfig(ClientOptions{TrustedServers: []string{"rspxdp://registrar/*"}})
+	str, _ := transport.NewTLS(transport.Config{Logger: quiet, Protocol: transport.ASAP}, srv.ServerConfig())
+	ln, err := str.Listen(ctx, "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if m, err := c.ReadMessage(ctx); err == nil {
+					_ = c.WriteMessage(ctx, m)
+				}
+			}()
+		}
+	}()
+	ctr, _ := transport.NewTLS(transport.Config{Logger: quiet, Protocol: transport.ASAP}, ccfg)
+	msg := registration(b)
+	for b.Loop() {
+		c, err := ctr.Dial(ctx, ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.WriteMessage(ctx, msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.ReadMessage(ctx); err != nil {
+			b.Fatal(err)
+		}
+		c.Close()
 	}
 }
