@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -246,6 +247,49 @@ func FuzzParsePolicy(f *testing.F) {
 		_ = p.MayResolve(id, []byte(handle))
 		if p.MayPeer(nil) || p.MayResolve(nil, []byte(handle)) {
 			t.Fatal("unauthenticated identity granted something")
+		}
+	})
+}
+
+// globRegexp is an independent reading of the pattern syntax, to check
+// Match against.
+func globRegexp(p string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString(`(?s)\A`)
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case '*':
+			b.WriteString(`.*`)
+		case '?':
+			b.WriteString(`.`)
+		case '\\':
+			i++
+			b.WriteString(regexp.QuoteMeta(string(p[i])))
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString(`\z`)
+	return regexp.MustCompile(b.String())
+}
+
+// FuzzMatch checks Match against the regexp reading of the same pattern
+// on ASCII inputs (regexp's '.' is a rune, Match's '?' a byte).
+func FuzzMatch(f *testing.F) {
+	for _, s := range [][2]string{{"rspxdp://pe/*", "rspxdp://pe/a"}, {`a\*b?`, "a*bc"}, {"*a*b", "xaxb"}, {"", ""}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, p, s string) {
+		for _, r := range p + s {
+			if r >= 0x80 {
+				return
+			}
+		}
+		if ValidatePattern(p) != nil {
+			return
+		}
+		if got, want := Match(p, s), globRegexp(p).MatchString(s); got != want {
+			t.Fatalf("Match(%q, %q) = %v, regexp says %v", p, s, got, want)
 		}
 	})
 }

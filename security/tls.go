@@ -118,6 +118,11 @@ func (r *Reloader) ServerConfig() *tls.Config {
 			Certificates: []tls.Certificate{*m.cert},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			ClientCAs:    m.roots,
+			// No resumption: a resumed session would carry a client
+			// chain verified against the CA bundle of before a Reload.
+			// ASAP and ENRP associations are long-lived, so a full
+			// handshake per connection costs little.
+			SessionTicketsDisabled: true,
 		}, nil
 	}
 	return base
