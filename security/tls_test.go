@@ -674,3 +674,85 @@ func BenchmarkMutualTLSHandshake(b *testing.B) {
 		c.Close()
 	}
 }
+
+// TestReloadCABundle: a client whose certificate comes from a new CA is
+// refused until the server's bundle gains that CA and is reloaded, with
+// no restart; and resumption is off, so no session outlives a bundle.
+func TestReloadCABundle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pki := newTestPKI(t, "old CA")
+	newCA := newTestPKI(t, "new CA")
+	srvFiles := pki.issue(RoleRegistrar, "reg1")
+	srv := mustReloader(t, srvFiles)
+	nf := newCA.issue(RolePE, "echo-9")
+	cli := mustReloader(t, Files{CA: srvFiles.CA, Cert: nf.Cert, Key: nf.Key})
+	ccfg, err := cli.ClientConfig(ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := listenTLS(t, ctx, srv.ServerConfig())
+	try := func() error {
+		got := p.acceptOne(ctx)
+		c, err := dialTLS(ctx, ccfg, p.ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.WriteMessage(ctx, registration(t))
+		a := <-got
+		if a.conn != nil {
+			a.conn.Close()
+		}
+		return a.err
+	}
+	if err := try(); err == nil {
+		t.Fatal("client from a CA not in the bundle accepted")
+	}
+	bundle := append(CertPEM(pki.ca.Cert), CertPEM(newCA.ca.Cert)...)
+	writeTestFile(t, srvFiles.CA, bundle)
+	if err := srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := try(); err != nil {
+		t.Fatalf("client from the added CA refused after reload: %v", err)
+	}
+
+	// Resumption: a client with a session cache connecting twice must
+	// do two full handshakes.
+	ccfg2 := ccfg.Clone()
+	ccfg2.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	ccfg2.ServerName = "127.0.0.1"
+	tl, err := tls.Listen("tcp", "127.0.0.1:0", srv.ServerConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tl.Close()
+	go func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 1)
+				_, _ = c.Read(buf)
+				_, _ = c.Write(buf)
+			}()
+		}
+	}()
+	for i := range 2 {
+		c, err := tls.Dial("tcp", tl.Addr().String(), ccfg2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Exchange a byte so the client has processed any ticket.
+		_, _ = c.Write([]byte{1})
+		_, _ = c.Read(make([]byte, 1))
+		if c.ConnectionState().DidResume {
+			t.Errorf("connection %d resumed a session", i)
+		}
+		c.Close()
+	}
+}
