@@ -59,7 +59,7 @@ func TestPoolToolsErrors(t *testing.T) {
 		{[]string{"pu", "--pool", "echo", "--registrar", dead, "resolve", "--json"}, 1, "registrar " + dead + " unreachable"},
 		{[]string{"pe", "--pool", "echo", "--registrar", dead, "--listen", "127.0.0.1:0", "--register-timeout", "300ms"}, 1, "registrar " + dead + " unreachable"},
 		{[]string{"status", "--registrar", dead}, 1, "registrar " + dead + " unreachable"},
-		{[]string{"status"}, 2, "--registrar is required"},
+		{[]string{"status"}, 2, "give one of --registrar or --node"},
 		{[]string{"status", "--registrar", "x"}, 2, `--registrar "x": want HOST:PORT`},
 	} {
 		code, _, errs := runCLI(t, tc.args...)
