@@ -532,6 +532,12 @@ func (w *world) viaNode(t *testing.T, i int) {
 	must(t, w.cli.Netlink().RouteReplace(r))
 }
 
+// TestTwoNodes is issue 8's evidence: two `rspxdp node` processes (ENRP
+// peers, same VIP and seed, keep-alives 100ms/100ms) and `rspxdp pe`
+// processes in namespaces, plain TCP clients. Its steps print the measured
+// figures; the failover ones also as lines starting "EVIDENCE" on stdout:
+//
+//	sudo go test -count=1 -v -run TestTwoNodes ./e2e/node/ | grep -E 'EVIDENCE|restart:'
 func TestTwoNodes(t *testing.T) {
 	w := setup(t)
 	steps := []struct {
