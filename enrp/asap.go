@@ -88,7 +88,7 @@ func (c *Core) onDeregistration(link LinkID, src netip.Addr, m Deregistration) {
 		c.log.Info("PE deregistered at non-home registrar", "pool", m.Handle, "pe", idString(m.PEID), "home", idString(pe.Home))
 		_, _ = c.hs.Deregister(m.Handle, m.PEID, c.now)
 		c.toAllPeers(func(h Header) Message {
-			return HandleUpdate{Header: h, Action: DelPE, Handle: m.Handle, PE: clonePE(pe)}
+			return HandleUpdate{Header: h, Action: DelPE, Handle: m.Handle, PE: clonePE(pe), Drain: true}
 		})
 	}
 	if resp.Reject {

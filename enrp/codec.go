@@ -160,6 +160,7 @@ func toWireInto(m Message, dst *wire.Message) error {
 	case HandleUpdate:
 		w = hdr(wire.ENRPHandleUpdate, m.Header)
 		w.Action = wire.UpdateAction(m.Action)
+		w.Flags = boolFlag(m.Drain && m.Action == DelPE, wire.FlagDrain)
 		w.Params = []wire.Param{handleParam(m.Handle), wire.PoolElementParam(peToWire(m.PE))}
 	case ListRequest:
 		w = hdr(wire.ENRPListRequest, m.Header)
@@ -295,7 +296,8 @@ func FromWire(w *wire.Message) (Message, error) {
 		if err := need(pe != nil, "pool element"); err != nil {
 			return nil, err
 		}
-		return HandleUpdate{Header: h, Action: UpdateAction(w.Action), Handle: handle, PE: peFromWire(pe)}, nil
+		return HandleUpdate{Header: h, Action: UpdateAction(w.Action), Handle: handle, PE: peFromWire(pe),
+			Drain: w.Flags&wire.FlagDrain != 0 && UpdateAction(w.Action) == DelPE}, nil
 	case wire.ENRPListRequest:
 		return ListRequest{Header: h}, nil
 	case wire.ENRPListResponse:

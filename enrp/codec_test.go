@@ -43,6 +43,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		HandleTableRequest{Header: h, OwnOnly: true},
 		HandleTableResponse{Header: h, More: true, Pools: []Pool{{Handle: "a", PEs: []PoolElement{pe}}, {Handle: "b", PEs: []PoolElement{testPE(4), testPE(5)}}}},
 		HandleUpdate{Header: h, Action: DelPE, Handle: "echo", PE: pe},
+		HandleUpdate{Header: h, Action: DelPE, Handle: "echo", PE: pe, Drain: true},
 		HandleUpdate{Header: h, Action: AddPE, Handle: "echo", PE: sctpPE},
 		ListRequest{Header: h},
 		ListResponse{Header: h, Servers: []ServerInfo{si, {ID: 3, ENRP: netip.MustParseAddrPort("[::1]:9902"), Protocol: selector.TCP}}},

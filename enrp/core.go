@@ -325,7 +325,8 @@ func (c *Core) removeOwned(k peKey, reason selector.Reason) {
 		_, _ = c.hs.Remove(k.handle, k.id, reason)
 	}
 	c.toAllPeers(func(h Header) Message {
-		return HandleUpdate{Header: h, Action: DelPE, Handle: k.handle, PE: clonePE(pe)}
+		return HandleUpdate{Header: h, Action: DelPE, Handle: k.handle, PE: clonePE(pe),
+			Drain: reason == selector.ReasonDeregistered}
 	})
 }
 

@@ -404,3 +404,43 @@ func TestPartitionHealConverges(t *testing.T) {
 		}
 	}
 }
+
+// Every registrar treats a PE alike, so every node's data plane does: a PE
+// that deregistered at its home drains at the peers too (its established
+// flows stay wherever ECMP sent them), a PE that died is dropped at once
+// everywhere. The difference travels in the Handle Update's drain flag.
+func TestReplicatedDeletionDrainsDeregisteredAndDropsDead(t *testing.T) {
+	s := newSim(t)
+	cfgA, cfgB := testConfig(1), testConfig(2)
+	cfgA.DrainTimeout, cfgB.DrainTimeout = time.Minute, time.Minute
+	a := s.addReg(cfgA)
+	b := s.addReg(cfgB)
+	leaving := s.register(1, "echo", testPE(10))
+	dead := s.register(1, "echo", testPE(11))
+	s.register(1, "echo", testPE(12))
+	s.advance(300 * time.Millisecond)
+	s.agree(t, 3)
+
+	s.peSend(leaving, Deregistration{Handle: "echo", PEID: 10})
+	dead.dead = true
+	s.advance(300 * time.Millisecond)
+	for _, c := range []*Core{a, b} {
+		set, ok := c.Handlespace().SteeringSet("echo")
+		if !ok {
+			t.Fatalf("registrar %d: pool gone", c.ID())
+		}
+		states := map[uint32]string{}
+		for _, m := range set.Members {
+			states[m.ID] = m.State.String()
+		}
+		if states[10] != "draining" {
+			t.Errorf("registrar %d: deregistered PE 10 is %q in the steering set, want draining", c.ID(), states[10])
+		}
+		if _, ok := states[11]; ok {
+			t.Errorf("registrar %d: dead PE 11 still in the steering set (%q)", c.ID(), states[11])
+		}
+		if states[12] != "active" {
+			t.Errorf("registrar %d: PE 12 is %q, want active", c.ID(), states[12])
+		}
+	}
+}

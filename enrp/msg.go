@@ -202,6 +202,11 @@ type (
 		Action UpdateAction
 		Handle string
 		PE     PoolElement
+		// Drain marks a DelPE for a PE that deregistered: receivers
+		// keep it draining (its established flows continue) instead of
+		// removing it at once as they do for a failed PE. It travels in
+		// wire.FlagDrain, a reserved bit other implementations ignore.
+		Drain bool
 	}
 	// ListRequest asks a peer for its peer list.
 	ListRequest struct{ Header }

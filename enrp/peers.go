@@ -249,6 +249,12 @@ func (c *Core) onHandleUpdate(link LinkID, m HandleUpdate) {
 			_, _ = c.hs.Deregister(m.Handle, pe.ID, c.now)
 			return
 		}
+		if m.Drain {
+			// Deregistered at its home: every node drains it alike, so
+			// flows that ECMP sent through this node keep their PE.
+			_, _ = c.hs.Deregister(m.Handle, pe.ID, c.now)
+			return
+		}
 		_, _ = c.hs.Remove(m.Handle, pe.ID, selector.ReasonReplicated)
 	}
 }

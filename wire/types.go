@@ -170,6 +170,11 @@ const (
 	// FlagTakeover (T) in an ENRP Handle Update suggests that the
 	// receiver takes the PE over (draft-dreibholz-rserpool-enrp-takeover).
 	FlagTakeover Flags = 0x01
+	// FlagDrain (D) in an ENRP Handle Update that deletes a PE is an
+	// rspxdp extension in a bit RFC 5353 leaves reserved (receivers ignore
+	// it): the PE deregistered, so the receiver drains it — keeps it for
+	// its established flows — rather than dropping it as failed.
+	FlagDrain Flags = 0x80
 )
 
 // FlagNames returns the names of the flags set in f for message type t of
@@ -195,7 +200,7 @@ func (p Protocol) FlagNames(t Type, f Flags) []string {
 	case p == ENRP && t == ENRPListResponse:
 		bits = []bit{{FlagReject, "R"}}
 	case p == ENRP && t == ENRPHandleUpdate:
-		bits = []bit{{FlagTakeover, "T"}}
+		bits = []bit{{FlagTakeover, "T"}, {FlagDrain, "D"}}
 	}
 	rest := f
 	for _, b := range bits {
