@@ -145,11 +145,18 @@ func (s *Syncer) desired(v VIP, set selector.SteeringSet) []loader.Backend {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.now().Before(s.graceUntil) {
+		// An adopted PE stands in only until the handlespace knows it:
+		// from then on the handlespace rules, so a PE that re-registered
+		// and then died is not brought back for the rest of the grace.
+		kept := s.adopted[v.key][:0]
 		for _, b := range s.adopted[v.key] {
-			if !slices.ContainsFunc(out, func(o loader.Backend) bool { return o.ID == b.ID }) {
-				out = append(out, b)
+			if slices.ContainsFunc(out, func(o loader.Backend) bool { return o.ID == b.ID }) {
+				continue
 			}
+			out = append(out, b)
+			kept = append(kept, b)
 		}
+		s.adopted[v.key] = kept
 		sortBackends(out)
 	}
 	return out

@@ -196,6 +196,17 @@ func TestStartAdoptsPinnedStateForGrace(t *testing.T) {
 	if got := describe(dp.svcs[v.Key()]); got != "1:10.0.0.1:w1:active 2:10.0.0.2:w1:active" {
 		t.Fatalf("after PE 1 re-registered in grace: %q", got)
 	}
+	// PE 1, now known to the handlespace, dies within the grace: it goes,
+	// the adopted copy does not bring it back.
+	if _, err := hs.Remove("echo", 1, selector.ReasonNone); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SyncPool("echo"); err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(dp.svcs[v.Key()]); got != "2:10.0.0.2:w1:active" {
+		t.Fatalf("PE 1 died in grace after re-registering; data plane holds %q, want only adopted PE 2", got)
+	}
 	// Grace over: PE 2 never came back, reconciliation removes it and says so.
 	clock = clock.Add(31 * time.Second)
 	repairs, err := s.Reconcile()
@@ -205,8 +216,8 @@ func TestStartAdoptsPinnedStateForGrace(t *testing.T) {
 	if len(repairs) != 1 || !strings.Contains(repairs[0].What, "PE 2 stale") {
 		t.Fatalf("repairs = %+v, want one saying PE 2 is stale", repairs)
 	}
-	if got := describe(dp.svcs[v.Key()]); got != "1:10.0.0.1:w1:active" {
-		t.Fatalf("after grace: %q", got)
+	if got := describe(dp.svcs[v.Key()]); got != "" {
+		t.Fatalf("after grace: %q, want no PE", got)
 	}
 }
 
