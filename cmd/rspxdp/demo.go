@@ -57,6 +57,7 @@ const (
 	demoLB      = "10.0.1.1"
 	demoMetrics = "127.0.0.1:9464"
 	demoPEs     = 3
+	demoLock    = "/run/rspxdp-demo.lock"
 )
 
 func demoPEAddr(i int) string { return fmt.Sprintf("10.0.1%d.2", i) }
@@ -103,6 +104,16 @@ func runDemo(ctx context.Context, env *cliEnv, args []string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
+	}
+	// One demo at a time: its namespaces have fixed names, and a second
+	// run's clean-up of "leftovers" would tear down the first one's.
+	lock, err := os.OpenFile(demoLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("demo lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("another rspxdp demo is running (it holds %s)", demoLock)
 	}
 	d := &demo{env: env, self: self, verbose: *verbose, conns: *conns, start: time.Now(),
 		procs: map[string]*exec.Cmd{}}

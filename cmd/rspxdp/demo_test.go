@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -83,6 +84,25 @@ func TestDemo(t *testing.T) {
 	}
 	if left := demoLeftovers(t); len(left) > 0 {
 		t.Errorf("demo left behind: %v", left)
+	}
+}
+
+// A second demo while one runs is refused instead of tearing the first
+// one's namespaces down.
+func TestDemoRefusesToRunTwice(t *testing.T) {
+	bin := requireDemo(t)
+	lock, err := os.OpenFile(demoLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	out, err := exec.Command(bin, "demo").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another rspxdp demo is running") {
+		t.Fatalf("second demo: %v, %s", err, out)
 	}
 }
 
