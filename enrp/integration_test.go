@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
 )
@@ -490,4 +491,44 @@ func TestIntegrationPeersLearnedFromMentorList(t *testing.T) {
 		t.Fatalf("registrar 3 peers %v, registrar 1 peers %v: the mentor's list was not followed",
 			n3.srv.Peers(), nodes[0].srv.Peers())
 	}
+}
+
+// TestIntegrationBareRegistrationReachesPeerWithASAPAddress: a PE that
+// registers without an ASAP transport (as rsplib's rspserver does) is
+// replicated to the peer registrar with the address of its association and
+// the registrar's transport, which rsplib requires in every Pool Element.
+func TestIntegrationBareRegistrationReachesPeerWithASAPAddress(t *testing.T) {
+	ns := startCluster(t, 2, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := newTCP(t).Dial(ctx, ns[0].srv.ASAPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	pe := testPE(0x77)
+	pe.ASAP, pe.ASAPProtocol = netip.AddrPort{}, 0
+	b, err := Encode(Registration{Handle: "bare", PE: pe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.WriteMessage(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	want := netip.MustParseAddrPort(conn.LocalAddr().String())
+	for ctx.Err() == nil {
+		for _, p := range ns[1].srv.Snapshot() {
+			for _, got := range p.PEs {
+				if got.ID != pe.ID {
+					continue
+				}
+				if got.ASAP != want || got.ASAPProtocol != selector.TCP {
+					t.Fatalf("peer holds the PE with ASAP %v/%d, want %v over TCP", got.ASAP, got.ASAPProtocol, want)
+				}
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the PE did not reach the peer registrar")
 }
