@@ -12,6 +12,7 @@ import (
 const minLifetime = time.Second
 
 func (c *Core) reject(link LinkID, m Registration, src netip.Addr, cause Cause, detail string) {
+	c.counts.RegistrationsRejected++
 	c.log.Warn("registration rejected", "pool", m.Handle, "pe", idString(m.PE.ID),
 		"source", src.String(), "cause", uint16(cause), "reason", cause.String(), "detail", detail)
 	c.send(Output{Link: link, Msg: RegistrationResponse{Handle: m.Handle, PEID: m.PE.ID, Reject: true, Cause: cause}})
@@ -52,8 +53,10 @@ func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {
 	s.link, s.asap, s.lifetime, s.awaitingAck = link, pe.ASAP, pe.Lifetime, false
 	c.schedule(s, timerKASend, c.now.Add(c.cfg.KeepAliveInterval))
 	if added {
+		c.counts.Registrations++
 		c.log.Debug("PE registered", "pool", m.Handle, "pe", idString(pe.ID), "source", src.String())
 	} else {
+		c.counts.Reregistrations++
 		c.log.Debug("PE re-registered", "pool", m.Handle, "pe", idString(pe.ID))
 	}
 	c.send(Output{Link: link, Msg: RegistrationResponse{Handle: m.Handle, PEID: pe.ID}})
@@ -80,12 +83,14 @@ func (c *Core) onDeregistration(link LinkID, src netip.Addr, m Deregistration) {
 		resp.Reject, resp.Cause = true, CauseRejectionDueToSecurity
 	case s != nil:
 		c.log.Info("PE deregistered", "pool", m.Handle, "pe", idString(m.PEID))
+		c.counts.Deregistrations++
 		c.removeOwned(k, selector.ReasonDeregistered)
 	default:
 		// A PE of a peer deregistering here (its home is gone or
 		// unreachable for it): drain it locally and tell everyone,
 		// naming its owner so they accept the delete.
 		c.log.Info("PE deregistered at non-home registrar", "pool", m.Handle, "pe", idString(m.PEID), "home", idString(pe.Home))
+		c.counts.Deregistrations++
 		_, _ = c.hs.Deregister(m.Handle, m.PEID, c.now)
 		c.toAllPeers(func(h Header) Message {
 			return HandleUpdate{Header: h, Action: DelPE, Handle: m.Handle, PE: clonePE(pe), Drain: true}
@@ -142,6 +147,7 @@ func (c *Core) onUnreachable(m EndpointUnreachable) {
 		return
 	}
 	c.log.Info("PE removed: too many unreachable reports", "pool", m.Handle, "pe", idString(m.PEID))
+	c.counts.UnreachableRemovals++
 	delete(c.owned, k)
 	c.toAllPeers(func(h Header) Message {
 		return HandleUpdate{Header: h, Action: DelPE, Handle: m.Handle, PE: clonePE(pe)}

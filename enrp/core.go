@@ -112,6 +112,7 @@ type Core struct {
 	// considered dead, so a healed partition or restarted peer is found.
 	probes map[LinkID]bool
 	out    []Output
+	counts Counters
 
 	synced       bool // mentor sync done (or nothing to sync from)
 	mentor       uint32
@@ -300,6 +301,7 @@ func (c *Core) fire(s *peState) {
 		c.sendKeepAlive(s, false)
 	case timerKATimeout:
 		c.log.Info("PE removed: keep-alive timeout", "pool", s.key.handle, "pe", idString(s.key.id))
+		c.counts.KeepAliveFailures++
 		c.removeOwned(s.key, selector.ReasonKeepAlive)
 	}
 }
@@ -406,6 +408,27 @@ func (c *Core) LinkDown(link LinkID) {
 	}
 }
 
+// Counters count what the registrar did since it started: the operator's
+// view of registrations, failures and takeovers (the node exports them to
+// Prometheus).
+type Counters struct {
+	// Registrations of new PEs, Reregistrations of known ones, and
+	// RegistrationsRejected with any cause.
+	Registrations, Reregistrations, RegistrationsRejected uint64
+	// Deregistrations accepted.
+	Deregistrations uint64
+	// KeepAliveFailures: owned PEs removed for a missed keep-alive;
+	// UnreachableRemovals: for too many Endpoint Unreachable reports.
+	KeepAliveFailures, UnreachableRemovals uint64
+	// Resolutions answered, of which ResolutionsFailed named no PE.
+	Resolutions, ResolutionsFailed uint64
+	// Takeovers this registrar completed and the PEs they adopted.
+	Takeovers, TakeoverAdoptedPEs uint64
+}
+
+// Counters returns the registrar's counters.
+func (c *Core) Counters() Counters { return c.counts }
+
 // Step processes one message received on link from src.
 func (c *Core) Step(link LinkID, src netip.Addr, m Message) {
 	switch m := m.(type) {
@@ -414,7 +437,12 @@ func (c *Core) Step(link LinkID, src netip.Addr, m Message) {
 	case Deregistration:
 		c.onDeregistration(link, src, m)
 	case HandleResolution:
-		c.send(Output{Link: link, Msg: c.Resolve(m)})
+		r := c.Resolve(m)
+		c.counts.Resolutions++
+		if r.Cause != 0 {
+			c.counts.ResolutionsFailed++
+		}
+		c.send(Output{Link: link, Msg: r})
 	case EndpointKeepAliveAck:
 		c.onKeepAliveAck(link, m)
 	case EndpointUnreachable:

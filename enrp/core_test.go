@@ -444,3 +444,31 @@ func TestReplicatedDeletionDrainsDeregisteredAndDropsDead(t *testing.T) {
 		}
 	}
 }
+
+func TestCountersCountWhatHappened(t *testing.T) {
+	s := newSim(t)
+	a := s.addReg(testConfig(1))
+	s.addReg(testConfig(2))
+	p := s.register(1, "echo", testPE(10))
+	s.register(1, "echo", testPE(11))
+	dead := s.register(1, "echo", testPE(12))
+	s.peSend(p, Registration{Handle: "echo", PE: testPE(10)}) // refresh
+	bad := testPE(13)
+	bad.Policy.Type = 0x2 // another policy than the pool's: cause 5
+	s.peSend(p, Registration{Handle: "echo", PE: bad})
+	s.peSend(p, HandleResolution{Handle: "echo"})
+	s.peSend(p, HandleResolution{Handle: "nope"})
+	s.peSend(p, Deregistration{Handle: "echo", PEID: 10})
+	dead.dead = true
+	s.advance(500 * time.Millisecond)
+	want := Counters{Registrations: 3, Reregistrations: 1, RegistrationsRejected: 1, Deregistrations: 1,
+		KeepAliveFailures: 1, Resolutions: 2, ResolutionsFailed: 1}
+	if got := a.Counters(); got != want {
+		t.Fatalf("counters\n got %+v\nwant %+v", got, want)
+	}
+	s.kill(1)
+	s.advance(2 * time.Second)
+	if got := s.regs[2].Counters(); got.Takeovers != 1 || got.TakeoverAdoptedPEs != 1 {
+		t.Fatalf("survivor's takeover counters: %+v, want 1 takeover adopting PE 11", got)
+	}
+}

@@ -354,6 +354,8 @@ func (c *Core) finishTakeover(target *peer) {
 		c.adopt(e.handle, e.pe)
 	}
 	c.log.Warn("takeover complete", "target", idString(target.id), "adoptedPEs", len(adopted))
+	c.counts.Takeovers++
+	c.counts.TakeoverAdoptedPEs += uint64(len(adopted))
 	c.dropPeer(target)
 }
 

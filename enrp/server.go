@@ -49,6 +49,9 @@ type ServerConfig struct {
 	// keep-alives is out of the XDP maps before the Handle Update announcing
 	// its removal leaves. It must be quick and must not call the Server.
 	BeforeSend func()
+	// ObserveResolution, if set, receives how long each Handle Resolution
+	// took from its arrival to its answer being queued.
+	ObserveResolution func(time.Duration)
 
 	// drop, in tests, discards incoming messages (network partitions).
 	drop func(Message) bool
@@ -322,6 +325,13 @@ func (s *Server) Checksum(owner uint32) uint16 { return s.core.Handlespace().Che
 // Count returns the number of active PEs.
 func (s *Server) Count() int { return s.core.Handlespace().Len() }
 
+// Counters returns the registrar's counters.
+func (s *Server) Counters() Counters {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.core.Counters()
+}
+
 // Peers returns the server IDs of the live peers.
 func (s *Server) Peers() []uint32 {
 	s.mu.Lock()
@@ -504,10 +514,14 @@ func (s *Server) dropLink(l *link) {
 
 // step feeds one message to the core and sends what it produced.
 func (s *Server) step(id LinkID, src netip.Addr, m Message) {
+	start := time.Now()
 	s.mu.Lock()
-	s.core.SetNow(time.Now())
+	s.core.SetNow(start)
 	s.core.Step(id, src, m)
 	later := s.flushLocked(s.core.Drain())
+	if _, ok := m.(HandleResolution); ok && s.cfg.ObserveResolution != nil {
+		s.cfg.ObserveResolution(time.Since(start))
+	}
 	// Wake the timer loop only if this message armed a timer earlier than
 	// the one it waits for (rare: most timers are an interval away).
 	wake := !s.timerAt.IsZero() && s.core.NextDeadline().Before(s.timerAt)

@@ -3,9 +3,11 @@ package node
 import (
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rspxdp/rspxdp/enrp"
 	"github.com/rspxdp/rspxdp/loader"
 	"github.com/rspxdp/rspxdp/selector"
 )
@@ -20,6 +22,7 @@ type StatsSource interface {
 type RegistrarView interface {
 	Handlespace() *selector.Handlespace
 	Peers() []uint32
+	Counters() enrp.Counters
 }
 
 // Metrics exposes a node to Prometheus. Counters of the data plane and the
@@ -34,6 +37,9 @@ type Metrics struct {
 	syncs      prometheus.Counter
 	syncErrors prometheus.Counter
 	repairs    prometheus.Counter
+	// resolutions is the registrar's Handle Resolution latency, observed
+	// through enrp.ServerConfig.ObserveResolution.
+	resolutions prometheus.Histogram
 
 	stats StatsSource
 	rv    RegistrarView
@@ -44,6 +50,7 @@ type Metrics struct {
 	descPEPackets, descPEBytes, descPENewFlows       *prometheus.Desc
 	descDrops, descConn, descResteered, descFlood    *prometheus.Desc
 	descICMP, descPools, descPEs, descPeers, descDPE *prometheus.Desc
+	descReg                                          map[string]*prometheus.Desc
 }
 
 // NewMetrics builds the node's registry. stats and rv may be nil (the
@@ -74,6 +81,15 @@ func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logge
 			Name: "rspxdp_dataplane_drift_repairs_total",
 			Help: "Differences between the maps and the handlespace found and repaired by reconciliation.",
 		}),
+		resolutions: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rspxdp_handle_resolution_duration_seconds",
+			Help:    "Time from a Handle Resolution's arrival at the registrar to its answer being queued.",
+			Buckets: prometheus.ExponentialBuckets(5e-6, 2, 16), // 5 us .. 164 ms
+		}),
+	}
+	m.descReg = map[string]*prometheus.Desc{}
+	for name, help := range registrarCounterHelp {
+		m.descReg[name] = prometheus.NewDesc(name, help, nil, nil)
 	}
 	for _, v := range vips {
 		m.vips[v.key] = v
@@ -94,9 +110,41 @@ func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logge
 	m.descPEs = prometheus.NewDesc("rspxdp_pool_elements", "Pool elements in the handlespace, by state.", []string{"state"}, nil)
 	m.descPeers = prometheus.NewDesc("rspxdp_enrp_peers", "ENRP peers currently alive.", nil, nil)
 	m.descDPE = prometheus.NewDesc("rspxdp_dataplane_pool_elements", "Pool elements programmed in the data plane, by state.", []string{"state"}, nil)
-	m.reg.MustRegister(m.events, m.syncs, m.syncErrors, m.repairs, collector{m})
+	m.reg.MustRegister(m.events, m.syncs, m.syncErrors, m.repairs, m.resolutions, collector{m})
 	return m
 }
+
+// registrarCounterHelp names and explains the registrar's counters.
+var registrarCounterHelp = map[string]string{
+	"rspxdp_registrations_total":                  "Registrations of new pool elements accepted by this registrar.",
+	"rspxdp_reregistrations_total":                "Re-registrations (refreshes) of known pool elements.",
+	"rspxdp_registrations_rejected_total":         "Registrations refused, any cause.",
+	"rspxdp_deregistrations_total":                "Deregistrations accepted.",
+	"rspxdp_keepalive_failures_total":             "Pool elements this registrar removed for a missed keep-alive.",
+	"rspxdp_unreachable_removals_total":           "Pool elements removed after too many Endpoint Unreachable reports.",
+	"rspxdp_handle_resolutions_total":             "Handle Resolutions answered.",
+	"rspxdp_handle_resolutions_failed_total":      "Handle Resolutions answered with no pool element (unknown pool).",
+	"rspxdp_enrp_takeovers_total":                 "Takeovers of dead registrars this registrar completed.",
+	"rspxdp_enrp_takeover_adopted_elements_total": "Pool elements adopted by those takeovers.",
+}
+
+func registrarCounterValues(c enrp.Counters) map[string]uint64 {
+	return map[string]uint64{
+		"rspxdp_registrations_total":                  c.Registrations,
+		"rspxdp_reregistrations_total":                c.Reregistrations,
+		"rspxdp_registrations_rejected_total":         c.RegistrationsRejected,
+		"rspxdp_deregistrations_total":                c.Deregistrations,
+		"rspxdp_keepalive_failures_total":             c.KeepAliveFailures,
+		"rspxdp_unreachable_removals_total":           c.UnreachableRemovals,
+		"rspxdp_handle_resolutions_total":             c.Resolutions,
+		"rspxdp_handle_resolutions_failed_total":      c.ResolutionsFailed,
+		"rspxdp_enrp_takeovers_total":                 c.Takeovers,
+		"rspxdp_enrp_takeover_adopted_elements_total": c.TakeoverAdoptedPEs,
+	}
+}
+
+// ObserveResolution records one Handle Resolution's latency.
+func (m *Metrics) ObserveResolution(d time.Duration) { m.resolutions.Observe(d.Seconds()) }
 
 // Registry is the registry to serve (promhttp.HandlerFor) or to register
 // more collectors with (the registrar's).
@@ -122,6 +170,9 @@ type collector struct{ m *Metrics }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	m := c.m
+	for _, d := range m.descReg {
+		ch <- d
+	}
 	for _, d := range []*prometheus.Desc{m.descVIPPackets, m.descVIPBytes, m.descPEPackets, m.descPEBytes, m.descPENewFlows,
 		m.descDrops, m.descConn, m.descResteered, m.descFlood, m.descICMP, m.descPools, m.descPEs, m.descPeers, m.descDPE} {
 		ch <- d
@@ -154,6 +205,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(m.descPEs, active, "active")
 		gauge(m.descPEs, draining, "draining")
 		gauge(m.descPeers, len(m.rv.Peers()))
+		for name, v := range registrarCounterValues(m.rv.Counters()) {
+			counter(m.descReg[name], v)
+		}
 	}
 	if m.stats == nil {
 		return

@@ -76,14 +76,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, lb: lb}
+	n.metrics = NewMetrics(lb, nil, cfg.VIPs, log)
 	scfg.BeforeSend = n.beforeSend
+	scfg.ObserveResolution = n.metrics.ObserveResolution
 	reg, err := enrp.NewServer(ctx, scfg)
 	if err != nil {
 		return fail(fmt.Errorf("registrar: %w", err))
 	}
 	n.reg = reg
 	n.sync = NewSyncer(reg.Handlespace(), lb, cfg.VIPs, cfg.Dataplane.Forwarding == "l2dsr", log)
-	n.metrics = NewMetrics(lb, reg, cfg.VIPs, log)
+	n.metrics.rv = reg
 	n.sub = reg.Handlespace().Subscribe()
 	if cfg.Metrics != "" {
 		n.mln, err = net.Listen("tcp", cfg.Metrics)

@@ -35,13 +35,14 @@ func TestDataPlaneProgrammedBeforeRegistrarAnswers(t *testing.T) {
 		Config: enrp.Config{ID: 1, KeepAliveInterval: 100 * time.Millisecond, KeepAliveTimeout: 100 * time.Millisecond,
 			DrainTimeout: time.Minute, Logger: quiet},
 		ASAPListen: "127.0.0.1:0", ENRPListen: "127.0.0.1:0", BeforeSend: n.beforeSend,
+		ObserveResolution: func(d time.Duration) { n.metrics.ObserveResolution(d) },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.reg = srv
 	n.sync = NewSyncer(srv.Handlespace(), dp, []VIP{v}, false, quiet)
-	n.metrics = NewMetrics(nil, nil, []VIP{v}, quiet)
+	n.metrics = NewMetrics(nil, srv, []VIP{v}, quiet)
 	n.sub = srv.Handlespace().Subscribe()
 	defer n.sub.Close()
 	if _, err := n.sync.Start(0); err != nil {
@@ -68,5 +69,39 @@ func TestDataPlaneProgrammedBeforeRegistrarAnswers(t *testing.T) {
 	}
 	if got := dp.describeService(v); got != "7:127.0.0.1:w0:draining" {
 		t.Fatalf("deregistration answered while the data plane holds %q, want PE 7 draining", got)
+	}
+
+	// The registrar's counters and the resolution histogram reach /metrics.
+	pu, err := asap.NewPoolUser(asap.WithRegistrars(srv.ASAPAddr().String()), asap.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pu.Resolve(ctx, "no-such-pool"); err == nil {
+		t.Fatal("resolution of an unknown pool succeeded")
+	}
+	families, err := n.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				got[f.GetName()] += m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				got[f.GetName()+"_count"] += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	for name, want := range map[string]float64{
+		"rspxdp_registrations_total":                      1,
+		"rspxdp_deregistrations_total":                    1,
+		"rspxdp_handle_resolutions_failed_total":          1,
+		"rspxdp_handle_resolution_duration_seconds_count": 1,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
 	}
 }
