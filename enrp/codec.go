@@ -427,8 +427,10 @@ func peFromWire(w *wire.PoolElement) PoolElement {
 		Policy: policyFromWire(w.Policy),
 	}
 	pe.Transport.Protocol = protocolOf(w.UserTransport.Kind)
-	if w.ASAPTransport.Kind != 0 {
-		pe.ASAP = firstAddrPort(w.ASAPTransport)
+	// An ASAP transport without an address names no endpoint to reach
+	// the PE at: it is dropped whole, so re-encoding stays faithful.
+	if a := firstAddrPort(w.ASAPTransport); w.ASAPTransport.Kind != 0 && a.IsValid() {
+		pe.ASAP = a
 		pe.ASAPProtocol = protocolOf(w.ASAPTransport.Kind)
 	}
 	return pe
