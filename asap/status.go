@@ -35,10 +35,10 @@ type HandlespaceDump struct {
 
 // DumpHandlespace asks the registrar whose ENRP endpoint is enrpAddr for
 // its whole handlespace, with ENRP Handle Table Requests (following the
-// more-to-send flag), the way a mentor peer would. The registrar has no
-// read-only dump request, so it briefly counts the caller as a peer (with a
-// random server ID that owns no PE; its later silence makes the registrar
-// take over nothing).
+// more-to-send flag), the way a mentor peer would, under a random server
+// ID. An rspxdp registrar answers a sender it never heard a Presence from
+// as an observer: it does not count it as a peer, so the dump leaves no
+// trace in ENRP (no peer joining, dying or being taken over).
 func DumpHandlespace(ctx context.Context, enrpAddr string, opts ...Option) (*HandlespaceDump, error) {
 	cfg := newConfig(opts)
 	if err := validateAddrs([]string{enrpAddr}); err != nil {

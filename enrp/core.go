@@ -106,7 +106,10 @@ type Core struct {
 	gen    uint64
 	timers timerHeap
 	peers  map[uint32]*peer
-	links  map[LinkID]uint32 // ENRP link -> peer id once known
+	// observers are senders of Handle Table Requests that are not peers
+	// (operators' dump tools): only their table transfers are kept.
+	observers map[uint32]*peer
+	links     map[LinkID]uint32 // ENRP link -> peer id once known
 	// probes are the ENRP links we opened (static or learned peers): they
 	// get a Presence every heartbeat even while their peer is unknown or
 	// considered dead, so a healed partition or restarted peer is found.
@@ -136,6 +139,7 @@ func NewCore(cfg Config, now time.Time) (*Core, error) {
 		now:          now,
 		owned:        map[peKey]*peState{},
 		peers:        map[uint32]*peer{},
+		observers:    map[uint32]*peer{},
 		links:        map[LinkID]uint32{},
 		probes:       map[LinkID]bool{},
 		nextPresence: now,

@@ -225,3 +225,54 @@ func TestAuditKeepsPEsRegisteredDuringTheTransfer(t *testing.T) {
 		t.Fatalf("%d PEs after the audit, want 3 (the one replicated during the transfer kept)", c.Count())
 	}
 }
+
+// A dump tool (rspxdp status) asks for the table under a server ID nobody
+// knows: it is answered on its link in chunks, but never becomes a peer —
+// so it is not later declared dead and "taken over" among the registrars.
+func TestHandleTableRequestFromObserver(t *testing.T) {
+	cfg := testConfig(1)
+	cfg.MaxPEsPerResponse = 2
+	now := time.Unix(1000, 0)
+	c, err := NewCore(cfg, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.MarkSynced()
+	hello(c, 2, 2)
+	for i := uint32(1); i <= 3; i++ {
+		pe := testPE(i)
+		pe.Home = 2
+		c.Step(2, netip.Addr{}, HandleUpdate{Header: Header{Sender: 2, Receiver: 1}, Handle: "a", PE: pe})
+	}
+	c.Drain()
+	got := 0
+	for more := true; more; {
+		c.Step(9, netip.Addr{}, HandleTableRequest{Header: Header{Sender: 0x5eed, Receiver: 1}})
+		outs := c.Drain()
+		rs := msgsOf[HandleTableResponse](outs)
+		if len(rs) != 1 || outs[0].Link != 9 {
+			t.Fatalf("observer request answered with %+v", outs)
+		}
+		for _, p := range rs[0].Pools {
+			got += len(p.PEs)
+		}
+		more = rs[0].More
+	}
+	if got != 3 {
+		t.Fatalf("observer got %d PEs, want 3", got)
+	}
+	for _, id := range c.Peers() {
+		if id == 0x5eed {
+			t.Fatal("observer became a peer")
+		}
+	}
+	for i := 0; i < 50; i++ {
+		now = now.Add(100 * time.Millisecond)
+		c.Tick(now)
+		for _, o := range c.Drain() {
+			if m, ok := o.Msg.(InitTakeover); ok && m.Target == 0x5eed {
+				t.Fatal("registrar started a takeover of the observer")
+			}
+		}
+	}
+}

@@ -98,8 +98,16 @@ func (c *Core) requestTable(p *peer, ownOnly bool) {
 }
 
 func (c *Core) onHandleTableRequest(link LinkID, m HandleTableRequest) {
-	p := c.heard(link, m.Header)
-	if p == nil {
+	p := c.peers[m.Sender]
+	observer := p == nil && m.Sender != 0 && m.Sender != c.cfg.ID
+	if observer {
+		// A registrar introduces itself with a Presence before it asks
+		// for a table; a sender never heard of is an observer, such as
+		// `rspxdp status` dumping the handlespace. It is answered on its
+		// link but not made a peer: it would otherwise be declared dead
+		// and "taken over" once it left.
+		p = c.observer(m.Sender)
+	} else if p = c.heard(link, m.Header); p == nil {
 		return
 	}
 	// A request while a previous table is still being sent continues it;
@@ -137,7 +145,34 @@ func (c *Core) onHandleTableRequest(link LinkID, m HandleTableRequest) {
 	if !resp.More {
 		p.htKeys = nil
 	}
+	if observer {
+		c.send(Output{Link: link, Msg: resp})
+		return
+	}
 	c.toPeer(p, resp)
+}
+
+// maxObservers bounds the table transfers kept for observers.
+const maxObservers = 64
+
+// observer returns the table-transfer state of an observer, making room by
+// forgetting the one served longest ago when there are too many.
+func (c *Core) observer(id uint32) *peer {
+	if o := c.observers[id]; o != nil {
+		return o
+	}
+	if len(c.observers) >= maxObservers {
+		var oldest *peer
+		for _, o := range c.observers {
+			if oldest == nil || o.htServedAt.Before(oldest.htServedAt) {
+				oldest = o
+			}
+		}
+		delete(c.observers, oldest.id)
+	}
+	o := &peer{id: id}
+	c.observers[id] = o
+	return o
 }
 
 func (c *Core) onHandleTableResponse(link LinkID, m HandleTableResponse) {
