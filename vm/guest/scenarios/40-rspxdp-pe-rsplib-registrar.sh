@@ -4,8 +4,9 @@
 # resolves the pool through rspregistrar and echoes through the PE; hsdump
 # reads rspregistrar's handle table over ENRP, where the PE must appear with
 # its identifier, policy, user address and an SCTP registrator (ASAP)
-# transport. Leaves for the host: resolve.txt, resolve.json, echo.txt,
-# hsdump.txt, the logs and capture.pcap.
+# transport, after several rounds of 1 s keep-alives it answered. Leaves
+# for the host: resolve.txt, resolve.json, echo.txt, hsdump.txt, the logs
+# and capture.pcap.
 # Exits 77 (skipped) while this build of rspxdp has no SCTP for pe/pu.
 set -u
 . /payload/lib.sh
@@ -18,8 +19,11 @@ A=$VM_ADDR4
 PEID=0x00004242
 
 capture_start lo
+# Keep-alives every second with a 1 s timeout: a PE that does not answer
+# rsplib's Endpoint Keep-Alive correctly is gone within seconds.
 start_bg rsplib-registrar rspregistrar -asap="$A:3863" -enrp="$A:9901" \
-	-asapannounce=off -enrpannounce=off -loglevel=3
+	-asapannounce=off -enrpannounce=off -loglevel=3 \
+	-endpointkeepalivetransmissioninterval=1000 -endpointkeepalivetimeoutinterval=1000
 wait_sctp_listen 3863 || fail "rspregistrar does not listen"
 start_bg rspxdp-pe rspxdp pe --pool PoolP --registrar "$A:3863" --transport sctp \
 	--listen "$A:7000" --service echo --policy RoundRobin --id "$PEID" --log-level debug
@@ -45,7 +49,8 @@ timeout 30 rspxdp pu --pool PoolP --registrar "$A:3863" --transport sctp echo --
 	>echo.txt 2>&1 || fail "rspxdp pu echo through rspregistrar failed"
 cat echo.txt
 
-# rsplib's own view, over ENRP.
+# rsplib's own view, over ENRP, after several keep-alive rounds.
+sleep 4
 timeout 10 hsdump "$A:9901" >hsdump.txt 2>&1
 sed -n '/Handlespace/,$p' hsdump.txt | head -n 30
 grep -q 'Pool "PoolP", Policy "RoundRobin"' hsdump.txt || fail "rspregistrar's handle table lacks PoolP with RoundRobin"
