@@ -410,7 +410,10 @@ func (d *Decoder) decodePE(t ParamType, v []byte, off, depth int, pe *PoolElemen
 				// A zero policy type would vanish on re-encoding; keep it.
 				pe.Policy.Opaque = []byte{}
 			}
-		case nt.IsTransport() && seenPolicy && pe.ASAPTransport.Kind == 0:
+		case nt.IsTransport() && pe.ASAPTransport.Kind == 0 && (seenPolicy || pe.UserTransport.Kind != 0):
+			// The ASAP transport follows the policy (RFC 5354 3.7); a
+			// second transport ahead of the policy is taken for it too,
+			// since re-encoding writes it there.
 			err = d.decodeTransport(nt, nv, off+start, depth+1, &pe.ASAPTransport)
 		default:
 			err = d.extra(&pe.Extra, nt, nv, off+start, depth+1)
