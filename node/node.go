@@ -219,6 +219,12 @@ func (n *Node) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(n.cfg.ReconcileEvery.D())
 	defer tick.Stop()
+	// New-flow counters feed least-used-with-degradation pools once a
+	// second: often enough to spread a burst, rare enough that the Maglev
+	// ring of a busy pool is not rebuilt on every flow.
+	feedback := newFlowFeedback(n.reg.Handlespace(), n.cfg.VIPs)
+	fbTick := time.NewTicker(time.Second)
+	defer fbTick.Stop()
 	var runErr error
 loop:
 	for {
@@ -230,6 +236,12 @@ loop:
 			break loop
 		case <-sub.Ready():
 			n.applyPending()
+		case <-fbTick.C:
+			if st, err := n.lb.Stats(); err == nil {
+				if k := feedback.step(st); k > 0 {
+					n.log.Debug("new flows degraded least-used PEs", "pes", k)
+				}
+			}
 		case <-tick.C:
 			repairs, err := n.sync.Reconcile()
 			for _, r := range repairs {

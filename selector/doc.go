@@ -42,6 +42,12 @@
 //	PriorityLeastUsedDPF (+Degradation)     free capacity after load (+ degradation for
 //	                                        the priority ones) + distance x LoadDPF
 //
+// LeastUsedDegradation and PriorityLeastUsedDegradation also count the
+// element's flow degradation as load: ObserveFlows adds the load
+// degradation once per new flow the data plane reports for it, until the
+// next re-registration resets it, so a PE that just took many flows gets
+// fewer, as handle resolutions treat it.
+//
 // Least-used weights change whenever a re-registration brings a new load.
 // Draining elements (deregistered, within Config.DrainTimeout) are listed
 // with weight 0 and state Draining: existing flows stay, new ones go

@@ -335,6 +335,10 @@ func (h *Handlespace) refreshLocked(p *pool, e *pe, el PoolElement) EventKind {
 	// As rsplib: new policy values, or any accumulated degradation, reset
 	// the degradation and reposition the element; its sequence number (its
 	// place among equals) and its unreachability reports are kept.
+	if e.FlowDegradation != 0 {
+		e.FlowDegradation = 0
+		kinds |= WeightsChanged
+	}
 	if el.Policy != e.Settings || e.Degradation != 0 {
 		if el.Policy != e.Settings {
 			kinds |= WeightsChanged
@@ -511,6 +515,48 @@ func (h *Handlespace) ReportUnreachable(handle string, id uint32) (removed bool,
 		return false, fmt.Errorf("remove after %d reports: %w", n, err)
 	}
 	return true, nil
+}
+
+// ObserveFlows tells the handlespace that the data plane steered n new
+// flows to an element. For the degradation policies each flow adds the
+// element's load degradation to its FlowDegradation — the data plane's
+// counterpart of a handle resolution's selection — until its next
+// re-registration resets it, and the pool's steering weights change
+// (published as WeightsChanged). Other policies ignore it; changed says
+// whether anything changed.
+func (h *Handlespace) ObserveFlows(handle string, id uint32, n uint64) (changed bool, err error) {
+	if n == 0 {
+		return false, nil
+	}
+	h.mu.Lock()
+	p := h.lookupPool(handle)
+	if p == nil {
+		h.mu.Unlock()
+		return false, h.errorf(CauseUnknownPoolHandle, handle, id, "no such pool")
+	}
+	p.mu.Lock()
+	e := p.byID[id]
+	if e == nil || e.el.State != Active || !p.alg.FlowsDegrade {
+		p.mu.Unlock()
+		h.mu.Unlock()
+		return false, nil
+	}
+	add := uint64(e.Settings.LoadDegradation) * n
+	next := uint64(e.FlowDegradation) + add
+	if next > policy.MaxLoad {
+		next = policy.MaxLoad
+	}
+	changed = uint32(next) != e.FlowDegradation
+	if changed {
+		e.FlowDegradation = uint32(next)
+		p.version++
+	}
+	p.mu.Unlock()
+	if changed {
+		h.publish(handle, Event{Kind: WeightsChanged, ID: id})
+	}
+	h.mu.Unlock()
+	return changed, nil
 }
 
 // Sweep removes every element whose registration life ended at or before

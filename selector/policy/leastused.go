@@ -8,8 +8,11 @@ package policy
 // Data plane, for the whole family: flows shared in proportion to free
 // capacity after the registered load (plus the registered load degradation
 // for the priority variants). The per-selection degradation counter is not
-// included: it tracks handle resolutions, not data-plane flows, and it is
-// reset by every re-registration, which is also when new loads arrive.
+// included: it tracks handle resolutions, not data-plane flows. The
+// degradation policies include FlowDegradation instead — the load
+// degradation times the new flows the data plane reported for the element
+// since its last re-registration — so a PE that just took many flows gets
+// fewer until it reports its real load, as with resolutions.
 
 func lessLoad(load func(e *Entry) uint64) func(a, b *Entry) bool {
 	return func(a, b *Entry) bool {
@@ -31,6 +34,10 @@ func loadPriority(e *Entry) uint64 { return sum3(e.Settings.Load, e.Settings.Loa
 func loadPriorityDegr(e *Entry) uint64 {
 	return sum3(e.Settings.Load, e.Settings.LoadDegradation, e.Degradation)
 }
+func loadFlows(e *Entry) uint64 { return sum3(e.Settings.Load, e.FlowDegradation, 0) }
+func loadPriorityFlows(e *Entry) uint64 {
+	return sum3(e.Settings.Load, e.Settings.LoadDegradation, e.FlowDegradation)
+}
 
 var leastUsed = Algorithm{
 	Type: TypeLeastUsed, Name: "LeastUsed", Kind: Ordered,
@@ -44,7 +51,8 @@ var leastUsedDegradation = Algorithm{
 	DefaultMaxIncrement: 1,
 	Less:                lessLoad(loadDegraded),
 	Update:              degrade,
-	Steer:               steerFree(loadOnly),
+	Steer:               steerFree(loadFlows),
+	FlowsDegrade:        true,
 }
 
 var priorityLeastUsed = Algorithm{
@@ -59,7 +67,8 @@ var priorityLeastUsedDegradation = Algorithm{
 	DefaultMaxIncrement: 1,
 	Less:                lessLoad(loadPriorityDegr),
 	Update:              degrade,
-	Steer:               steerFree(loadPriority),
+	Steer:               steerFree(loadPriorityFlows),
+	FlowsDegrade:        true,
 }
 
 var randomizedLeastUsed = Algorithm{

@@ -179,6 +179,11 @@ type Entry struct {
 	// Degradation is the load added by selections since the last
 	// re-registration (the "degradation" policies).
 	Degradation uint32
+	// FlowDegradation is the load added by new flows the data plane
+	// steered to the element since its last re-registration, for the
+	// degradation policies: the steering set's counterpart of Degradation,
+	// which handle resolutions grow.
+	FlowDegradation uint32
 	// Value caches Algorithm.Value for Weighted algorithms.
 	Value uint64
 	// Selected counts how often the entry was returned.
@@ -204,6 +209,9 @@ type Algorithm struct {
 	Init func(e, head *Entry)
 	// Update advances an entry's state after it was selected.
 	Update func(e *Entry)
+	// FlowsDegrade: new flows the data plane steers to an entry add the
+	// entry's load degradation to its FlowDegradation, which Steer reads.
+	FlowsDegrade bool
 	// Steer writes the data-plane weight of each entry into w (len(w) ==
 	// len(es)): the share of new flows each may receive. 0 means no new
 	// flows.
