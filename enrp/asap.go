@@ -110,7 +110,8 @@ func (c *Core) Resolve(m HandleResolution) HandleResolutionResponse {
 	if m.MaxItems == maxResolutionAll || n < 0 {
 		n = selector.All
 	}
-	els, err := c.hs.Resolve(m.Handle, n, nil)
+	els, err := c.hs.Resolve(m.Handle, n, c.resolved[:0])
+	c.resolved = els[:0] // reused by the next resolution: the core is not concurrent
 	if err != nil || len(els) == 0 {
 		return HandleResolutionResponse{Handle: m.Handle, Cause: CauseUnknownPoolHandle}
 	}

@@ -84,6 +84,7 @@ func toWireInto(m Message, dst *wire.Message) error {
 	params := dst.Params[:0]
 	clear(dst.Params)
 	var w wire.Message
+	direct := false // w.Params already built in the reused storage
 	switch m := m.(type) {
 	case Registration:
 		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPRegistration,
@@ -104,13 +105,18 @@ func toWireInto(m Message, dst *wire.Message) error {
 			w.Params = append(w.Params, causeParam(m.Cause))
 		}
 	case HandleResolution:
-		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPHandleResolution, Params: []wire.Param{handleParam(m.Handle)}}
+		direct = true
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPHandleResolution, Params: append(params, handleParam(m.Handle))}
 		if m.MaxItems != 0 {
 			w.Params = append(w.Params, wire.HandleResolutionParam(m.MaxItems))
 		}
 	case HandleResolutionResponse:
+		// The registrar's most frequent answer: built straight into the
+		// reused parameter storage (a Param is large; a fresh slice per
+		// response was half of the resolution path's allocation).
+		direct = true
 		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPHandleResolutionResponse,
-			Params: append(make([]wire.Param, 0, 2+len(m.PEs)), handleParam(m.Handle))}
+			Params: append(params, handleParam(m.Handle))}
 		if m.Cause != 0 {
 			w.Flags = wire.FlagReject
 			w.Params = append(w.Params, causeParam(m.Cause))
@@ -182,9 +188,11 @@ func toWireInto(m Message, dst *wire.Message) error {
 	default:
 		return fmt.Errorf("encode %T: not a registrar message", m)
 	}
-	// Move the parameters into the reused storage.
-	params = append(params, w.Params...)
-	w.Params = params
+	if !direct {
+		// Move the parameters into the reused storage.
+		params = append(params, w.Params...)
+		w.Params = params
+	}
 	*dst = w
 	return nil
 }

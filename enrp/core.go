@@ -116,6 +116,8 @@ type Core struct {
 	probes map[LinkID]bool
 	out    []Output
 	counts Counters
+	// resolved is Resolve's scratch selection, reused across calls.
+	resolved []selector.PoolElement
 
 	synced       bool // mentor sync done (or nothing to sync from)
 	mentor       uint32
