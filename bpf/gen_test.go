@@ -11,10 +11,11 @@ import (
 	"github.com/rspxdp/rspxdp/internal/testenv"
 )
 
-// TestObjectsUpToDate rebuilds every BPF program from its C source with the
-// go:generate lines `make generate` runs, twice, and fails if the two builds
-// differ (the build must be reproducible) or differ from the committed
-// objects and bindings: CI proves the committed programs are their sources.
+// TestObjectsUpToDate rebuilds every BPF program from its C source, twice,
+// with the bpf2go lines that `make generate` runs, and fails if the two
+// builds differ (the build must be reproducible) or differ from the
+// committed objects and bindings: CI proves the committed programs are
+// their sources.
 func TestObjectsUpToDate(t *testing.T) {
 	testenv.RequireCommand(t, "clang", "clang")
 	testenv.RequireCommand(t, "llvm-strip", "llvm")
