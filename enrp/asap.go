@@ -135,8 +135,8 @@ func (c *Core) onKeepAliveAck(link LinkID, m EndpointKeepAliveAck) {
 func (c *Core) onUnreachable(m EndpointUnreachable) {
 	k := peKey{m.Handle, m.PEID}
 	if c.owned[k] == nil {
-		// Only the home registrar counts and removes; the other copies
-		// follow its Handle Update.
+		// The home decides (unreachable.go).
+		c.unreachableElsewhere(m)
 		return
 	}
 	pe, ok := c.lookup(m.Handle, m.PEID)

@@ -144,8 +144,11 @@ func toWireInto(m Message, dst *wire.Message) error {
 		}
 	case Presence:
 		w = hdr(wire.ENRPPresence, m.Header)
-		w.Flags = boolFlag(m.Reply, wire.FlagReplyRequired)
+		w.Flags = boolFlag(m.Reply, wire.FlagReplyRequired) | boolFlag(m.Leaving, wire.FlagLeaving)
 		w.Params = []wire.Param{wire.ChecksumParam(m.Checksum), wire.ServerInfoParam(serverToWire(m.Info))}
+		if ap, ok := asapEndpointParam(m.Info.ASAP, m.Info.Protocol); m.Info.ASAP.IsValid() && ok {
+			w.Params = append(w.Params, ap) // unreachable.go
+		}
 	case HandleTableRequest:
 		w = hdr(wire.ENRPHandleTableRequest, m.Header)
 		w.Flags = boolFlag(m.OwnOnly, wire.FlagOwnChildrenOnly)
@@ -185,6 +188,8 @@ func toWireInto(m Message, dst *wire.Message) error {
 	case TakeoverServer:
 		w = hdr(wire.ENRPTakeoverServer, m.Header)
 		w.TargetID = m.Target
+	case ErrorMessage:
+		w = errorToWire(m)
 	default:
 		return fmt.Errorf("encode %T: not a registrar message", m)
 	}
@@ -275,16 +280,20 @@ func FromWire(w *wire.Message) (Message, error) {
 			}
 			return a, nil
 		}
-		return nil, fmt.Errorf("decode ASAP %s: not handled by the registrar", w.TypeName())
+		if w.Type == wire.ASAPError {
+			return errorFromWire(w), nil
+		}
+		return nil, fmt.Errorf("decode ASAP %s: %w", w.TypeName(), errNotHandled)
 	}
 	switch w.Type {
 	case wire.ENRPPresence:
-		p := Presence{Header: h, Reply: w.Flags&wire.FlagReplyRequired != 0}
+		p := Presence{Header: h, Reply: w.Flags&wire.FlagReplyRequired != 0, Leaving: w.Flags&wire.FlagLeaving != 0}
 		if c := w.Param(wire.ParamPEChecksum); c != nil {
 			p.Checksum = c.Checksum
 		}
 		if s := w.Param(wire.ParamServerInformation); s != nil {
 			p.Info = serverFromWire(&s.Server)
+			p.Info.ASAP = asapEndpointOf(w)
 		}
 		return p, nil
 	case wire.ENRPHandleTableRequest:
@@ -323,7 +332,10 @@ func FromWire(w *wire.Message) (Message, error) {
 	case wire.ENRPTakeoverServer:
 		return TakeoverServer{Header: h, Target: w.TargetID}, nil
 	}
-	return nil, fmt.Errorf("decode ENRP %s: not handled by the registrar", w.TypeName())
+	if w.Type == wire.ENRPError {
+		return errorFromWire(w), nil
+	}
+	return nil, fmt.Errorf("decode ENRP %s: %w", w.TypeName(), errNotHandled)
 }
 
 func addrTransport(kind wire.ParamType, a netip.AddrPort) wire.Transport {

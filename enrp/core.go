@@ -70,6 +70,7 @@ type peer struct {
 	// because the peer was silent past max-time-last-heard.
 	noRespDeadline time.Time
 	dead           bool
+	leaving        bool // it sent a Presence with the Leaving flag
 	// takeover: our own takeover of this peer in progress.
 	takeover *takeover
 	// ackedFor is the server we agreed may take this peer over, and when.
@@ -118,6 +119,9 @@ type Core struct {
 	counts Counters
 	// resolved is Resolve's scratch selection, reused across calls.
 	resolved []selector.PoolElement
+
+	leave     leaveState               // graceful leave (leave.go)
+	forwarded map[peKey]*forwardWindow // unreachable reports passed on
 
 	synced       bool // mentor sync done (or nothing to sync from)
 	mentor       uint32
@@ -234,6 +238,9 @@ func (c *Core) stale(e timerEntry) (*peState, bool) {
 
 // NextDeadline returns when Tick must next be called.
 func (c *Core) NextDeadline() time.Time {
+	if c.leave.active {
+		return c.now.Add(time.Hour) // quiet until closed
+	}
 	next := c.nextPresence
 	if c.Announce && c.nextAnnounce.Before(next) {
 		next = c.nextAnnounce
@@ -278,6 +285,9 @@ func (c *Core) SetNow(now time.Time) {
 func (c *Core) Tick(now time.Time) {
 	if now.After(c.now) {
 		c.now = now
+	}
+	if c.leave.active {
+		return
 	}
 	for len(c.timers) > 0 && !c.timers[0].at.After(c.now) {
 		e := heap.Pop(&c.timers).(timerEntry)
@@ -426,10 +436,14 @@ type Counters struct {
 	// KeepAliveFailures: owned PEs removed for a missed keep-alive;
 	// UnreachableRemovals: for too many Endpoint Unreachable reports.
 	KeepAliveFailures, UnreachableRemovals uint64
+	// UnreachableForwarded: reports on peers' PEs passed on to their home.
+	UnreachableForwarded uint64
 	// Resolutions answered, of which ResolutionsFailed named no PE.
 	Resolutions, ResolutionsFailed uint64
 	// Takeovers this registrar completed and the PEs they adopted.
 	Takeovers, TakeoverAdoptedPEs uint64
+	// Unrecognized messages (or unknown parameters) answered with an Error.
+	Unrecognized uint64
 }
 
 // Counters returns the registrar's counters.
@@ -437,6 +451,9 @@ func (c *Core) Counters() Counters { return c.counts }
 
 // Step processes one message received on link from src.
 func (c *Core) Step(link LinkID, src netip.Addr, m Message) {
+	if c.leave.active && c.stepLeaving(m) {
+		return
+	}
 	switch m := m.(type) {
 	case Registration:
 		c.onRegistration(link, src, m)
@@ -471,6 +488,10 @@ func (c *Core) Step(link LinkID, src netip.Addr, m Message) {
 		c.onInitTakeoverAck(link, m)
 	case TakeoverServer:
 		c.onTakeoverServer(link, m)
+	case Unrecognized:
+		c.onUnrecognized(link, m)
+	case ErrorMessage:
+		c.onError(m)
 	default:
 		c.log.Debug("ignoring message", "type", m.msgName())
 	}

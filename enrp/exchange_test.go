@@ -98,13 +98,7 @@ func TestStaleHandleUpdateDeleteIgnored(t *testing.T) {
 }
 
 func TestSilentPeerIsProbedThenTakenOver(t *testing.T) {
-	c, now := newTestCore(t, 1)
-	hello(c, 2, 2)
-	hello(c, 3, 3)
-	pe := testPE(5)
-	pe.Home = 3
-	c.Step(3, netip.Addr{}, HandleUpdate{Header: Header{Sender: 3, Receiver: 1}, Handle: "a", PE: pe})
-	c.Drain()
+	c, now, pe := coreWithPeersPE(t)
 	cfg := c.Config()
 	// Only 2 keeps talking.
 	var probed, initiated bool

@@ -181,7 +181,7 @@ func TestIntegrationThreeRegistrarsTwentyPEs(t *testing.T) {
 	})
 
 	t.Run("kill registrar: takeover", func(t *testing.T) {
-		nodes[2].stop()
+		nodes[2].crash()
 		start := time.Now()
 		live := servers(nodes[0], nodes[1])
 		d, err := eventually(3*time.Second, func() bool {

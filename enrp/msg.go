@@ -183,6 +183,9 @@ type (
 		Reply    bool
 		Checksum uint16
 		Info     ServerInfo
+		// Leaving: the sender is shutting down; its peers take it over
+		// at once (wire.FlagLeaving, an rspxdp extension).
+		Leaving bool
 	}
 	// HandleTableRequest asks for the handlespace (OwnOnly: just the PEs the receiver owns).
 	HandleTableRequest struct {

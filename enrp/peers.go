@@ -30,6 +30,7 @@ func (c *Core) heard(link LinkID, h Header) *peer {
 	}
 	p.lastHard = c.now
 	p.noRespDeadline = timeZero
+	p.leaving = false
 	if link != 0 {
 		// The first link stays the one we send on until it closes: one
 		// ordered path per peer, so its Presence checksums never run
@@ -47,6 +48,10 @@ func (c *Core) heard(link LinkID, h Header) *peer {
 }
 
 func (c *Core) onPresence(link LinkID, m Presence) {
+	if m.Leaving {
+		c.onLeavingPresence(link, m)
+		return
+	}
 	p := c.heard(link, m.Header)
 	if p == nil {
 		return
@@ -391,6 +396,7 @@ func (c *Core) finishTakeover(target *peer) {
 	c.log.Warn("takeover complete", "target", idString(target.id), "adoptedPEs", len(adopted))
 	c.counts.Takeovers++
 	c.counts.TakeoverAdoptedPEs += uint64(len(adopted))
+	c.tellLeaver(target)
 	c.dropPeer(target)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rspxdp/rspxdp/selector"
@@ -43,6 +44,11 @@ type ServerConfig struct {
 	PeerAnnounceListen    string
 	// DialTimeout bounds connection set-up to peers and PEs (default 2 s).
 	DialTimeout time.Duration
+	// LeaveTimeout bounds the graceful leave when Run's context ends: how
+	// long to wait for a peer to take this registrar's PEs over before
+	// closing anyway (0: DefaultLeaveTimeout; negative: no graceful leave,
+	// peers find out by their timers). See leave.go.
+	LeaveTimeout time.Duration
 	// BeforeSend, if set, is called with the registrar's lock held after
 	// every change of state and before the messages it caused are queued.
 	// The node programs the data plane there, so a PE removed for failed
@@ -81,6 +87,16 @@ type Server struct {
 	kick           chan struct{}
 	wg             sync.WaitGroup
 	ctx            context.Context
+
+	// Peer dial loops (redial.go) run under dialCtx; dialled holds their
+	// addresses (guarded by mu). Graceful leave (leave.go): abrupt skips
+	// it, handedOver is closed once a peer took our PEs over.
+	dialCtx      context.Context
+	stopDials    context.CancelFunc
+	dialled      map[string]bool
+	abrupt       atomic.Bool
+	handedOver   chan struct{}
+	handoverOnce sync.Once
 }
 
 type link struct {
@@ -90,6 +106,9 @@ type link struct {
 	out   chan []byte
 	done  chan struct{}
 	once  sync.Once
+	// unsent counts messages queued or being written (graceful leave
+	// waits for it to reach 0).
+	unsent atomic.Int64
 }
 
 // Outgoing queue lengths per connection, in messages.
@@ -122,6 +141,9 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		byAddr:  map[netip.AddrPort]LinkID{},
 		dialing: map[netip.AddrPort][][]byte{},
 		kick:    make(chan struct{}, 1),
+
+		dialled:    map[string]bool{},
+		handedOver: make(chan struct{}),
 	}
 	var err error
 	if s.asapT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ASAP, Logger: cfg.Logger}); err != nil {
@@ -339,12 +361,18 @@ func (s *Server) Peers() []uint32 {
 	return s.core.Peers()
 }
 
-// Run serves until ctx ends, then closes every connection: peers notice
-// and take over this registrar's PEs.
+// Run serves until ctx ends, then leaves gracefully (leave.go: peers are
+// asked to take this registrar's PEs over at once, bounded by
+// LeaveTimeout) and closes every connection.
 func (s *Server) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
+	outer := ctx
+	// The connections outlive ctx for the graceful leave.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	s.mu.Lock()
 	s.ctx = ctx
+	s.dialCtx, s.stopDials = context.WithCancel(ctx)
+	s.mu.Unlock()
 	s.log.Info("registrar started", "asap", s.asapLn.Addr().String(), "enrp", s.enrpLn.Addr().String(),
 		"transport", s.asapT.Name(), "peers", s.cfg.Peers)
 	s.wg.Add(3)
@@ -352,14 +380,15 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.acceptLoop(ctx, s.enrpLn, wire.ENRP)
 	go s.timerLoop(ctx)
 	for _, p := range s.cfg.Peers {
-		s.wg.Add(1)
-		go s.peerLoop(ctx, p)
+		s.keepPeer(p, 0)
 	}
 	if s.peerRx != nil {
 		s.wg.Add(1)
 		go s.peerAnnounceLoop(ctx)
 	}
-	<-ctx.Done()
+	<-outer.Done()
+	s.leave()
+	cancel()
 	s.asapLn.Close()
 	s.enrpLn.Close()
 	s.mu.Lock()
@@ -429,15 +458,16 @@ func (l *link) close() {
 // cut off rather than waited for or silently shortchanged: closing tells
 // it (a PE re-registers, a peer reconnects and the audit repairs).
 func (l *link) enqueue(b []byte) bool {
+	l.unsent.Add(1)
 	select {
 	case <-l.done:
-		return false
 	case l.out <- b:
 		return true
 	default:
 		l.close()
-		return false
 	}
+	l.unsent.Add(-1)
+	return false
 }
 
 func (s *Server) writeLoop(l *link) {
@@ -447,7 +477,9 @@ func (s *Server) writeLoop(l *link) {
 		case <-l.done:
 			return
 		case b := <-l.out:
-			if err := l.conn.WriteMessage(s.ctx, b); err != nil {
+			err := l.conn.WriteMessage(s.ctx, b)
+			l.unsent.Add(-1)
+			if err != nil {
 				l.close()
 				return
 			}
@@ -473,12 +505,21 @@ func (s *Server) readLoop(l *link) {
 			}
 			return
 		}
-		if err := dec.Decode(l.proto, b, &w); err != nil {
-			s.log.Warn("undecodable message", "protocol", l.proto.String(), "remote", l.conn.RemoteAddr().String(), "err", err)
+		derr := dec.Decode(l.proto, b, &w)
+		var m Message
+		if derr == nil {
+			m, err = FromWire(&w)
+		}
+		// Unknown messages and parameters get an Error (errmsg.go).
+		m, report, ok := classify(l.proto, b, &w, derr, m, err)
+		if report != nil {
+			s.step(l.id, src, *report)
+		}
+		if derr != nil && !ok {
+			s.log.Warn("undecodable message", "protocol", l.proto.String(), "remote", l.conn.RemoteAddr().String(), "err", derr)
 			continue
 		}
-		m, err := FromWire(&w)
-		if err != nil {
+		if !ok {
 			s.log.Debug("message ignored", "remote", l.conn.RemoteAddr().String(), "err", err)
 			if w.Protocol == wire.ASAP && w.Type == wire.ASAPRegistration {
 				// A registration we cannot make sense of still gets its answer.
@@ -519,6 +560,7 @@ func (s *Server) step(id LinkID, src netip.Addr, m Message) {
 	s.core.SetNow(start)
 	s.core.Step(id, src, m)
 	later := s.flushLocked(s.core.Drain())
+	s.noteHandover()
 	if _, ok := m.(HandleResolution); ok && s.cfg.ObserveResolution != nil {
 		s.cfg.ObserveResolution(time.Since(start))
 	}
@@ -621,7 +663,7 @@ func (s *Server) finish(later []deferredOut) {
 				}
 			}
 		case d.o.ConnectPeer:
-			s.connectPeer(d.o.Dial)
+			s.connectPeer(d.o.Dial, d.o.Peer)
 		default:
 			s.dialPE(d.o.Dial, d.b)
 		}
@@ -673,60 +715,4 @@ func (s *Server) dialPE(addr netip.AddrPort, b []byte) {
 			l.enqueue(m)
 		}
 	}()
-}
-
-// connectPeer opens an ENRP connection to a peer learned from a List
-// Response, unless one to that address exists.
-func (s *Server) connectPeer(addr netip.AddrPort) {
-	s.mu.Lock()
-	_, have := s.byAddr[addr]
-	_, pending := s.dialing[addr]
-	if have || pending || s.ctx == nil {
-		s.mu.Unlock()
-		return
-	}
-	s.dialing[addr] = nil
-	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.DialTimeout)
-		c, err := s.enrpT.Dial(ctx, addr.String())
-		cancel()
-		s.mu.Lock()
-		delete(s.dialing, addr)
-		s.mu.Unlock()
-		if err != nil {
-			return
-		}
-		l := s.addLink(c, wire.ENRP, true)
-		s.mu.Lock()
-		s.byAddr[addr] = l.id
-		s.mu.Unlock()
-	}()
-}
-
-// peerLoop keeps a connection to one static peer, redialling after a
-// failure at a fraction of the heartbeat cycle.
-func (s *Server) peerLoop(ctx context.Context, addr string) {
-	defer s.wg.Done()
-	retry := s.core.cfg.PeerHeartbeatCycle / 2
-	for ctx.Err() == nil {
-		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
-		c, err := s.enrpT.Dial(dctx, addr)
-		cancel()
-		if err == nil {
-			l := s.addLink(c, wire.ENRP, true)
-			select {
-			case <-l.done:
-			case <-ctx.Done():
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(retry):
-		}
-	}
 }

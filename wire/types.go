@@ -175,6 +175,11 @@ const (
 	// it): the PE deregistered, so the receiver drains it — keeps it for
 	// its established flows — rather than dropping it as failed.
 	FlagDrain Flags = 0x80
+	// FlagLeaving (L) in an ENRP Presence is an rspxdp extension in a bit
+	// RFC 5353 leaves reserved (receivers ignore it): the sender is
+	// shutting down and asks its peers to take its PEs over now instead of
+	// after their max-time-last-heard and max-time-no-response timers.
+	FlagLeaving Flags = 0x80
 )
 
 // FlagNames returns the names of the flags set in f for message type t of
@@ -192,7 +197,7 @@ func (p Protocol) FlagNames(t Type, f Flags) []string {
 	case p == ASAP && t == ASAPEndpointKeepAlive:
 		bits = []bit{{FlagHome, "H"}}
 	case p == ENRP && t == ENRPPresence:
-		bits = []bit{{FlagReplyRequired, "R"}}
+		bits = []bit{{FlagReplyRequired, "R"}, {FlagLeaving, "L"}}
 	case p == ENRP && t == ENRPHandleTableRequest:
 		bits = []bit{{FlagOwnChildrenOnly, "W"}}
 	case p == ENRP && t == ENRPHandleTableResponse:
