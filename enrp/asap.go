@@ -54,7 +54,7 @@ func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {
 	c.schedule(s, timerKASend, c.now.Add(c.cfg.KeepAliveInterval))
 	if added {
 		c.counts.Registrations++
-		c.log.Debug("PE registered", "pool", m.Handle, "pe", idString(pe.ID), "source", src.String())
+		c.log.Info("PE registered", "pool", m.Handle, "pe", idString(pe.ID), "source", src.String())
 	} else {
 		c.counts.Reregistrations++
 		c.log.Debug("PE re-registered", "pool", m.Handle, "pe", idString(pe.ID))

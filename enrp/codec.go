@@ -146,9 +146,6 @@ func toWireInto(m Message, dst *wire.Message) error {
 		w = hdr(wire.ENRPPresence, m.Header)
 		w.Flags = boolFlag(m.Reply, wire.FlagReplyRequired) | boolFlag(m.Leaving, wire.FlagLeaving)
 		w.Params = []wire.Param{wire.ChecksumParam(m.Checksum), wire.ServerInfoParam(serverToWire(m.Info))}
-		if ap, ok := asapEndpointParam(m.Info.ASAP, m.Info.Protocol); m.Info.ASAP.IsValid() && ok {
-			w.Params = append(w.Params, ap) // unreachable.go
-		}
 	case HandleTableRequest:
 		w = hdr(wire.ENRPHandleTableRequest, m.Header)
 		w.Flags = boolFlag(m.OwnOnly, wire.FlagOwnChildrenOnly)
@@ -293,7 +290,6 @@ func FromWire(w *wire.Message) (Message, error) {
 		}
 		if s := w.Param(wire.ParamServerInformation); s != nil {
 			p.Info = serverFromWire(&s.Server)
-			p.Info.ASAP = asapEndpointOf(w)
 		}
 		return p, nil
 	case wire.ENRPHandleTableRequest:
@@ -354,6 +350,9 @@ func serverToWire(s ServerInfo) wire.ServerInfo {
 	if s.ENRP.IsValid() {
 		w.Transport = addrTransport(kindOf(s.Protocol), s.ENRP)
 	}
+	if ap, ok := asapEndpointParam(s.ASAP, s.Protocol); ok {
+		w.Extra = []wire.RawParam{ap} // unreachable.go
+	}
 	return w
 }
 
@@ -363,6 +362,7 @@ func serverFromWire(w *wire.ServerInfo) ServerInfo {
 		s.ENRP = firstAddrPort(w.Transport)
 		s.Protocol = protocolOf(w.Transport.Kind)
 	}
+	s.ASAP = asapEndpointOf(w.Extra)
 	return s
 }
 

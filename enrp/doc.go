@@ -14,8 +14,8 @@
 // subscribe to.
 //
 // Server is the driver: transport listeners for ASAP and ENRP, one reader
-// and one writer goroutine per connection, static peers dialled and
-// redialled, PEs dialled at their ASAP address after a takeover, a timer
+// and one writer goroutine per connection, static and learned peers dialled
+// and redialled with backoff (redial.go), PEs dialled at their ASAP address after a takeover, a timer
 // goroutine sleeping until Core.NextDeadline, UDP server announces. It
 // serialises the core behind one mutex and queues each output on its link
 // under that mutex, so every link carries messages in the order the core
@@ -60,4 +60,17 @@
 // re-registers with it. Links we opened keep receiving a Presence with the
 // reply flag while their peer is unknown or dead, so a restarted peer or a
 // healed partition is found again; the audit then reconciles ownership.
+// A closed connection alone never makes a peer dead: it is redialled.
+//
+// Leave (leave.go): when Server.Run's context ends, the registrar sends
+// each peer a Presence with the Leaving flag (a reserved bit) and goes
+// quiet; the peers take it over at once by the exchange above, and the
+// winner's Takeover Server tells the leaver it may close. After
+// ServerConfig.LeaveTimeout it closes anyway, and its PEs, losing their
+// association, register with another registrar.
+//
+// Endpoint Unreachable for a peer's PE (unreachable.go) is passed to the
+// home's ASAP endpoint, which Presence carries in a private parameter other
+// implementations skip; without it the report is counted locally. Unknown
+// messages are answered with an Error (errmsg.go).
 package enrp

@@ -79,6 +79,10 @@ func (c *Core) stepLeaving(m Message) bool {
 	switch m := m.(type) {
 	case HandleResolution, EndpointKeepAliveAck, Unrecognized:
 		return false
+	case Registration:
+		// Unanswered: the PE registers elsewhere once its association
+		// closes. A rejection would be final for it.
+		c.log.Info("registration not answered: leaving", "pool", m.Handle, "pe", idString(m.PE.ID))
 	case TakeoverServer:
 		if m.Target == c.cfg.ID && !c.leave.handedOver {
 			c.leave.handedOver = true
@@ -174,12 +178,12 @@ func (s *Server) leave() {
 	// Let the last messages (the leaving Presence at least) reach the
 	// wire before the connections close.
 	s.flushQueues(start.Add(timeout), 100*time.Millisecond)
-	s.log.Info("left the operation scope", "handedOver", s.Handed(), "took", time.Since(start))
+	s.log.Info("left the operation scope", "handedOver", s.HandedOver(), "took", time.Since(start))
 }
 
-// Handed reports whether a graceful leave handed this registrar's PEs to a
-// peer.
-func (s *Server) Handed() bool {
+// HandedOver reports whether a graceful leave handed this registrar's PEs
+// to a peer.
+func (s *Server) HandedOver() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.core.Leaving() && s.core.HandedOver()

@@ -96,7 +96,7 @@ func TestIntegrationGracefulLeave(t *testing.T) {
 		t.Fatal("the leaving registrar did not stop")
 	}
 	ran := time.Since(start)
-	if !nodes[2].srv.Handed() {
+	if !nodes[2].srv.HandedOver() {
 		t.Fatal("the leaving registrar closed without a handover")
 	}
 	t.Logf("graceful leave: %d PEs of registrar 3 owned by survivors, and known so by the PEs and both survivors, %v after cancel; Run returned after %v (RFC timers would take %v)",

@@ -88,9 +88,10 @@ type Server struct {
 	wg             sync.WaitGroup
 	ctx            context.Context
 
-	// Peer dial loops (redial.go) run under dialCtx; dialled holds their
-	// addresses (guarded by mu). Graceful leave (leave.go): abrupt skips
-	// it, handedOver is closed once a peer took our PEs over.
+	// dialCtx ends when the server starts leaving: no more peer dials
+	// (redial.go) or accepted connections. dialled holds the addresses
+	// of the dial loops (guarded by mu). Graceful leave (leave.go): abrupt
+	// skips it, handedOver is closed once a peer took our PEs over.
 	dialCtx      context.Context
 	stopDials    context.CancelFunc
 	dialled      map[string]bool
@@ -376,8 +377,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("registrar started", "asap", s.asapLn.Addr().String(), "enrp", s.enrpLn.Addr().String(),
 		"transport", s.asapT.Name(), "peers", s.cfg.Peers)
 	s.wg.Add(3)
-	go s.acceptLoop(ctx, s.asapLn, wire.ASAP)
-	go s.acceptLoop(ctx, s.enrpLn, wire.ENRP)
+	go s.acceptLoop(s.dialCtx, s.asapLn, wire.ASAP)
+	go s.acceptLoop(s.dialCtx, s.enrpLn, wire.ENRP)
 	go s.timerLoop(ctx)
 	for _, p := range s.cfg.Peers {
 		s.keepPeer(p, 0)

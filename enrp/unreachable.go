@@ -20,12 +20,12 @@ import (
 // counts towards MaxBadPEReports like a PU's own. Any RFC 5352
 // registrar accepts it.
 //
-// RFC 5353's Server Information carries only the ENRP endpoint, so a
-// Presence also carries the sender's ASAP endpoint, as a transport
-// parameter wrapped in a parameter of a private type whose action bits say
-// "skip silently" (RFC 5354, 3): rsplib and any other receiver ignore it.
-// A home that did not send it (rsplib) gets no reports passed on; they are
-// counted locally as below.
+// RFC 5353's Server Information carries only the ENRP endpoint, so ours
+// (in Presence and List Response) also carries the ASAP endpoint, as a
+// transport parameter wrapped in a parameter of a private type whose action
+// bits say "skip silently" (RFC 5354, 3): rsplib and any other receiver
+// ignore it. A home that did not send it (rsplib) gets no reports passed
+// on; they are counted locally as below.
 //
 // The views of two registrars may disagree on the home for a moment (a
 // takeover, a re-registration elsewhere), and each could then pass the
@@ -96,31 +96,40 @@ func (c *Core) mayForward(k peKey) bool {
 	return true
 }
 
-// paramASAPEndpoint is the private Presence parameter carrying the
-// sender's ASAP endpoint: the top bits 10 tell receivers that do not know
-// it to skip it silently.
+// paramASAPEndpoint is the private parameter, nested in Server
+// Information after the ENRP transport, that carries the registrar's ASAP
+// endpoint: the top bits 10 tell receivers that do not know it to skip it
+// silently (rsplib skips what follows the transport in a Server
+// Information; an extra top-level parameter would make it reject the
+// whole Presence).
 const paramASAPEndpoint wire.ParamType = 0xbf41
 
 // asapEndpointParam wraps ap as a paramASAPEndpoint parameter.
-func asapEndpointParam(ap netip.AddrPort, proto selector.Protocol) (wire.Param, bool) {
+func asapEndpointParam(ap netip.AddrPort, proto selector.Protocol) (wire.RawParam, bool) {
+	if !ap.IsValid() {
+		return wire.RawParam{}, false
+	}
 	tp := wire.TransportParam(addrTransport(kindOf(proto), ap))
 	c, err := wire.ParamCause(0, &tp)
 	if err != nil {
-		return wire.Param{}, false
+		return wire.RawParam{}, false
 	}
-	return wire.Param{Type: paramASAPEndpoint, Raw: c.Info}, true
+	return wire.RawParam{Type: paramASAPEndpoint, Value: c.Info}, true
 }
 
-// asapEndpointOf returns the ASAP endpoint a Presence carries, if any.
-func asapEndpointOf(w *wire.Message) netip.AddrPort {
-	p := w.Param(paramASAPEndpoint)
-	if p == nil {
-		return netip.AddrPort{}
+// asapEndpointOf returns the ASAP endpoint among a Server Information's
+// extra parameters, if any.
+func asapEndpointOf(extra []wire.RawParam) netip.AddrPort {
+	for _, p := range extra {
+		if p.Type != paramASAPEndpoint {
+			continue
+		}
+		var d wire.Decoder
+		tp, err := d.DecodeParam(p.Value)
+		if err != nil || !tp.Type.IsTransport() {
+			return netip.AddrPort{}
+		}
+		return firstAddrPort(tp.Transport)
 	}
-	var d wire.Decoder
-	tp, err := d.DecodeParam(p.Raw)
-	if err != nil || !tp.Type.IsTransport() {
-		return netip.AddrPort{}
-	}
-	return firstAddrPort(tp.Transport)
+	return netip.AddrPort{}
 }

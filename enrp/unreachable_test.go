@@ -93,6 +93,7 @@ func TestIntegrationUnreachableReportedToNonHome(t *testing.T) {
 	}
 	pu := dialRPC(t, nodes[1].srv.ASAPAddr().String())
 	defer pu.conn.Close()
+	start := time.Now()
 	for i := 0; i < DefaultMaxBadPEReports; i++ {
 		b, err := Encode(EndpointUnreachable{Handle: "echo", PEID: 500})
 		if err != nil {
@@ -114,12 +115,14 @@ func TestIntegrationUnreachableReportedToNonHome(t *testing.T) {
 	if c := nodes[1].srv.Counters(); c.UnreachableForwarded != uint64(DefaultMaxBadPEReports) {
 		t.Fatalf("reports passed on %d, want %d", c.UnreachableForwarded, DefaultMaxBadPEReports)
 	}
-	t.Logf("PE removed everywhere %v after the reports reached the non-home registrar", d)
+	t.Logf("PE removed everywhere %v after the first report was sent to the non-home registrar", time.Since(start))
 }
 
 // TestPresenceCarriesASAPEndpointAndLeaving: the ASAP endpoint travels in
-// a parameter other implementations skip silently, the Leaving flag in a
-// reserved bit; both survive a round trip.
+// a parameter other implementations skip silently, nested in the Server
+// Information (rsplib rejects a Presence with any other top-level
+// parameter), the Leaving flag in a reserved bit; both survive a round
+// trip.
 func TestPresenceCarriesASAPEndpointAndLeaving(t *testing.T) {
 	if a := paramASAPEndpoint.Action(); a != wire.ActionSkip || paramASAPEndpoint.Known() {
 		t.Fatalf("private parameter action %v known=%v: receivers must skip it silently", a, paramASAPEndpoint.Known())
@@ -140,6 +143,16 @@ func TestPresenceCarriesASAPEndpointAndLeaving(t *testing.T) {
 		}
 		if got != p {
 			t.Fatalf("round trip %+v -> %+v", p, got)
+		}
+		var w wire.Message
+		if err := (&wire.Decoder{}).Decode(wire.ENRP, b, &w); err != nil {
+			t.Fatal(err)
+		}
+		if len(w.Params) != 2 || w.Params[0].Type != wire.ParamPEChecksum || w.Params[1].Type != wire.ParamServerInformation {
+			t.Fatalf("Presence parameters %v, want exactly checksum and server information", w.Params)
+		}
+		if len(w.ReportCauses()) != 0 {
+			t.Fatal("the private parameter would be reported as unrecognized")
 		}
 		if p.Leaving && b[1]&byte(wire.FlagLeaving) == 0 {
 			t.Fatalf("flags %#x lack the Leaving bit", b[1])

@@ -19,18 +19,26 @@ const registrarUsage = `Usage: rspxdp registrar [flags]
 Runs an RSerPool registrar: the ASAP server for pool elements and pool
 users (registration, handle resolution, keep-alives) and ENRP peering
 with the other registrars of the operation scope (presence, handle
-updates, audit, takeover). Runs until SIGINT or SIGTERM, then closes its
-connections; its peers take over its pool elements.
+updates, audit, takeover). Runs until SIGINT or SIGTERM, then leaves
+gracefully: it tells its peers (a Presence with the leaving flag), one of
+them takes its pool elements over at once with the ENRP takeover, and it
+closes its connections (after --leave-timeout at the latest, when pool
+elements register with another registrar by themselves). A peer whose
+connection closes is redialled and judged by the timers below, not by the
+close.
 
-Timers (defaults as rsplib's registrar):
+Timers (defaults as rsplib's registrar where it has the timer):
   --keepalive-interval   Endpoint Keep-Alive period to each PE this registrar is home for (5s)
   --keepalive-timeout    wait for the Keep-Alive Ack before the PE is removed (5s)
-  --heartbeat            ENRP Presence period to every peer, the peer heartbeat cycle (2.444s)
+  --heartbeat            ENRP Presence period to every peer, the peer heartbeat cycle (2.444s);
+                         a closed peer connection is redialled after 1/16 of it, backing off to 1/2
   --max-time-last-heard  a peer silent this long is asked for a Presence (5s)
   --max-time-no-response a peer that then stays silent this long is taken over (5s)
   --takeover-expiry      wait for Init Takeover Acks before completing anyway (5s)
+  --leave-timeout        on SIGINT/SIGTERM, wait this long for a peer to take over (2s; 0: leave without telling peers)
   --announce-interval    ASAP Server Announce period with --announce (1s)
   --drain-timeout        a deregistered PE keeps its existing flows this long (30s)
+  --dial-timeout         bound on connecting to a peer or, after a takeover, to a PE (2s)
 
 Examples:
   # A single registrar on the standard ports.
@@ -84,6 +92,8 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	noResp := fs.Duration("max-time-no-response", enrp.DefaultPeerMaxTimeNoResponse, "peer max time no response")
 	takeover := fs.Duration("takeover-expiry", enrp.DefaultTakeoverExpiry, "takeover expiry interval")
 	annInt := fs.Duration("announce-interval", enrp.DefaultAnnounceInterval, "Server Announce interval")
+	dialTO := fs.Duration("dial-timeout", 2*time.Second, "connection set-up timeout to peers and PEs")
+	leaveTO := fs.Duration("leave-timeout", enrp.DefaultLeaveTimeout, "graceful leave: wait for a peer to take over (0: none)")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "drain time of deregistered PEs (0 or negative: none)")
 	maxItems := fs.Int("max-resolution-items", enrp.DefaultMaxResolutionItems, "PEs per handle resolution when the PU does not say")
 	maxInc := fs.Int("max-increment", enrp.DefaultMaxIncrement, "selection state advance per resolution (0: policy default)")
@@ -118,6 +128,12 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *drain <= 0 {
 		cfg.DrainTimeout = -1
+	}
+	cfg.DialTimeout = *dialTO
+	// 0 on the command line means no graceful leave; in the config, the default.
+	cfg.LeaveTimeout = *leaveTO
+	if *leaveTO <= 0 {
+		cfg.LeaveTimeout = -1
 	}
 	switch *tr {
 	case "tcp", "sctp", "auto":

@@ -16,7 +16,7 @@ func TestRegistrarHelpDocumentsTimers(t *testing.T) {
 	for _, want := range []string{
 		"--keepalive-interval", "--keepalive-timeout", "--heartbeat", "--max-time-last-heard",
 		"--max-time-no-response", "--takeover-expiry", "--announce-interval", "--drain-timeout",
-		"(5s)", "(2.444s)", "Examples:", "--peer",
+		"--leave-timeout", "--dial-timeout", "(5s)", "(2.444s)", "(2s", "(1s)", "(30s)", "Examples:", "--peer",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("--help lacks %q", want)
@@ -53,7 +53,9 @@ func TestRegistrarRunsUntilCancelled(t *testing.T) {
 	if !strings.Contains(out.String(), "registrar $0000002a: ASAP 127.0.0.1:") {
 		t.Fatalf("stdout %q", out.String())
 	}
-	if !strings.Contains(errb.String(), "registrar left") {
-		t.Fatalf("no clean leave logged: %s", errb.String())
+	for _, want := range []string{"left the operation scope", "registrar left"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Fatalf("no clean leave logged (%q): %s", want, errb.String())
+		}
 	}
 }
