@@ -13,7 +13,7 @@ BIN       ?= bin/rspxdp
 # seconds per target here: past the seed corpus, well inside CI's budget.
 FUZZTIME  ?= 100000x
 # package:FuzzTarget pairs run by `make fuzz`.
-FUZZ_TARGETS ?= ./wire:FuzzDecodeMessage ./wire:FuzzParameters ./selector:FuzzOperations ./internal/capture:FuzzReader ./bpf:FuzzLbFrames ./asap:FuzzSession ./enrp:FuzzDecode ./security:FuzzParsePolicy ./security:FuzzMatch
+FUZZ_TARGETS ?= ./wire:FuzzDecodeMessage ./wire:FuzzParameters ./selector:FuzzOperations ./internal/capture:FuzzReader ./bpf:FuzzLbFrames ./asap:FuzzSession ./enrp:FuzzDecode ./security:FuzzParsePolicy ./security:FuzzMatch ./node:FuzzParseConfig ./node:FuzzParseVIP ./asap:FuzzParsePolicy ./cmd/rspxdp:FuzzRegistrarFlags
 TESTFLAGS ?= -count=1 -timeout 15m
 
 .PHONY: all build test unit race fuzz generate bench bench-pps demo lint vmtest clean

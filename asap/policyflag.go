@@ -99,7 +99,8 @@ func parseValue(s string, fraction bool) (uint32, error) {
 			return 0, fmt.Errorf("not a fraction: give a number")
 		}
 		f, err := strconv.ParseFloat(pct, 64)
-		if err != nil || f < 0 || f > 100 {
+		// Written so that NaN, which fails every comparison, is refused too.
+		if err != nil || !(f >= 0 && f <= 100) {
 			return 0, fmt.Errorf("want a percentage 0-100%%")
 		}
 		return uint32(f / 100 * float64(policy.MaxLoad)), nil

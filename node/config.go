@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"strconv"
@@ -180,6 +181,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// MarshalYAML writes the form UnmarshalYAML reads back.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
@@ -201,15 +205,32 @@ func Defaults() Config {
 // LoadFile reads a YAML configuration over the defaults. Unknown fields are
 // errors, so a typo does not silently leave a default in place.
 func LoadFile(path string) (Config, error) {
-	cfg := Defaults()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
+		return Defaults(), fmt.Errorf("config: %w", err)
 	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig reads a YAML configuration held in memory over the defaults,
+// as LoadFile does. It does not validate.
+func ParseConfig(b []byte) (cfg Config, err error) {
+	cfg = Defaults()
+	// The YAML library has panicked on hostile documents before; a bad
+	// file must be an error, never a crash of the node.
+	defer func() {
+		if r := recover(); r != nil {
+			cfg, err = Defaults(), fmt.Errorf("malformed YAML: %v", r)
+		}
+	}()
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, err
 	}
 	return cfg, nil
 }
@@ -331,8 +352,10 @@ func isPrime(n uint32) bool {
 	if n < 2 {
 		return false
 	}
-	for d := uint32(2); d*d <= n; d++ {
-		if n%d == 0 {
+	// 64-bit trial divisors: a 32-bit d*d wraps past 65535, and the loop
+	// would then run on to n itself and call a large prime composite.
+	for d := uint64(2); d*d <= uint64(n); d++ {
+		if uint64(n)%d == 0 {
 			return false
 		}
 	}
