@@ -1,15 +1,16 @@
 package enrp
 
-import (
-	"time"
-)
+import "time"
 
 // Graceful leave.
 //
 // RFC 5353 has no message for a registrar that shuts down: its peers find
 // out by their timers (max-time-last-heard, then max-time-no-response) and
-// only then take its PEs over, so a planned restart leaves its PEs without
-// a working home for 10 s with the default timers. A leaving registrar
+// only then take its PEs over. With the default timers that is 10 s in
+// which the registrar still counts as alive (a takeover of another waits
+// for its ack, it is listed to joining registrars) and in which its PEs
+// that do not look for another registrar when their association closes
+// have no working home. A leaving registrar
 // therefore sends each peer a last Presence with the Leaving flag, a bit
 // RFC 5353 leaves reserved. A peer that understands it marks the sender
 // dead and starts the RFC takeover at once (Init Takeover, Init Takeover
@@ -28,8 +29,7 @@ import (
 // no peer has taken over within ServerConfig.LeaveTimeout, the registrar
 // closes its ASAP associations, and the PEs' ASAP endpoints register with
 // another registrar of their list at once (the ENRP server hunt of RFC
-// 5352), whose Handle
-// Update then names the new home to every peer.
+// 5352), whose Handle Update then names the new home to every peer.
 
 // leaveState is the leaving registrar's side.
 type leaveState struct {
