@@ -347,7 +347,10 @@ func (c *sctpConn) Peer() Identity       { return Identity{} }
 
 func (c *sctpConn) Close() error {
 	c.closed.Store(true)
-	return c.f.Close()
+	err := c.f.Close()
+	c.rw.close()
+	c.ww.close()
+	return err
 }
 
 func (c *sctpConn) fail(fe *FrameError) error {
@@ -358,8 +361,7 @@ func (c *sctpConn) fail(fe *FrameError) error {
 
 func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	cfg := &c.s.cfg
-	stop := c.rw.start(ctx)
-	defer c.rw.finish(stop)
+	c.rw.arm(ctx)
 	if err := c.f.SetReadDeadline(deadlineFor(ctx, time.Now(), cfg.IdleTimeout)); err != nil {
 		return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, err)
 	}
@@ -492,8 +494,7 @@ func (c *sctpConn) WriteMessage(ctx context.Context, msg []byte) error {
 	if err := c.f.SetWriteDeadline(deadlineFor(ctx, time.Now(), cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.raddr, err)
 	}
-	stop := c.ww.start(ctx)
-	defer c.ww.finish(stop)
+	c.ww.arm(ctx)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

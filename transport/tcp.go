@@ -184,7 +184,10 @@ func (c *streamConn) Peer() Identity {
 
 func (c *streamConn) Close() error {
 	c.closed.Store(true)
-	return c.c.Close()
+	err := c.c.Close()
+	c.rw.close()
+	c.ww.close()
+	return err
 }
 
 // handshake runs the TLS handshake once. On an accepted connection it is
@@ -256,13 +259,24 @@ func watch(ctx context.Context, interrupt func()) (stop func() bool) {
 	}
 }
 
-// watcher is watch for one direction of a connection, reused across calls
-// so the per-message path allocates only what context.AfterFunc needs.
-// One call at a time may use it.
+// watcher is watch for one direction of a connection, kept armed across
+// calls made with the same context. Registering a context.AfterFunc per
+// message allocated and took the parent context's lock on every read and
+// write, which every connection of a server shares: at tens of thousands of
+// messages per second that lock was a contention point in the latency tail.
+// An interrupt that fires between two calls with the same context is
+// harmless: that context is done, and both directions check ctx.Err()
+// after setting their deadline. One call at a time may use the watcher;
+// shut may race with it.
 type watcher struct {
 	interrupt func()
 	fired     chan struct{} // one token per interrupt that ran
 	fire      func()
+
+	mu   sync.Mutex
+	done <-chan struct{} // ctx.Done() of the armed context
+	stop func() bool     // disarms it; nil when nothing is armed
+	shut bool            // the connection is closed: arm no more
 }
 
 func newWatcher(interrupt func()) *watcher {
@@ -271,22 +285,44 @@ func newWatcher(interrupt func()) *watcher {
 	return w
 }
 
-// start arms w for ctx; pass its result to finish.
-func (w *watcher) start(ctx context.Context) (stop func() bool) {
-	if ctx.Done() == nil {
-		return nil
+// arm makes sure an interrupt is armed for ctx's end.
+func (w *watcher) arm(ctx context.Context) {
+	done := ctx.Done()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.shut || (w.stop != nil && done == w.done) {
+		return
 	}
-	return context.AfterFunc(ctx, w.fire)
+	w.disarmLocked()
+	if done == nil {
+		return
+	}
+	w.done, w.stop = done, context.AfterFunc(ctx, w.fire)
 }
 
-// finish disarms w, waiting for an interrupt already under way, and
-// reports whether it ran.
-func (w *watcher) finish(stop func() bool) bool {
-	if stop == nil || stop() {
+// disarmLocked removes the armed interrupt, waiting for one already under
+// way so that it cannot poison a later call's deadline, and reports
+// whether it ran.
+func (w *watcher) disarmLocked() bool {
+	if w.stop == nil {
+		return false
+	}
+	stop := w.stop
+	w.stop, w.done = nil, nil
+	if stop() {
 		return false
 	}
 	<-w.fired
 	return true
+}
+
+// close disarms w for good, so a closed connection leaves nothing
+// registered with a long-lived context.
+func (w *watcher) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.shut = true
+	w.disarmLocked()
 }
 
 func ctxExpired(ctx context.Context) error {
@@ -314,8 +350,7 @@ func (c *streamConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	if err := c.handshake(ctx); err != nil {
 		return nil, err
 	}
-	stop := c.rw.start(ctx)
-	defer c.rw.finish(stop)
+	c.rw.arm(ctx)
 
 	cfg := &c.t.cfg
 	// Between messages: wait as long as the idle timeout (or ctx) allows.
@@ -404,8 +439,7 @@ func (c *streamConn) WriteMessage(ctx context.Context, msg []byte) error {
 	if err := c.c.SetWriteDeadline(deadlineFor(ctx, time.Now(), cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.RemoteAddr(), err)
 	}
-	stop := c.ww.start(ctx)
-	defer c.ww.finish(stop)
+	c.ww.arm(ctx)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
