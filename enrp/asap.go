@@ -104,7 +104,8 @@ func (c *Core) onDeregistration(link LinkID, src netip.Addr, m Deregistration) {
 }
 
 // Resolve answers a Handle Resolution from the handlespace by the pool's
-// policy. It advances the policy state.
+// policy. It advances the policy state. The answer's PEs share their
+// address slices with the handlespace: read them, do not modify them.
 func (c *Core) Resolve(m HandleResolution) HandleResolutionResponse {
 	n := int(m.MaxItems)
 	if m.MaxItems == maxResolutionAll || n < 0 {
@@ -117,7 +118,7 @@ func (c *Core) Resolve(m HandleResolution) HandleResolutionResponse {
 	}
 	resp := HandleResolutionResponse{Handle: m.Handle, PolicyType: uint32(els[0].Policy.Type), PEs: make([]PoolElement, len(els))}
 	for i, el := range els {
-		resp.PEs[i] = fromSel(el, c.lifetimeOf(m.Handle, el.ID))
+		resp.PEs[i] = fromSelShared(el, c.lifetimeOf(m.Handle, el.ID))
 	}
 	return resp
 }

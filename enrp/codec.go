@@ -68,7 +68,8 @@ func boolFlag(b bool, f wire.Flags) wire.Flags {
 	return 0
 }
 
-// ToWire converts a core message to a wire.Message.
+// ToWire converts a core message to a wire.Message. Address slices of
+// pool elements are shared with m, not copied.
 func ToWire(m Message) (*wire.Message, error) {
 	var w wire.Message
 	if err := toWireInto(m, &w); err != nil {
@@ -412,7 +413,7 @@ func peToWire(pe PoolElement) wire.PoolElement {
 			Kind:  kind,
 			Port:  pe.Transport.Port,
 			Use:   wire.TransportUse(pe.Transport.Use),
-			Addrs: append([]netip.Addr(nil), pe.Transport.Addrs...),
+			Addrs: pe.Transport.Addrs, // read only: the wire form is encoded, never edited
 		},
 		Policy: policyToWire(pe.Policy),
 	}

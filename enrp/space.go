@@ -51,11 +51,21 @@ func toSel(pe PoolElement, owned bool) selector.PoolElement {
 
 // fromSel converts back; lifetime comes from our record for owned PEs.
 func fromSel(el selector.PoolElement, lifetime time.Duration) PoolElement {
+	pe := fromSelShared(el, lifetime)
+	pe.Transport = cloneTransport(pe.Transport)
+	return pe
+}
+
+// fromSelShared is fromSel for a PE that is encoded and dropped at once
+// (a resolution answer): its address slice stays shared with the
+// handlespace, which never modifies one in place, saving a copy per PE on
+// the registrar's most frequent path.
+func fromSelShared(el selector.PoolElement, lifetime time.Duration) PoolElement {
 	pe := PoolElement{
 		ID:        el.ID,
 		Home:      el.Home,
 		Lifetime:  el.Lifetime,
-		Transport: cloneTransport(el.Transport),
+		Transport: el.Transport,
 		Policy:    el.Policy,
 	}
 	if lifetime > 0 {
