@@ -473,19 +473,49 @@ func (l *link) enqueue(b []byte) bool {
 
 func (s *Server) writeLoop(l *link) {
 	defer s.wg.Done()
+	// Messages that queued up while the last write was under way leave
+	// together (transport.BatchWriter).
+	bw, _ := l.conn.(transport.BatchWriter)
+	var batch [][]byte
 	for {
 		select {
 		case <-l.done:
 			return
 		case b := <-l.out:
-			err := l.conn.WriteMessage(s.ctx, b)
-			l.unsent.Add(-1)
+			batch = append(batch[:0], b)
+			if bw != nil {
+				batch = l.queued(batch)
+			}
+			var err error
+			if len(batch) > 1 {
+				err = bw.WriteMessages(s.ctx, batch)
+			} else {
+				err = l.conn.WriteMessage(s.ctx, b)
+			}
+			clear(batch)
+			l.unsent.Add(-int64(len(batch)))
 			if err != nil {
 				l.close()
 				return
 			}
 		}
 	}
+}
+
+// maxWriteBatch bounds the messages sent with one write.
+const maxWriteBatch = 64
+
+// queued appends to batch what is already queued on l, without waiting.
+func (l *link) queued(batch [][]byte) [][]byte {
+	for len(batch) < maxWriteBatch {
+		select {
+		case b := <-l.out:
+			batch = append(batch, b)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (s *Server) readLoop(l *link) {

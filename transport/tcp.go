@@ -162,6 +162,7 @@ type streamConn struct {
 	tlsConn *tls.Conn
 	br      *bufio.Reader
 	buf     []byte
+	wbuf    []byte // WriteMessages' batch, under wmu
 	rw, ww  *watcher
 	server  bool
 
@@ -427,7 +428,6 @@ func (c *streamConn) ReadMessage(ctx context.Context) ([]byte, error) {
 }
 
 func (c *streamConn) WriteMessage(ctx context.Context, msg []byte) error {
-	cfg := &c.t.cfg
 	if err := checkOutgoing(msg, MaxMessageSize); err != nil {
 		return err
 	}
@@ -436,6 +436,39 @@ func (c *streamConn) WriteMessage(ctx context.Context, msg []byte) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.writeLocked(ctx, msg)
+}
+
+// WriteMessages implements BatchWriter: the messages are copied into one
+// buffer and written with one call, which over TLS is also one record.
+func (c *streamConn) WriteMessages(ctx context.Context, msgs [][]byte) error {
+	for _, m := range msgs {
+		if err := checkOutgoing(m, MaxMessageSize); err != nil {
+			return err
+		}
+	}
+	if err := c.handshake(ctx); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = c.wbuf[:0]
+	for _, m := range msgs {
+		c.wbuf = append(c.wbuf, m...)
+	}
+	err := c.writeLocked(ctx, c.wbuf)
+	if cap(c.wbuf) > maxBatchBuffer {
+		c.wbuf = nil // one large burst should not pin its buffer for good
+	}
+	return err
+}
+
+// maxBatchBuffer bounds the batch buffer a connection keeps between writes.
+const maxBatchBuffer = 64 << 10
+
+// writeLocked writes b, whole frames, with c.wmu held.
+func (c *streamConn) writeLocked(ctx context.Context, b []byte) error {
+	cfg := &c.t.cfg
 	if err := c.c.SetWriteDeadline(deadlineFor(ctx, time.Now(), cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.RemoteAddr(), err)
 	}
@@ -443,7 +476,7 @@ func (c *streamConn) WriteMessage(ctx context.Context, msg []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := c.c.Write(msg); err != nil {
+	if _, err := c.c.Write(b); err != nil {
 		// A partly written frame leaves the stream out of step.
 		if !c.closed.Load() {
 			c.t.cfg.Logger.Warn("closing connection", "transport", c.t.name, "protocol", cfg.Protocol.String(),

@@ -130,6 +130,18 @@ type Listener interface {
 //
 // One goroutine may read while others write; writes are serialised so
 // messages never interleave.
+// BatchWriter is implemented by connections that can send several whole
+// messages with one system call (TCP and TLS, where frames simply follow
+// each other on the stream). A server that finds messages queued for a
+// peer sends them together: under load that halves the writes per
+// message, which is where a loaded registrar spends its time. SCTP
+// associations send each message on its own and do not implement it.
+type BatchWriter interface {
+	// WriteMessages sends msgs in order, each one whole message as for
+	// Conn.WriteMessage, with the same timeout and failure rules.
+	WriteMessages(ctx context.Context, msgs [][]byte) error
+}
+
 type Conn interface {
 	// ReadMessage returns the next whole message, header included. The
 	// returned slice is owned by the Conn and valid until the next
