@@ -1,8 +1,8 @@
 # rspxdp — build, test, generate, bench, demo.
 #
 # `make test` is the README's test command and what CI runs (.ci/run): lint,
-# the full test suite (root-only tests included when run as root), and a
-# bounded run of every fuzz target.
+# the full test suite (root-only tests included when run as root), a bounded
+# run of every fuzz target, and the SCTP/rsplib test VM (vmtest).
 
 GO        ?= go
 BIN       ?= bin/rspxdp
@@ -23,7 +23,7 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/rspxdp
 
-test: lint unit fuzz
+test: lint unit fuzz vmtest
 
 unit:
 	$(GO) test $(TESTFLAGS) ./...
@@ -64,13 +64,15 @@ lint:
 	$(GO) tool staticcheck ./...
 
 # Packages whose tests also run inside the test VM, where the kernel has SCTP.
-VM_PACKAGES ?= ./transport
+VM_PACKAGES ?= ./transport ./enrp ./asap
 # Bound, in seconds, on the guest's run (qemu is killed when it is reached).
 VM_TIMEOUT  ?= 900
 
 # Boot the Debian test VM (vm/, image cached in /var/cache/rspxdp-vm): the
 # VM_PACKAGES tests over real SCTP and the rsplib interop scenarios. Needs
-# root, qemu-system-x86 and mmdebstrap: skipped without them, failed if CI=true.
+# root, qemu-system-x86 and mmdebstrap: skipped without them (saying what to
+# install), failed if CI=true. The first run builds the image (about a
+# minute), later runs reuse it.
 vmtest:
 	RSPXDP_VM=1 RSPXDP_VM_PACKAGES="$(VM_PACKAGES)" RSPXDP_VM_TIMEOUT=$(VM_TIMEOUT) \
 		$(GO) test -count=1 -v -timeout 45m ./vm

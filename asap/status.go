@@ -44,7 +44,13 @@ func DumpHandlespace(ctx context.Context, enrpAddr string, opts ...Option) (*Han
 	if err := validateAddrs([]string{enrpAddr}); err != nil {
 		return nil, err
 	}
-	tr, err := transport.NewTCP(transport.Config{Protocol: transport.ENRP, Logger: cfg.log})
+	// ENRP goes over the kind of transport WithTransport chose for ASAP:
+	// SCTP to a registrar that speaks SCTP (rsplib's), else TCP.
+	kind := "tcp"
+	if cfg.transport != nil && cfg.transport.Name() == "sctp" {
+		kind = "sctp"
+	}
+	tr, err := transport.New(kind, transport.Config{Protocol: transport.ENRP, Logger: cfg.log})
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +68,7 @@ func DumpHandlespace(ctx context.Context, enrpAddr string, opts ...Option) (*Han
 	self := binary.BigEndian.Uint32(b[:]) | 0x80000000
 	d := &HandlespaceDump{Checksums: map[uint32]uint16{}}
 	pools := map[string]map[uint32]PEInfo{}
+	introduced := false
 	for {
 		req, err := enrp.Encode(enrp.HandleTableRequest{Header: enrp.Header{Sender: self, Receiver: d.Registrar}})
 		if err != nil {
@@ -84,6 +91,15 @@ func DumpHandlespace(ctx context.Context, enrpAddr string, opts ...Option) (*Han
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("registrar %s: handle table: %w", enrpAddr, err)
+		}
+		if resp.Reject && !introduced && d.Registrar == 0 {
+			// rsplib answers only registrars it knows: introduce
+			// ourselves with a Presence, as its hsdump does, and ask again.
+			introduced = true
+			if err := introduce(ctx, c, self, kind, cfg.respTimeout); err != nil {
+				return nil, fmt.Errorf("registrar %s refused the handle table request; presence: %w", enrpAddr, err)
+			}
+			continue
 		}
 		if resp.Reject {
 			return nil, fmt.Errorf("registrar %s refused the handle table request", enrpAddr)

@@ -21,7 +21,7 @@ func TestUnawareUsersGetPlainBytes(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	pe, err := Register(ctx, "plain", ln, WithRegistrars(addrs(regs)...), WithUnawareUsers(), WithLogger(quiet()))
+	pe, err := Register(ctx, "plain", ln, itRegistrars(addrs(regs)...), WithUnawareUsers(), WithLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestUnawareUsersGetPlainBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if res, err := (func() ([]PEInfo, error) {
-		pu, err := NewPoolUser(WithRegistrars(addrs(regs)...), WithLogger(quiet()))
+		pu, err := NewPoolUser(itRegistrars(addrs(regs)...), WithLogger(quiet()))
 		if err != nil {
 			return nil, err
 		}

@@ -10,19 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rspxdp/rspxdp/selector"
+	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
 )
 
-// Integration tests: real registrars over TCP on 127.0.0.1 with small
-// timers, in one process.
+// Integration tests: real registrars over TCP (or what
+// RSPXDP_TEST_TRANSPORT names) on 127.0.0.1 with small timers, stretched by
+// RSPXDP_TIME_SCALE, in one process.
 
-const (
-	itKA        = 100 * time.Millisecond
-	itHeartbeat = 100 * time.Millisecond
-	itLastHeard = 250 * time.Millisecond
-	itNoResp    = 150 * time.Millisecond
+var (
+	itKA        = testenv.Scaled(100 * time.Millisecond)
+	itHeartbeat = testenv.Scaled(100 * time.Millisecond)
+	itLastHeard = testenv.Scaled(250 * time.Millisecond)
+	itNoResp    = testenv.Scaled(150 * time.Millisecond)
 )
 
 type node struct {
@@ -41,11 +42,11 @@ func itConfig(id uint32) ServerConfig {
 			PeerHeartbeatCycle:    itHeartbeat,
 			PeerMaxTimeLastHeard:  itLastHeard,
 			PeerMaxTimeNoResponse: itNoResp,
-			TakeoverExpiry:        300 * time.Millisecond,
+			TakeoverExpiry:        testenv.Scaled(300 * time.Millisecond),
 			DrainTimeout:          -1,
 			Logger:                quietLogger(),
 		},
-		Transport:  "tcp",
+		Transport:  testenv.Transport(),
 		ASAPListen: "127.0.0.1:0",
 		ENRPListen: "127.0.0.1:0",
 	}
@@ -522,8 +523,8 @@ func TestIntegrationBareRegistrationReachesPeerWithASAPAddress(t *testing.T) {
 				if got.ID != pe.ID {
 					continue
 				}
-				if got.ASAP != want || got.ASAPProtocol != selector.TCP {
-					t.Fatalf("peer holds the PE with ASAP %v/%d, want %v over TCP", got.ASAP, got.ASAPProtocol, want)
+				if got.ASAP != want || got.ASAPProtocol != protocolOfTransport(ns[0].srv.asapT) {
+					t.Fatalf("peer holds the PE with ASAP %v/%d, want %v over %s", got.ASAP, got.ASAPProtocol, want, ns[0].srv.asapT.Name())
 				}
 				return
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/selector/policy"
 	"github.com/rspxdp/rspxdp/transport"
@@ -37,8 +38,10 @@ type testClient struct {
 	wg    sync.WaitGroup
 }
 
+// newTCP returns the ASAP transport of test PEs: TCP, or what
+// RSPXDP_TEST_TRANSPORT names, as the registrars under test use.
 func newTCP(t testing.TB) transport.Transport {
-	tr, err := transport.NewTCP(transport.Config{Protocol: transport.ASAP, Logger: quietLogger()})
+	tr, err := transport.New(testenv.Transport(), transport.Config{Protocol: transport.ASAP, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,6 +234,7 @@ var errTimeout = errors.New("condition not met in time")
 
 // eventually polls cond every 5 ms until it holds or d passes.
 func eventually(d time.Duration, cond func() bool) (time.Duration, error) {
+	d = testenv.Scaled(d)
 	start := time.Now()
 	for {
 		if cond() {

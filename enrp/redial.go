@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
 )
 
@@ -65,11 +66,20 @@ func (s *Server) peerLoop(ctx context.Context, addr string, id uint32) {
 	first, longest := s.peerBackoff()
 	pause := first
 	for ctx.Err() == nil {
-		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
-		c, err := s.enrpT.Dial(dctx, addr)
-		cancel()
-		if err == nil {
-			l := s.addLink(c, wire.ENRP, true)
+		var err error
+		l := s.acceptedFrom(addr) // peerlink.go: over SCTP, never a second association
+		if l != nil {
+			s.probeLink(l)
+		} else {
+			dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+			var c transport.Conn
+			c, err = s.enrpT.Dial(dctx, addr)
+			cancel()
+			if err == nil {
+				l = s.addLink(c, wire.ENRP, true)
+			}
+		}
+		if l != nil {
 			up := time.Now()
 			select {
 			case <-l.done:

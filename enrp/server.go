@@ -150,7 +150,7 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if s.asapT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ASAP, Logger: cfg.Logger}); err != nil {
 		return nil, fmt.Errorf("registrar: %w", err)
 	}
-	if s.enrpT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ENRP, Logger: cfg.Logger}); err != nil {
+	if s.enrpT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ENRP, Logger: cfg.Logger, DialFromListener: true}); err != nil {
 		return nil, fmt.Errorf("registrar: %w", err)
 	}
 	if s.asapLn, err = s.asapT.Listen(ctx, cfg.ASAPListen); err != nil {

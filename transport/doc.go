@@ -18,7 +18,10 @@
 //     12 (ENRP); a message received with another PPID closes the
 //     association. The kernel keeps message boundaries; the header length
 //     must equal the message size. A kernel without SCTP is refused with
-//     [ErrSCTPUnsupported].
+//     [ErrSCTPUnsupported]. With [Config.DialFromListener] (the ENRP
+//     server sets it) an outgoing association leaves from the listener's
+//     address and port, shared through SO_REUSEPORT: rsplib accepts an
+//     ENRP Presence only from the port it advertises.
 //
 //   - TCP ([NewTCP]): rspxdp's TCP mapping. The RFCs define none, so this
 //     is ours: each message is sent as it is, framed by its own header's

@@ -47,6 +47,9 @@ func SCTPSupported() error {
 // and WriteMessage all honour contexts and timeouts like the TCP transport.
 type SCTP struct {
 	cfg Config
+	// local is the first listener's bound address, which Dial binds to
+	// when cfg.DialFromListener is set.
+	local atomic.Pointer[sctp.SCTPAddr]
 }
 
 // NewSCTP returns the SCTP transport for cfg.Protocol, or an error wrapping
@@ -121,6 +124,13 @@ func (s *SCTP) Listen(ctx context.Context, addr string) (Listener, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return fail("SO_REUSEADDR", err)
 	}
+	// Linux lets a socket bind to a listening SCTP socket's port only when
+	// both have SO_REUSEPORT: SO_REUSEADDR never shares with a listener.
+	if s.cfg.DialFromListener {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fail("SO_REUSEPORT", err)
+		}
+	}
 	if wildcard && la.IPAddrs[0].IP.To4() == nil {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
 			return fail("IPV6_V6ONLY", err)
@@ -138,6 +148,11 @@ func (s *SCTP) Listen(ctx context.Context, addr string) (Listener, error) {
 	ln, err := newSCTPListener(s, fd, subscribe, true)
 	if err != nil {
 		return nil, fmt.Errorf("sctp listen %s on %s: %w", s.cfg.Protocol, addr, err)
+	}
+	if s.cfg.DialFromListener {
+		if bound, ok := ln.addr.(*sctp.SCTPAddr); ok {
+			s.local.CompareAndSwap(nil, &sctp.SCTPAddr{IPAddrs: la.IPAddrs, Port: bound.Port})
+		}
 	}
 	return ln, nil
 }
@@ -225,6 +240,12 @@ func (s *SCTP) Dial(ctx context.Context, addr string) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sctp dial %s %s: %w", s.cfg.Protocol, addr, err)
 	}
+	if s.cfg.DialFromListener {
+		if err := s.bindToListener(fd, ra); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("sctp dial %s %s: %w", s.cfg.Protocol, addr, err)
+		}
+	}
 	if _, err := sctp.SCTPConnect(fd, ra); err != nil && !errors.Is(err, unix.EINPROGRESS) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("sctp dial %s %s: %w", s.cfg.Protocol, addr, err)
@@ -275,6 +296,46 @@ func (s *SCTP) Dial(ctx context.Context, addr string) (Conn, error) {
 	c.laddr = sockAddr(fd, unix.Getsockname)
 	c.raddr = sockAddr(fd, unix.Getpeername)
 	return c, nil
+}
+
+// bindToListener binds a socket about to dial ra to the listener's address
+// and port. The socket's family follows ra (sctpSocket), so a listener's
+// addresses of the other family are left out; a wildcard listener gives
+// the wildcard of the socket's family.
+func (s *SCTP) bindToListener(fd int, ra *sctp.SCTPAddr) error {
+	local := s.local.Load()
+	if local == nil {
+		return errors.New("no listener to dial from yet (DialFromListener)")
+	}
+	v6 := false
+	for _, ip := range ra.IPAddrs {
+		if ip.IP.To4() == nil {
+			v6 = true
+		}
+	}
+	la := &sctp.SCTPAddr{Port: local.Port}
+	for _, ip := range local.IPAddrs {
+		switch {
+		case v6:
+			la.IPAddrs = append(la.IPAddrs, ip)
+		case ip.IP.To4() != nil:
+			la.IPAddrs = append(la.IPAddrs, ip)
+		case ip.IP.IsUnspecified():
+			la.IPAddrs = append(la.IPAddrs, net.IPAddr{IP: net.IPv4zero})
+		}
+	}
+	if len(la.IPAddrs) == 0 {
+		return fmt.Errorf("listener %v has no address of the peer's family", local)
+	}
+	for _, opt := range []int{unix.SO_REUSEADDR, unix.SO_REUSEPORT} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 1); err != nil {
+			return fmt.Errorf("socket option %d: %w", opt, err)
+		}
+	}
+	if err := sctp.SCTPBind(fd, la, sctp.SCTP_BINDX_ADD_ADDR); err != nil {
+		return fmt.Errorf("bind to the listener's %v: %w", la, err)
+	}
+	return nil
 }
 
 // sctpConn is one one-to-one style SCTP socket. The kernel keeps message

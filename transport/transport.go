@@ -217,6 +217,13 @@ type Config struct {
 	// Logger receives one record per connection closed for a reason.
 	// nil means slog.Default().
 	Logger *slog.Logger
+	// DialFromListener, on SCTP, binds every association Dial opens to the
+	// address and port of the transport's first listener (SO_REUSEPORT on
+	// both sockets), so the peer sees it come from the advertised port.
+	// ENRP needs it with rsplib, which drops a Presence whose association
+	// does not come from the ENRP port it names. Dial fails until a
+	// listener is bound. TCP ignores it.
+	DialFromListener bool
 }
 
 func (c Config) withDefaults() (Config, error) {

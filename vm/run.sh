@@ -41,7 +41,7 @@ log() { printf 'vm: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 secs() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-for c in qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap mke2fs:e2fsprogs go:golang; do
+for c in qemu-system-x86_64:qemu-system-x86 mmdebstrap:mmdebstrap mke2fs:e2fsprogs setpriv:util-linux go:golang; do
 	command -v "${c%%:*}" >/dev/null || die "${c%%:*} not found (apt-get install -y ${c##*:})"
 done
 
@@ -96,19 +96,6 @@ done
 [ ! -d "$repo/../shared/fixtures" ] || cp -r "$repo/../shared/fixtures" "$p/shared/"
 cp "$here/guest/init" "$here/guest/lib.sh" "$p/"
 cp -r "$here/guest/scenarios" "$p/"
-cat >"$p/env" <<EOF
-TEST_TIMEOUT=${RSPXDP_VM_TEST_TIMEOUT:-300}
-SCENARIO_TIMEOUT=${RSPXDP_VM_SCENARIO_TIMEOUT:-240}
-VM_ADDR4=10.99.0.1
-VM_ADDR6=fd00:99::1
-PATH=/payload/bin:\$PATH
-EOF
-tar -c -f "$work/payload.tar" -C "$p" .
-# The results disk: the guest writes one tar to it, raw; unwritten space stays
-# sparse and reads as zeros, which tar takes as the end of the archive.
-truncate -s 1G "$work/results.img"
-log "payload $(du -sm "$work/payload.tar" | cut -f1) MB built in $(secs "$t1")s: $(ls "$p/tests" | grep '\.test$' | tr '\n' ' ')"
-
 # KVM only when a guest really runs under it: here /dev/kvm can exist while a
 # guest hangs before its first console line. The probe boots the kernel with
 # no root disk and panic=-1; a working KVM gets to the panic and exits in well
@@ -132,11 +119,35 @@ tcg) accel_args=(-accel tcg,thread=multi -cpu max) ;;
 *) die "RSPXDP_VM_ACCEL=$accel: want auto, kvm or tcg" ;;
 esac
 
+# Under TCG the guest runs several times slower than the host the tests'
+# timings were chosen on: the integration tests stretch their timers and
+# deadlines by RSPXDP_TIME_SCALE.
+case $accel in
+kvm) scale=${RSPXDP_VM_TIME_SCALE:-1} ;;
+*) scale=${RSPXDP_VM_TIME_SCALE:-5} ;;
+esac
+cat >"$p/env" <<EOF
+TEST_TIMEOUT=${RSPXDP_VM_TEST_TIMEOUT:-300}
+SCENARIO_TIMEOUT=${RSPXDP_VM_SCENARIO_TIMEOUT:-240}
+VM_ADDR4=10.99.0.1
+VM_ADDR6=fd00:99::1
+RSPXDP_TEST_TRANSPORT=sctp
+RSPXDP_TIME_SCALE=$scale
+PATH=/payload/bin:\$PATH
+EOF
+tar -c -f "$work/payload.tar" -C "$p" .
+# The results disk: the guest writes one tar to it, raw; unwritten space stays
+# sparse and reads as zeros, which tar takes as the end of the archive.
+truncate -s 1G "$work/results.img"
+log "payload $(du -sm "$work/payload.tar" | cut -f1) MB built in $(secs "$t1")s (time scale $scale): $(ls "$p/tests" | grep '\.test$' | tr '\n' ' ')"
+
 : >"$work/console.log"
 tail -n +1 -F "$work/console.log" 2>/dev/null &
 tail_pid=$!
 t2=$(date +%s.%N)
-qemu-system-x86_64 "${accel_args[@]}" \
+# setpriv --pdeathsig: qemu dies with this script even when the script is
+# killed outright (SIGKILL runs no trap).
+setpriv --pdeathsig KILL -- qemu-system-x86_64 "${accel_args[@]}" \
 	-m "${RSPXDP_VM_MEM:-2048}" -smp "${RSPXDP_VM_CPUS:-2}" \
 	-nodefaults -display none -no-reboot -nic none \
 	-serial "file:$work/console.log" \

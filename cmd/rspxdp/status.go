@@ -36,6 +36,7 @@ counters, and the connection table's and drops' counters.
 Examples:
   rspxdp status --registrar 127.0.0.1:9901
   rspxdp status --registrar 10.0.0.1:9901 --json | jq '.pools[].handle'
+  rspxdp status --registrar 10.0.0.1:9901 --transport sctp
   rspxdp status --node 127.0.0.1:9464`
 
 func runStatus(ctx context.Context, env *cliEnv, args []string) error {
@@ -44,6 +45,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	nodeAddr := fs.String("node", "", "rspxdp node metrics address HOST:PORT: show its data plane")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
+	tr := fs.String("transport", "tcp", "ENRP transport to the registrar: tcp, sctp (needs kernel SCTP; what rsplib's rspregistrar speaks) or auto")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -65,7 +67,11 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	log, _ := newLogger(env, "error")
-	d, err := asap.DumpHandlespace(ctx, *reg, asap.WithLogger(log))
+	trOpt, err := asapTransportOption(*tr, log)
+	if err != nil {
+		return err
+	}
+	d, err := asap.DumpHandlespace(ctx, *reg, asap.WithLogger(log), trOpt)
 	if err != nil {
 		return err
 	}
