@@ -28,11 +28,11 @@ grep -i 'takeover' rspxdp-registrar.log
 if [ "$ok" = 1 ]; then
 	echo "takeover_seconds=$(uptime_since "$killed")" | tee takeover.txt
 	# Keep-alives from the new home must keep the PE: still served well after.
-	sleep 20
+	sleep 10
 	if retry 3 echo_through "$A:3864" PoolR after-takeover.txt; then
 		echo "takeover ok" >takeover.ok
 	else
-		phase_fail "PoolR not served through rspxdp 20 s after the takeover"
+		phase_fail "PoolR not served through rspxdp 10 s after the takeover"
 	fi
 	timeout 10 rspxdp status --registrar "$A:9902" --transport sctp --json >status-after-takeover.json 2>&1
 	cat status-after-takeover.json

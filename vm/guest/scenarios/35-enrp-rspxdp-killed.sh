@@ -5,7 +5,7 @@
 #   agree     as in 30 (agree.ok)
 #   takeover  X is killed; R's handle table (rspxdp status and hsdump, both
 #             over ENRP) should show PoolX's PE homed at R, and PoolX
-#             still echo through R 20 s later (rsplib-takeover.ok)
+#             still echo through R 10 s later (rsplib-takeover.ok)
 # What rsplib did is left in rsplib-takeover.txt either way. rsplib 3.4.4
 # does not take the PE over (vm/README.md): that is not this scenario's
 # failure, the host test checks the evidence against the documented
@@ -27,19 +27,19 @@ r_owns_poolx() {
 }
 # rsplib's takeover: peer dead after max-time-last-heard plus
 # max-time-no-response (5 s + 5 s), then the takeover expiry (5 s).
-if retry 40 r_owns_poolx; then
+if retry 25 r_owns_poolx; then
 	echo "rsplib_takeover_seconds=$(uptime_since "$killed")" | tee rsplib-takeover.txt
-	sleep 20
+	sleep 10
 	timeout 10 hsdump "$A:9901" >hsdump-after.txt 2>&1
 	if retry 3 echo_through "$A:3863" PoolX after-takeover.txt; then
 		echo "rsplib took over" >rsplib-takeover.ok
 	else
-		phase_fail "PoolX not served through rsplib 20 s after its takeover"
+		phase_fail "PoolX not served through rsplib 10 s after its takeover"
 	fi
 else
 	# rsplib 3.4.4 does not take the PE over (vm/README.md): the host
 	# test checks this evidence against the documented behaviour.
-	echo "rsplib did not take over PoolX's PE within 40 s" | tee rsplib-takeover.txt
+	echo "rsplib did not take over PoolX's PE within 25 s" | tee rsplib-takeover.txt
 	timeout 10 hsdump "$A:9901" >hsdump-after.txt 2>&1
 	echo_through "$A:3863" PoolX after-takeover.txt && echo "PoolX still served through rsplib" | tee -a rsplib-takeover.txt
 fi
