@@ -459,7 +459,7 @@ func TestTakeoverFollowed(t *testing.T) {
 
 func TestHomeRegistrarDiesStaticList(t *testing.T) {
 	rs := startRegistrars(t, 2)
-	e := startEchoPE(t, "echo", addrs(rs), WithReregistrationInterval(200*time.Millisecond))
+	e := startEchoPE(t, "echo", addrs(rs), WithReregistrationInterval(testenv.Scaled(200*time.Millisecond)))
 	// Either registrar may answer first (over SCTP the second often does).
 	waitFor(t, 2*time.Second, "home known", func() bool { return e.pe.Home() != 0 })
 	home := e.pe.Home()

@@ -1,7 +1,9 @@
 package enrp
 
 import (
+	"context"
 	"net/netip"
+	"time"
 
 	"github.com/rspxdp/rspxdp/wire"
 )
@@ -40,4 +42,33 @@ func (s *Server) probeLink(l *link) {
 	later := s.flushLocked(s.core.Drain())
 	s.mu.Unlock()
 	s.finish(later)
+}
+
+// awaitPeerDial decides, before we dial the peer at addr, whether to use
+// a link the peer opened instead, and returns that link or nil (dial).
+//
+// Over SCTP two registrars that dial each other at the same time from
+// their ENRP ports are no problem: the kernel merges the crossing INITs
+// into one association. The trouble is a dial just after the peer's
+// association came up but before we accepted it. So only the registrar
+// with the lower ENRP address dials at once; the other first waits half a
+// heartbeat cycle for the peer's association, and dials only if none came
+// (a peer that was never told about us, such as an rsplib registrar
+// started without -peer, never dials).
+func (s *Server) awaitPeerDial(ctx context.Context, addr string) *link {
+	if l := s.acceptedFrom(addr); l != nil || s.enrpT.Name() != "sctp" {
+		return l
+	}
+	peer, err := netip.ParseAddrPort(addr)
+	if err != nil || s.cfg.Config.ENRP.Compare(peer) < 0 {
+		return nil
+	}
+	t := time.NewTimer(s.core.cfg.PeerHeartbeatCycle / 2)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-t.C:
+	}
+	return s.acceptedFrom(addr)
 }
