@@ -67,7 +67,7 @@ func (s *Server) peerLoop(ctx context.Context, addr string, id uint32) {
 	pause := first
 	for ctx.Err() == nil {
 		var err error
-		l := s.acceptedFrom(addr) // peerlink.go: over SCTP, never a second association
+		l := s.awaitPeerDial(ctx, addr) // peerlink.go: over SCTP, never a second association
 		if l != nil {
 			s.probeLink(l)
 		} else {
