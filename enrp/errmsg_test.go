@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
 )
@@ -141,7 +142,7 @@ func TestIntegrationUnknownMessageGetsError(t *testing.T) {
 		{wire.ENRP, transport.ENRP, n.srv.ENRPAddr().String(), rawMsg(wire.ENRP, 0x33, 77, 1, nil)},
 	} {
 		t.Run(tc.proto.String(), func(t *testing.T) {
-			tr, err := transport.NewTCP(transport.Config{Protocol: tc.tp, Logger: quietLogger()})
+			tr, err := transport.New(testenv.Transport(), transport.Config{Protocol: tc.tp, Logger: quietLogger()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -293,9 +293,22 @@ func (s *SCTP) Dial(ctx context.Context, addr string) (Conn, error) {
 		}
 		return nil, fmt.Errorf("sctp dial %s %s: %w", s.cfg.Protocol, addr, err)
 	}
-	c.laddr = sockAddr(fd, unix.Getsockname)
-	c.raddr = sockAddr(fd, unix.Getpeername)
+	c.laddr, c.raddr = connAddrs(fd)
 	return c, nil
+}
+
+// connAddrs returns a connected socket's local and remote addresses, never
+// a nil net.Addr: an association the peer aborted before we asked has no
+// peer name any more, and callers print and parse these unconditionally.
+func connAddrs(fd int) (local, remote net.Addr) {
+	local, remote = sockAddr(fd, unix.Getsockname), sockAddr(fd, unix.Getpeername)
+	if local == nil {
+		local = &sctp.SCTPAddr{}
+	}
+	if remote == nil {
+		remote = &sctp.SCTPAddr{}
+	}
+	return local, remote
 }
 
 // bindToListener binds a socket about to dial ra to the listener's address
@@ -377,11 +390,10 @@ func newSCTPConn(s *SCTP, fd int, checkPPID bool) (*sctpConn, error) {
 	c := &sctpConn{
 		s: s, f: f, rc: rc, sndCmsg: sndrcvCmsg(s.cfg.Protocol.PPID()), checkPPID: checkPPID,
 		// One byte more than the maximum, so an oversized message shows.
-		buf:   make([]byte, s.cfg.MaxMessageSize+1),
-		oob:   make([]byte, unix.CmsgSpace(sndRcvInfoLen)),
-		laddr: sockAddr(fd, unix.Getsockname),
-		raddr: sockAddr(fd, unix.Getpeername),
+		buf: make([]byte, s.cfg.MaxMessageSize+1),
+		oob: make([]byte, unix.CmsgSpace(sndRcvInfoLen)),
 	}
+	c.laddr, c.raddr = connAddrs(fd)
 	c.rw = newWatcher(func() { _ = c.f.SetReadDeadline(time.Unix(1, 0)) })
 	c.ww = newWatcher(func() { _ = c.f.SetWriteDeadline(time.Unix(1, 0)) })
 	c.readFn = func(fd uintptr) bool {

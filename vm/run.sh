@@ -15,7 +15,10 @@
 #
 # Environment: RSPXDP_VM_ACCEL=auto|kvm|tcg (auto: KVM only if a guest really
 # boots under it), RSPXDP_VM_MEM (MB, default 2048), RSPXDP_VM_CPUS (default
-# 2), RSPXDP_VM_KEEP=1 keeps the work directory, and build-image.sh's own.
+# 2), RSPXDP_VM_KEEP=1 keeps the work directory, RSPXDP_VM_TIME_SCALE (the
+# guest's RSPXDP_TIME_SCALE), RSPXDP_VM_SCENARIOS (a glob of scenario names,
+# default all) and RSPXDP_VM_TEST_RUN (-test.run for the test binaries) to
+# narrow a run, ENRP_TEST_LOG=1 (enrp tests log), and build-image.sh's own.
 #
 # The guest's layout (see vm/guest/init): /payload/bin/rspxdp,
 # /payload/tests/<name>.test run in /payload/src/<package dir>, with go.mod at
@@ -133,6 +136,9 @@ VM_ADDR4=10.99.0.1
 VM_ADDR6=fd00:99::1
 RSPXDP_TEST_TRANSPORT=sctp
 RSPXDP_TIME_SCALE=$scale
+SCENARIOS='${RSPXDP_VM_SCENARIOS:-}'
+TEST_RUN='${RSPXDP_VM_TEST_RUN:-}'
+ENRP_TEST_LOG=${ENRP_TEST_LOG:-}
 PATH=/payload/bin:\$PATH
 EOF
 tar -c -f "$work/payload.tar" -C "$p" .
