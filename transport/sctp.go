@@ -564,10 +564,12 @@ func (c *sctpConn) WriteMessage(ctx context.Context, msg []byte) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	// Armed before the deadline is set: arming waits out an interrupt
+	// of an earlier, ended context, which would otherwise land after it.
+	c.ww.arm(ctx)
 	if err := c.f.SetWriteDeadline(deadlineFor(ctx, time.Now(), cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.raddr, err)
 	}
-	c.ww.arm(ctx)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -469,10 +469,12 @@ const maxBatchBuffer = 64 << 10
 // writeLocked writes b, whole frames, with c.wmu held.
 func (c *streamConn) writeLocked(ctx context.Context, b []byte) error {
 	cfg := &c.t.cfg
+	// Armed before the deadline is set: arming waits out an interrupt
+	// of an earlier, ended context, which would otherwise land after it.
+	c.ww.arm(ctx)
 	if err := c.c.SetWriteDeadline(deadlineFor(ctx, time.Now(), cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.RemoteAddr(), err)
 	}
-	c.ww.arm(ctx)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
