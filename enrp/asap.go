@@ -1,6 +1,7 @@
 package enrp
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -29,6 +30,15 @@ func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {
 	case m.PE.ID == 0 || len(m.PE.Transport.Addrs) == 0 || m.PE.Transport.Port == 0:
 		c.reject(link, m, src, CauseInvalidValues, "PE identifier or user transport missing")
 		return
+	}
+	if m.PE.Owner != "" {
+		// The identity that registered a PE identifier owns it: another
+		// one may not take it over by registering it again.
+		if old, ok := c.hs.Lookup(m.Handle, m.PE.ID); ok && old.Owner != "" && old.Owner != m.PE.Owner {
+			c.reject(link, m, src, CauseRejectionDueToSecurity,
+				fmt.Sprintf("PE identifier owned by %s, registration by %s", old.Owner, m.PE.Owner))
+			return
+		}
 	}
 	pe := clonePE(m.PE)
 	pe.Home = c.cfg.ID
@@ -77,6 +87,10 @@ func (c *Core) onDeregistration(link LinkID, src netip.Addr, m Deregistration) {
 		resp.Reject, resp.Cause = true, CauseUnknownPoolHandle
 	case !found:
 		// Already gone: deregistration is idempotent.
+	case pe.Owner != "" && m.Owner != pe.Owner:
+		// Only the identity that registered it (RFC 5355 spoofed
+		// deregistration, with TLS).
+		resp.Reject, resp.Cause = true, CauseRejectionDueToSecurity
 	case s != nil && s.link != 0 && s.link != link:
 		// Only the PE's own association may remove it (RFC 5355: spoofed
 		// deregistration).

@@ -75,6 +75,12 @@ type PoolElement struct {
 	// 0 encodes as TCP), carried as the ASAP transport parameter's kind.
 	ASAPProtocol selector.Protocol
 	Policy       policy.Settings
+	// Owner is the authenticated identity (security.Identity.Key) that
+	// registered the PE, set by the Server on TLS associations and never
+	// carried on the wire: only that identity may re-register or
+	// deregister the PE identifier here (RFC 5355 masquerading PE and
+	// spoofed deregistration). Empty without TLS.
+	Owner string
 }
 
 // Message is any ASAP or ENRP message the core consumes or produces.
@@ -98,6 +104,9 @@ type (
 	Deregistration struct {
 		Handle string
 		PEID   uint32
+		// Owner is the requester's authenticated identity (see
+		// PoolElement.Owner), set by the Server; not on the wire.
+		Owner string
 	}
 	// DeregistrationResponse answers a Deregistration.
 	DeregistrationResponse struct {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rspxdp/rspxdp/security"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
@@ -59,6 +60,11 @@ type ServerConfig struct {
 	// took from its arrival to its answer being queued.
 	ObserveResolution func(time.Duration)
 
+	// Security, if set, runs ASAP and ENRP over mutually authenticated
+	// TLS with authorisation and abuse limits (security.go); nil is plain
+	// TCP or SCTP as Transport says.
+	Security *Security
+
 	// drop, in tests, discards incoming messages (network partitions).
 	drop func(Message) bool
 }
@@ -70,6 +76,7 @@ type Server struct {
 	log   *slog.Logger
 	asapT transport.Transport
 	enrpT transport.Transport
+	guard *guard // nil without ServerConfig.Security
 
 	mu       sync.Mutex // guards core, links, nextLink, byAddr, dialing, timerAt, enc
 	core     *Core
@@ -110,6 +117,8 @@ type link struct {
 	// unsent counts messages queued or being written (graceful leave
 	// waits for it to reach 0).
 	unsent atomic.Int64
+	// ident is the peer's verified TLS identity (reader goroutine only).
+	ident security.Identity
 }
 
 // Outgoing queue lengths per connection, in messages.
@@ -147,11 +156,22 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		handedOver: make(chan struct{}),
 	}
 	var err error
-	if s.asapT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ASAP, Logger: cfg.Logger}); err != nil {
-		return nil, fmt.Errorf("registrar: %w", err)
-	}
-	if s.enrpT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ENRP, Logger: cfg.Logger, DialFromListener: true}); err != nil {
-		return nil, fmt.Errorf("registrar: %w", err)
+	if cfg.Security != nil {
+		if s.guard, err = newGuard(cfg.Security); err != nil {
+			return nil, fmt.Errorf("registrar: %w", err)
+		}
+		if s.asapT, s.enrpT, err = s.guard.transports(cfg.Transport, transport.Config{Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("registrar: %w", err)
+		}
+		// Distinct reporters are counted before the Core (security.go).
+		s.cfg.Config.MaxBadPEReports = 1
+	} else {
+		if s.asapT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ASAP, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("registrar: %w", err)
+		}
+		if s.enrpT, err = transport.New(cfg.Transport, transport.Config{Protocol: transport.ENRP, Logger: cfg.Logger, DialFromListener: true}); err != nil {
+			return nil, fmt.Errorf("registrar: %w", err)
+		}
 	}
 	if s.asapLn, err = s.asapT.Listen(ctx, cfg.ASAPListen); err != nil {
 		return nil, fmt.Errorf("registrar: listen ASAP %s: %w", cfg.ASAPListen, err)
@@ -563,6 +583,11 @@ func (s *Server) readLoop(l *link) {
 		}
 		if s.cfg.drop != nil && s.cfg.drop(m) {
 			continue
+		}
+		if s.guard != nil {
+			if m, ok = s.admit(l, remote, m); !ok {
+				continue
+			}
 		}
 		m = withASAPEndpoint(m, remote, s.cfg.Config.Transport)
 		s.step(l.id, src, m)

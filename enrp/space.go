@@ -41,6 +41,7 @@ func toSel(pe PoolElement, owned bool) selector.PoolElement {
 		Home:      pe.Home,
 		Transport: cloneTransport(pe.Transport),
 		Policy:    pe.Policy,
+		Owner:     pe.Owner,
 		UserData:  asapEndpoint{pe.ASAP, pe.ASAPProtocol},
 	}
 	if !owned {
@@ -67,6 +68,7 @@ func fromSelShared(el selector.PoolElement, lifetime time.Duration) PoolElement 
 		Lifetime:  el.Lifetime,
 		Transport: el.Transport,
 		Policy:    el.Policy,
+		Owner:     el.Owner,
 	}
 	if lifetime > 0 {
 		pe.Lifetime = lifetime

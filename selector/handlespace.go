@@ -312,11 +312,16 @@ func (h *Handlespace) upsertLocked(p *pool, alg *policy.Algorithm, el PoolElemen
 	return true, kinds, nil
 }
 
-func sameOwner(a, b *PoolElement) bool {
-	if a.Owner != "" || b.Owner != "" {
-		return a.Owner == b.Owner
+// sameOwner reports whether el may refresh old. An old element with an
+// owner may be refreshed only by that owner. One without (registered
+// anonymously, or replicated from a peer: owners are not on the wire) is
+// matched by transport, so a PE taken over by this registrar can
+// re-register here under its own identity.
+func sameOwner(old, el *PoolElement) bool {
+	if old.Owner != "" {
+		return old.Owner == el.Owner
 	}
-	return a.Transport.overlaps(b.Transport)
+	return old.Transport.overlaps(el.Transport)
 }
 
 // refreshLocked applies a re-registration to e.

@@ -116,7 +116,8 @@ type PoolElement struct {
 	// Owner identifies who registered the element (TLS identity, or the
 	// ASAP association until authentication exists). A registration with
 	// an identifier already in use by a different owner is refused (cause
-	// 4). When both are empty, transports must overlap instead.
+	// 4). When the registered element has no owner, transports must
+	// overlap instead.
 	Owner string
 	// UserData is carried opaquely, e.g. the wire form the registrar echoes
 	// in resolutions.

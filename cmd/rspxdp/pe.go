@@ -72,6 +72,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	unaware := fs.Bool("unaware", false, "serve RSerPool-unaware clients (e.g. behind rspxdp node's VIP): plain bytes, no session layer")
 	decap := fs.String("decap", "", "attach rspxdp's decapsulation XDP program to this interface, for flows an rspxdp node encapsulated (IPIP) to this PE; the VIP must be on lo")
 	peID := fs.String("id", "", "pool element identifier (decimal or 0x hex, non-zero; default: random)")
+	tf := addTLSFlags(fs)
 	asapTr := fs.String("transport", "tcp", "ASAP transport to registrars: tcp, sctp (needs kernel SCTP; what rsplib's rspregistrar speaks) or auto")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -106,7 +107,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	trOpt, err := asapTransportOption(*asapTr, log)
+	trOpt, err := asapTransportOption(ctx, *asapTr, tf, log)
 	if err != nil {
 		return err
 	}
@@ -282,15 +283,27 @@ func attachDecap(ifname string, log *slog.Logger) (*loader.Decap, error) {
 	return d, nil
 }
 
-// asapTransportOption turns --transport into the ASAP transport to
-// registrars (and, for a PE, of its ASAP endpoint).
-func asapTransportOption(kind string, log *slog.Logger) (asap.Option, error) {
+// asapTransportOption turns --transport and the TLS flags into the ASAP
+// transport to registrars (and, for a PE, of its ASAP endpoint). With TLS,
+// SIGHUP re-reads the certificate files.
+func asapTransportOption(ctx context.Context, kind string, tf *tlsFlags, log *slog.Logger) (asap.Option, error) {
 	switch kind {
 	case "tcp", "sctp", "auto":
 	default:
 		return nil, usagef("--transport %q: want tcp, sctp or auto", kind)
 	}
-	t, err := transport.New(kind, transport.Config{Protocol: transport.ASAP, Logger: log})
+	t, rl, err := tf.clientTransport()
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		if kind != "tcp" {
+			return nil, usagef("TLS runs over TCP: drop --transport %s or the TLS flags", kind)
+		}
+		reloadOnHangup(ctx, log, map[string]func() error{"TLS material": rl.Reload})
+		return asap.WithTransport(t), nil
+	}
+	t, err = transport.New(kind, transport.Config{Protocol: transport.ASAP, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("--transport %s: %w", kind, err)
 	}

@@ -45,6 +45,7 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	timeout := fs.Duration("timeout", time.Second, "echo: an answer later than this counts as a PE failure")
 	staleness := fs.Duration("cache-staleness", asap.DefaultCacheStaleness, "reuse a resolution this long")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	tf := addTLSFlags(fs)
 	asapTr := fs.String("transport", "tcp", "ASAP transport to registrars: tcp, sctp (needs kernel SCTP; what rsplib's rspregistrar speaks) or auto")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -76,7 +77,7 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	trOpt, err := asapTransportOption(*asapTr, log)
+	trOpt, err := asapTransportOption(ctx, *asapTr, tf, log)
 	if err != nil {
 		return err
 	}

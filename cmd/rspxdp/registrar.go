@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/security"
 )
 
 const registrarUsage = `Usage: rspxdp registrar [flags]
@@ -39,6 +40,19 @@ Timers (defaults as rsplib's registrar where it has the timer):
   --announce-interval    ASAP Server Announce period with --announce (1s)
   --drain-timeout        a deregistered PE keeps its existing flows this long (30s)
   --dial-timeout         bound on connecting to a peer or, after a takeover, to a PE (2s)
+
+Security (RFC 5355): --tls-ca, --tls-cert and --tls-key run ASAP and ENRP
+over TLS 1.3 with mutual authentication; --policy then says which
+certificate identities may register which pool handles from which
+networks, act as ENRP peers and resolve (see security/testdata/
+policy.example.yaml). A PE identifier belongs to the identity that
+registered it: another identity's re-registration or deregistration is
+refused with cause 0xa. With TLS, --max-bad-pe-reports counts distinct
+reporters, and --max-hr-rate / --max-eu-rate limit each client. SIGHUP
+re-reads the certificate files and the policy; open sessions stay.
+  rspxdp certs --out pki --registrar r1 --ip 127.0.0.1 --pe echo-1 --pu client
+  rspxdp registrar --id 1 --tls-ca pki/ca.pem --tls-cert pki/registrar-r1.pem \
+      --tls-key pki/registrar-r1-key.pem --policy policy.yaml
 
 Examples:
   # A single registrar on the standard ports.
@@ -100,6 +114,10 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	maxPerResp := fs.Int("max-pes-per-response", enrp.DefaultMaxPEsPerResponse, "PEs per ENRP Handle Table Response")
 	maxBad := fs.Int("max-bad-pe-reports", enrp.DefaultMaxBadPEReports, "Endpoint Unreachable reports that remove a PE")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	tf := addTLSFlags(fs)
+	policyFile := fs.String("policy", "", "authorisation policy (YAML) mapping certificate identities to pool handles, networks, peering and resolution; required with TLS")
+	hrRate := fs.Float64("max-hr-rate", 0, "handle resolutions per second per client with TLS (0: unlimited, as rsplib)")
+	euRate := fs.Float64("max-eu-rate", 0, "Endpoint Unreachable reports per second per client with TLS (0: unlimited, as rsplib)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -182,6 +200,29 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+
+	rl, err := tf.reloader()
+	if err != nil {
+		return err
+	}
+	switch {
+	case rl != nil && *policyFile == "":
+		return usagef("TLS needs --policy: which identities may register, peer and resolve (an empty policy is `rules: []`)")
+	case rl == nil && *policyFile != "":
+		return usagef("--policy needs --tls-ca, --tls-cert and --tls-key: identities come from certificates")
+	case rl != nil:
+		pf, err := security.OpenPolicyFile(*policyFile)
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+		cfg.Security = &enrp.Security{
+			TLS: rl, Policy: pf,
+			Resolutions:  security.RateConfig{Rate: *hrRate},
+			Unreachables: security.RateConfig{Rate: *euRate},
+			Reports:      security.ReportConfig{Reporters: *maxBad},
+		}
+		reloadOnHangup(ctx, cfg.Logger, map[string]func() error{"TLS material": rl.Reload, "policy": pf.Reload})
+	}
 
 	srv, err := enrp.NewServer(ctx, cfg)
 	if err != nil {

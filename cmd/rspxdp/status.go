@@ -67,7 +67,9 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	log, _ := newLogger(env, "error")
-	trOpt, err := asapTransportOption(*tr, log)
+	// Plain transport only: a registrar with TLS serves ENRP to peer
+	// identities alone; ask its node (--node) instead.
+	trOpt, err := asapTransportOption(ctx, *tr, noTLS(), log)
 	if err != nil {
 		return err
 	}
