@@ -74,6 +74,10 @@ type Config struct {
 	// MaxPEs bounds the handlespace; registrations beyond it are refused
 	// with Lack of Resources.
 	MaxPEs int
+	// MaxPools bounds the number of pools and MaxPEsPerPool the PEs of one
+	// pool (0: unbounded); registrations past them are refused with Lack
+	// of Resources, so one client cannot fill the handlespace.
+	MaxPools, MaxPEsPerPool int
 
 	// Allow authorises registrations; nil allows everything.
 	Allow *AllowList

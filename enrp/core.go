@@ -156,6 +156,8 @@ func NewCore(cfg Config, now time.Time) (*Core, error) {
 		MaxIncrement:             cfg.MaxIncrement,
 		MaxBadPEReports:          cfg.MaxBadPEReports,
 		MaxPoolElements:          cfg.MaxPEs,
+		MaxPools:                 cfg.MaxPools,
+		MaxPoolElementsPerPool:   cfg.MaxPEsPerPool,
 		DrainTimeout:             cfg.DrainTimeout,
 		Seed:                     cfg.Seed,
 		OnExpire: func(handle string, el selector.PoolElement) {

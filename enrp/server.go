@@ -60,6 +60,10 @@ type ServerConfig struct {
 	// took from its arrival to its answer being queued.
 	ObserveResolution func(time.Duration)
 
+	// MaxConnections bounds the associations accepted on each listener
+	// (0: DefaultMaxConnections); past it new ones are closed at once and
+	// logged, so a connection flood cannot exhaust descriptors.
+	MaxConnections int
 	// Security, if set, runs ASAP and ENRP over mutually authenticated
 	// TLS with authorisation and abuse limits (security.go); nil is plain
 	// TCP or SCTP as Transport says.
@@ -77,6 +81,9 @@ type Server struct {
 	asapT transport.Transport
 	enrpT transport.Transport
 	guard *guard // nil without ServerConfig.Security
+
+	maxConns int
+	accepted [3]atomic.Int64 // open accepted associations, by wire.Protocol
 
 	mu       sync.Mutex // guards core, links, nextLink, byAddr, dialing, timerAt, enc
 	core     *Core
@@ -117,6 +124,8 @@ type link struct {
 	// unsent counts messages queued or being written (graceful leave
 	// waits for it to reach 0).
 	unsent atomic.Int64
+	// accepted, for links from a listener, counts them (MaxConnections).
+	accepted *atomic.Int64
 	// ident is the peer's verified TLS identity (reader goroutine only).
 	ident security.Identity
 }
@@ -141,6 +150,9 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 2 * time.Second
 	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -154,6 +166,7 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 
 		dialled:    map[string]bool{},
 		handedOver: make(chan struct{}),
+		maxConns:   cfg.MaxConnections,
 	}
 	var err error
 	if cfg.Security != nil {
@@ -431,8 +444,12 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
+// DefaultMaxConnections bounds the associations per listener.
+const DefaultMaxConnections = 10000
+
 func (s *Server) acceptLoop(ctx context.Context, ln transport.Listener, p wire.Protocol) {
 	defer s.wg.Done()
+	accepted := &s.accepted
 	for {
 		c, err := ln.Accept(ctx)
 		if err != nil {
@@ -442,19 +459,25 @@ func (s *Server) acceptLoop(ctx context.Context, ln transport.Listener, p wire.P
 			s.log.Warn("accept failed", "protocol", p.String(), "err", err)
 			continue
 		}
-		s.addLink(c, p, false)
+		if n := accepted[p].Load(); n >= int64(s.maxConns) {
+			s.log.Warn("connection refused: too many", "protocol", p.String(), "remote", c.RemoteAddr().String(), "max", s.maxConns)
+			_ = c.Close()
+			continue
+		}
+		accepted[p].Add(1)
+		s.addLink(c, p, false, &accepted[p])
 	}
 }
 
 // addLink registers a connection and starts its reader and writer.
-func (s *Server) addLink(c transport.Conn, p wire.Protocol, peerDial bool) *link {
+func (s *Server) addLink(c transport.Conn, p wire.Protocol, peerDial bool, accepted *atomic.Int64) *link {
 	s.mu.Lock()
 	s.nextLink++
 	q := linkQueue
 	if p == wire.ENRP {
 		q = peerQueue // a handle table or a registration burst replicates through it
 	}
-	l := &link{id: s.nextLink, conn: c, proto: p, out: make(chan []byte, q), done: make(chan struct{})}
+	l := &link{id: s.nextLink, conn: c, proto: p, out: make(chan []byte, q), done: make(chan struct{}), accepted: accepted}
 	s.links[l.id] = l
 	if peerDial {
 		s.core.LinkUp(l.id)
@@ -596,6 +619,9 @@ func (s *Server) readLoop(l *link) {
 
 func (s *Server) dropLink(l *link) {
 	l.close()
+	if l.accepted != nil {
+		l.accepted.Add(-1)
+	}
 	s.mu.Lock()
 	delete(s.links, l.id)
 	for a, id := range s.byAddr {
@@ -763,7 +789,7 @@ func (s *Server) dialPE(addr netip.AddrPort, b []byte) {
 			s.log.Debug("dial PE failed", "addr", addr.String(), "err", err)
 			return
 		}
-		l := s.addLink(c, wire.ASAP, false)
+		l := s.addLink(c, wire.ASAP, false, nil)
 		s.mu.Lock()
 		s.byAddr[addr] = l.id
 		s.mu.Unlock()

@@ -41,6 +41,9 @@ type Config struct {
 	// registrations past them are refused with cause 6.
 	MaxPools        int
 	MaxPoolElements int
+	// MaxPoolElementsPerPool bounds each pool (0: unbounded), so one
+	// handle cannot take the whole handlespace; past it, cause 6 too.
+	MaxPoolElementsPerPool int
 	// Seed seeds the randomized policies, so tests are reproducible.
 	Seed uint64
 	// OnExpire, if set, is called by Sweep for every element whose
@@ -281,6 +284,9 @@ func (h *Handlespace) upsertLocked(p *pool, alg *policy.Algorithm, el PoolElemen
 
 	if h.cfg.MaxPoolElements > 0 && h.count >= h.cfg.MaxPoolElements {
 		return false, 0, h.errorf(CauseLackOfResources, p.handle, el.ID, "%d pool elements", h.count)
+	}
+	if h.cfg.MaxPoolElementsPerPool > 0 && len(p.byID) >= h.cfg.MaxPoolElementsPerPool {
+		return false, 0, h.errorf(CauseLackOfResources, p.handle, el.ID, "%d pool elements in the pool", len(p.byID))
 	}
 	kinds := Added
 	// A draining element coming back is a fresh registration.

@@ -290,3 +290,15 @@ func TestRangeAndElements(t *testing.T) {
 		t.Fatalf("range %v, want %v", got, want)
 	}
 }
+
+func TestMaxPoolElementsPerPool(t *testing.T) {
+	h := newHS(t, Config{MaxPoolElementsPerPool: 2})
+	mustRegister(t, h, "a", mkPE(1, policy.RoundRobin()), t0)
+	mustRegister(t, h, "a", mkPE(2, policy.RoundRobin()), t0)
+	if _, err := h.Register("a", mkPE(3, policy.RoundRobin()), t0); !errors.Is(err, ErrLackOfResources) {
+		t.Fatalf("third PE in a pool of at most 2: %v, want lack of resources", err)
+	}
+	// A re-registration and another pool are not affected.
+	mustRegister(t, h, "a", mkPE(2, policy.RoundRobin()), t0)
+	mustRegister(t, h, "b", mkPE(3, policy.RoundRobin()), t0)
+}

@@ -112,6 +112,10 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	maxItems := fs.Int("max-resolution-items", enrp.DefaultMaxResolutionItems, "PEs per handle resolution when the PU does not say")
 	maxInc := fs.Int("max-increment", enrp.DefaultMaxIncrement, "selection state advance per resolution (0: policy default)")
 	maxPerResp := fs.Int("max-pes-per-response", enrp.DefaultMaxPEsPerResponse, "PEs per ENRP Handle Table Response")
+	maxPEs := fs.Int("max-pes", enrp.DefaultMaxPEs, "PEs in the whole handlespace; more are refused with Lack of Resources")
+	maxPools := fs.Int("max-pools", 0, "pools in the handlespace (0: unbounded)")
+	maxPerPool := fs.Int("max-pes-per-pool", 0, "PEs in one pool (0: unbounded)")
+	maxConns := fs.Int("max-connections", enrp.DefaultMaxConnections, "associations accepted per listener (ASAP, ENRP); more are closed at once")
 	maxBad := fs.Int("max-bad-pe-reports", enrp.DefaultMaxBadPEReports, "Endpoint Unreachable reports that remove a PE")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	tf := addTLSFlags(fs)
@@ -141,6 +145,9 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 			MaxIncrement:          *maxInc,
 			MaxPEsPerResponse:     *maxPerResp,
 			MaxBadPEReports:       *maxBad,
+			MaxPEs:                *maxPEs,
+			MaxPools:              *maxPools,
+			MaxPEsPerPool:         *maxPerPool,
 			DrainTimeout:          *drain,
 		},
 	}
@@ -148,6 +155,7 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 		cfg.DrainTimeout = -1
 	}
 	cfg.DialTimeout = *dialTO
+	cfg.MaxConnections = *maxConns
 	// 0 on the command line means no graceful leave; in the config, the default.
 	cfg.LeaveTimeout = *leaveTO
 	if *leaveTO <= 0 {
