@@ -53,7 +53,32 @@ type RegistrarConfig struct {
 	// (empty: anything, from anywhere).
 	AllowHandles  []string `yaml:"allow-handles"`
 	AllowNetworks []string `yaml:"allow-networks"`
+	// TLS, when its files are given, runs ASAP and ENRP over TLS 1.3 with
+	// mutual authentication and authorises by a policy file (RFC 5355).
+	TLS TLSConfig `yaml:"tls"`
+	// MaxPools, MaxPEsPerPool and MaxConnections bound the handlespace
+	// and the associations per listener (0: the registrar's defaults).
+	MaxPools       int `yaml:"max-pools"`
+	MaxPEsPerPool  int `yaml:"max-pes-per-pool"`
+	MaxConnections int `yaml:"max-connections"`
 }
+
+// TLSConfig is the registrar's key material and authorisation policy, as
+// the registrar's --tls-ca, --tls-cert, --tls-key and --policy flags.
+// SIGHUP re-reads them all.
+type TLSConfig struct {
+	CA     string `yaml:"ca"`
+	Cert   string `yaml:"cert"`
+	Key    string `yaml:"key"`
+	Policy string `yaml:"policy"`
+	// MaxResolutionRate and MaxUnreachableRate limit handle resolutions
+	// and Endpoint Unreachable reports per client and second (0: none).
+	MaxResolutionRate  float64 `yaml:"max-resolution-rate"`
+	MaxUnreachableRate float64 `yaml:"max-unreachable-rate"`
+}
+
+// enabled reports whether any TLS file is named.
+func (t TLSConfig) enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" }
 
 // Timers are the registrar's timers; zero means the registrar's default.
 type Timers struct {
@@ -263,6 +288,21 @@ func (c *Config) Validate() error {
 		if _, err := netip.ParsePrefix(n); err != nil {
 			return fmt.Errorf("registrar.allow-networks[%d]: %q is not a prefix like 10.0.0.0/8", i, n)
 		}
+	}
+	switch t := r.TLS; {
+	case t.enabled() && (t.CA == "" || t.Cert == "" || t.Key == ""):
+		return errors.New("registrar.tls: ca, cert and key go together: give all three or none")
+	case t.enabled() && t.Policy == "":
+		return errors.New("registrar.tls.policy: required with TLS (which identities may register, peer and resolve)")
+	case !t.enabled() && t.Policy != "":
+		return errors.New("registrar.tls.policy: needs ca, cert and key: identities come from certificates")
+	case t.enabled() && r.Transport != "tcp":
+		return fmt.Errorf("registrar.tls: TLS runs over tcp, not %s", r.Transport)
+	case t.MaxResolutionRate < 0 || t.MaxUnreachableRate < 0:
+		return errors.New("registrar.tls: rates must not be negative")
+	}
+	if r.MaxPools < 0 || r.MaxPEsPerPool < 0 || r.MaxConnections < 0 {
+		return errors.New("registrar: max-pools, max-pes-per-pool and max-connections must not be negative")
 	}
 	d := &c.Dataplane
 	if len(d.Interfaces) == 0 {

@@ -40,6 +40,17 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"bad transport", func(c *Config) { c.Registrar.Transport = "quic" }, "registrar.transport"},
 		{"bad network", func(c *Config) { c.Registrar.AllowNetworks = []string{"10.0.0.0"} }, "registrar.allow-networks[0]"},
 		{"bad metrics", func(c *Config) { c.Metrics = "localhost" }, "metrics"},
+		{"tls without key", func(c *Config) { c.Registrar.TLS = TLSConfig{CA: "ca.pem", Cert: "c.pem", Policy: "p.yaml"} }, "registrar.tls: ca, cert and key"},
+		{"tls without policy", func(c *Config) { c.Registrar.TLS = TLSConfig{CA: "ca.pem", Cert: "c.pem", Key: "k.pem"} }, "registrar.tls.policy"},
+		{"policy without tls", func(c *Config) { c.Registrar.TLS = TLSConfig{Policy: "p.yaml"} }, "registrar.tls.policy"},
+		{"tls over sctp", func(c *Config) {
+			c.Registrar.Transport = "sctp"
+			c.Registrar.TLS = TLSConfig{CA: "ca.pem", Cert: "c.pem", Key: "k.pem", Policy: "p.yaml"}
+		}, "registrar.tls: TLS runs over tcp"},
+		{"negative bound", func(c *Config) { c.Registrar.MaxPools = -1 }, "registrar: max-pools"},
+		{"tls valid", func(c *Config) {
+			c.Registrar.TLS = TLSConfig{CA: "ca.pem", Cert: "c.pem", Key: "k.pem", Policy: "p.yaml", MaxResolutionRate: 100}
+		}, ""},
 		{"reconcile too fast", func(c *Config) { c.ReconcileEvery = Duration(time.Millisecond) }, "reconcile-every"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

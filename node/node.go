@@ -28,6 +28,7 @@ import (
 
 	"github.com/rspxdp/rspxdp/enrp"
 	"github.com/rspxdp/rspxdp/loader"
+	"github.com/rspxdp/rspxdp/security"
 	"github.com/rspxdp/rspxdp/selector"
 )
 
@@ -41,6 +42,7 @@ type Node struct {
 	metrics *Metrics
 	mln     net.Listener
 	sub     *selector.Subscription
+	secure  *enrp.Security // nil without TLS
 	// apply serialises programming the maps between the registrar's
 	// BeforeSend hook and the Run loop.
 	apply sync.Mutex
@@ -75,7 +77,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		}
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, lb: lb}
+	n := &Node{cfg: cfg, log: log, lb: lb, secure: scfg.Security}
 	n.metrics = NewMetrics(lb, nil, cfg.VIPs, log)
 	scfg.BeforeSend = n.beforeSend
 	scfg.ObserveResolution = n.metrics.ObserveResolution
@@ -159,7 +161,39 @@ func registrarConfig(r RegistrarConfig, log *slog.Logger) (enrp.ServerConfig, er
 		}
 		c.Allow = a
 	}
+	c.MaxPools, c.MaxPEsPerPool, c.MaxConnections = r.MaxPools, r.MaxPEsPerPool, r.MaxConnections
+	if t := r.TLS; t.enabled() {
+		rl, err := security.NewReloader(security.Files{CA: t.CA, Cert: t.Cert, Key: t.Key})
+		if err != nil {
+			return c, fmt.Errorf("registrar.tls: %w", err)
+		}
+		pf, err := security.OpenPolicyFile(t.Policy)
+		if err != nil {
+			return c, fmt.Errorf("registrar.tls.policy: %w", err)
+		}
+		c.Security = &enrp.Security{TLS: rl, Policy: pf,
+			Resolutions:  security.RateConfig{Rate: t.MaxResolutionRate},
+			Unreachables: security.RateConfig{Rate: t.MaxUnreachableRate},
+		}
+	}
 	return c, nil
+}
+
+// Reload re-reads the registrar's TLS material and policy (on SIGHUP);
+// without TLS there is nothing to reload. Open sessions are kept; on error
+// the old material stays in use.
+func (n *Node) Reload() error {
+	sec := n.secure
+	if sec == nil {
+		return nil
+	}
+	if err := sec.TLS.Reload(); err != nil {
+		return fmt.Errorf("reload TLS material: %w", err)
+	}
+	if err := sec.Policy.Reload(); err != nil {
+		return fmt.Errorf("reload policy: %w", err)
+	}
+	return nil
 }
 
 // Registrar returns the embedded registrar.

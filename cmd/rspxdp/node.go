@@ -187,6 +187,9 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
+	if cfg.Registrar.TLS.CA != "" {
+		reloadOnHangup(ctx, log, map[string]func() error{"TLS material and policy": n.Reload})
+	}
 	fmt.Fprintf(env.stdout, "node $%08x: ASAP %v, ENRP %v, XDP on %v, %d VIPs, metrics %v\n",
 		n.Registrar().ID(), n.Registrar().ASAPAddr(), n.Registrar().ENRPAddr(), cfg.Dataplane.Interfaces, len(cfg.VIPs), n.MetricsAddr())
 	return n.Run(ctx)
