@@ -25,13 +25,15 @@ func Encode(m Message) ([]byte, error) {
 // Encoder encodes messages reusing its scratch storage; it is not safe for
 // concurrent use.
 type Encoder struct {
-	w   wire.Message
-	buf []byte
+	w     wire.Message
+	buf   []byte
+	addrs []netip.Addr // backs the wire form's one-address transports
 }
 
 // Encode returns the wire form of m in a new slice of exactly its size.
 func (e *Encoder) Encode(m Message) ([]byte, error) {
-	if err := toWireInto(m, &e.w); err != nil {
+	e.addrs = e.addrs[:0]
+	if err := toWireInto(m, &e.w, &e.addrs); err != nil {
 		return nil, err
 	}
 	b, err := e.w.AppendBinary(e.buf[:0])
@@ -72,7 +74,7 @@ func boolFlag(b bool, f wire.Flags) wire.Flags {
 // pool elements are shared with m, not copied.
 func ToWire(m Message) (*wire.Message, error) {
 	var w wire.Message
-	if err := toWireInto(m, &w); err != nil {
+	if err := toWireInto(m, &w, nil); err != nil {
 		return nil, err
 	}
 	return &w, nil
@@ -81,7 +83,11 @@ func ToWire(m Message) (*wire.Message, error) {
 // toWireInto fills *dst with m, reusing dst's parameter storage: a Param is
 // a large struct, and a fresh slice per message dominated the allocation
 // of the registrar's hot path.
-func toWireInto(m Message, dst *wire.Message) error {
+//
+// arena, when not nil, backs the one-address transports of the pool
+// elements of a resolution answer, so encoding one allocates none; the
+// result is then valid only until arena is reused.
+func toWireInto(m Message, dst *wire.Message, arena *[]netip.Addr) error {
 	params := dst.Params[:0]
 	clear(dst.Params)
 	var w wire.Message
@@ -127,7 +133,7 @@ func toWireInto(m Message, dst *wire.Message) error {
 			w.Params = append(w.Params, wire.PolicyParam(wire.Policy{Type: wire.PolicyType(m.PolicyType)}))
 		}
 		for _, pe := range m.PEs {
-			w.Params = append(w.Params, wire.PoolElementParam(peToWire(pe)))
+			w.Params = append(w.Params, wire.PoolElementParam(peToWireIn(pe, arena)))
 		}
 	case EndpointKeepAlive:
 		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPEndpointKeepAlive, Flags: boolFlag(m.Home, wire.FlagHome),
@@ -401,7 +407,11 @@ const (
 	protoUDPLite selector.Protocol = 136
 )
 
-func peToWire(pe PoolElement) wire.PoolElement {
+func peToWire(pe PoolElement) wire.PoolElement { return peToWireIn(pe, nil) }
+
+// peToWireIn is peToWire taking the ASAP transport's address slice from
+// arena when given (see toWireInto).
+func peToWireIn(pe PoolElement, arena *[]netip.Addr) wire.PoolElement {
 	// An unknown protocol leaves the user transport absent (Kind 0), as it
 	// was received; the registrar refuses such PEs with Invalid Values.
 	kind := protoToKind[pe.Transport.Protocol]
@@ -418,7 +428,13 @@ func peToWire(pe PoolElement) wire.PoolElement {
 		Policy: policyToWire(pe.Policy),
 	}
 	if pe.ASAP.IsValid() {
-		w.ASAPTransport = addrTransport(kindOf(pe.ASAPProtocol), pe.ASAP)
+		if arena == nil {
+			w.ASAPTransport = addrTransport(kindOf(pe.ASAPProtocol), pe.ASAP)
+		} else {
+			*arena = append(*arena, pe.ASAP.Addr())
+			n := len(*arena)
+			w.ASAPTransport = wire.Transport{Kind: kindOf(pe.ASAPProtocol), Port: pe.ASAP.Port(), Addrs: (*arena)[n-1 : n : n]}
+		}
 	}
 	return w
 }

@@ -75,6 +75,26 @@ func unrecognizedMsg(p wire.Protocol, b []byte) Unrecognized {
 // nothing goes to the core. report, when ok, is an extra Unrecognized
 // carrying the causes of unknown parameters to report.
 func classify(p wire.Protocol, b []byte, w *wire.Message, decodeErr error, m Message, mapErr error) (out Message, report *Unrecognized, ok bool) {
+	if decodeErr == nil && mapErr == nil && registrarReceives(m) && !hasReportable(w) {
+		// The common case, without the error inspection below (whose
+		// errors.As target escapes to the heap on every message).
+		return m, nil, true
+	}
+	return classifySlow(p, b, w, decodeErr, m, mapErr)
+}
+
+// hasReportable reports whether w has an unknown parameter, the only
+// kind ReportCauses can report.
+func hasReportable(w *wire.Message) bool {
+	for i := range w.Params {
+		if !w.Params[i].Type.Known() {
+			return true
+		}
+	}
+	return false
+}
+
+func classifySlow(p wire.Protocol, b []byte, w *wire.Message, decodeErr error, m Message, mapErr error) (out Message, report *Unrecognized, ok bool) {
 	var de *wire.DecodeError
 	switch {
 	case decodeErr != nil && errors.Is(decodeErr, wire.ErrUnknownMessage):
