@@ -24,10 +24,11 @@ import (
 // and, for comparison, from when it was actually written ("sent").
 //
 // The load generator runs in the benchmark's process, on the same two
-// cores as the registrar. It is kept cheap so that it disturbs the
-// registrar as little as a separate process would: requests are encoded
-// once up front, answers are decoded into one reused wire.Message, and no
-// per-request allocation is made. Run with a count that lasts a few
+// cores as the registrar. It is kept cheap: requests are encoded once up
+// front, answers are decoded into one reused wire.Message, and no
+// per-request allocation is made. (A generator in a child process was
+// tried and measured worse here: two Go runtimes with their own Ps and
+// GCs on two cores contend more than one does.) Run with a count that lasts a few
 // seconds at the offered rate:
 //
 //	go test -run '^$' -bench ResolutionPaced -benchtime 200000x -count 5 ./enrp
