@@ -24,6 +24,7 @@ func secureNode(t *testing.T, p *securitytest.PKI, tune func(*Security)) *node {
 		tune(sec)
 	}
 	cfg := itConfig(1)
+	cfg.Transport = "tcp" // TLS runs over TCP, also where the other tests run over SCTP
 	cfg.ASAPListen, cfg.ENRPListen = "127.0.0.1:0", "127.0.0.1:0"
 	// Keep-alives out of the way: the test clients do not answer them.
 	cfg.KeepAliveInterval, cfg.KeepAliveTimeout = time.Minute, time.Minute

@@ -2,6 +2,7 @@ package enrp
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/rspxdp/rspxdp/security"
 	"github.com/rspxdp/rspxdp/security/securitytest"
+	"github.com/rspxdp/rspxdp/transport"
 )
 
 // recorder is a TCP proxy to target that keeps every byte it forwards.
@@ -90,9 +92,20 @@ func TestRFC5355_Section3_Eavesdropping(t *testing.T) {
 		t.Fatalf("TLS: %d bytes recorded, %d secrets in the clear", len(w), leaks(w))
 	}
 
-	plain := startNode(t, itConfig(2))
+	pcfg := itConfig(2)
+	pcfg.Transport = "tcp" // the proxy records TCP
+	plain := startNode(t, pcfg)
 	prec := record(t, plain.srv.ASAPAddr().String())
-	exchange(dialRPC(t, prec.ln.Addr().String()))
+	tr, err := transport.NewTCP(transport.Config{Protocol: transport.ASAP, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := tr.Dial(context.Background(), prec.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exchange(&rpc{conn: conn})
 	if got := leaks(prec.bytes()); got != len(secret) {
 		t.Fatalf("plain TCP control: %d of %d secrets seen, the check is blind", got, len(secret))
 	}
