@@ -232,6 +232,10 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 		reloadOnHangup(ctx, cfg.Logger, map[string]func() error{"TLS material": rl.Reload, "policy": pf.Reload})
 	}
 
+	if cfg.Security == nil {
+		cfg.Logger.Warn("TLS off: PEs, PUs and peers are not authenticated (RFC 5355); plain " + *tr +
+			" only because no --tls-ca/--tls-cert/--tls-key were given")
+	}
 	srv, err := enrp.NewServer(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("start registrar: %w", err)
