@@ -2,22 +2,12 @@ package transport
 
 import (
 	"bytes"
-	"context"
 	"testing"
-	"time"
 )
 
 func TestWriteMessagesBatch(t *testing.T) {
 	forEachRig(t, func(t *testing.T, r rig) {
-		tr := r.transport(t, quietConfig(t, ASAP))
-		s := startEcho(t, tr, r.addr(t))
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		c, err := tr.Dial(ctx, s.ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		ctx, c := dialEcho(t, r)
 		bw, ok := c.(BatchWriter)
 		if !ok {
 			if r.name == "tcp" || r.name == "tls" {

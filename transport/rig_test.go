@@ -529,3 +529,19 @@ func newTLSPair(t testing.TB, cfg Config) tlsPair {
 	}
 	return tlsPair{server: &dualTLS{srv: srv, cli: cli}}
 }
+
+// dialEcho starts an echo server on r and dials it; the context (20 s) and
+// the connection end with the test.
+func dialEcho(t *testing.T, r rig) (context.Context, Conn) {
+	t.Helper()
+	tr := r.transport(t, quietConfig(t, ASAP))
+	s := startEcho(t, tr, r.addr(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	c, err := tr.Dial(ctx, s.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return ctx, c
+}

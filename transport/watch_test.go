@@ -13,17 +13,9 @@ import (
 // counts the whole process), so it runs alone, not in the parallel suite.
 func TestSteadyRoundTripAllocations(t *testing.T) {
 	forEachRig(t, func(t *testing.T, r rig) {
-		tr := r.transport(t, quietConfig(t, ASAP))
-		s := startEcho(t, tr, r.addr(t))
 		// A cancellable context, as servers use: the case that used to
 		// register an AfterFunc with it for every message.
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		c, err := tr.Dial(ctx, s.ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		ctx, c := dialEcho(t, r)
 		m := msg(0x05, 32, 1)
 		roundTrip := func() {
 			if err := c.WriteMessage(ctx, m); err != nil {
