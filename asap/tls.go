@@ -24,11 +24,10 @@ func TLSTransport(r *security.Reloader, trusted ...string) (transport.Transport,
 	if len(trusted) == 0 {
 		trusted = []string{DefaultTrustedRegistrars}
 	}
-	c, err := r.ClientConfig(security.ClientOptions{TrustedServers: trusted})
+	c, err := r.DuplexConfig(security.ClientOptions{TrustedServers: trusted})
 	if err != nil {
 		return nil, fmt.Errorf("asap tls: %w", err)
 	}
-	c.GetConfigForClient = r.ServerConfig().GetConfigForClient
 	t, err := transport.NewTLS(transport.Config{Protocol: transport.ASAP}, c)
 	if err != nil {
 		return nil, fmt.Errorf("asap tls: %w", err)

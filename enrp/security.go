@@ -74,12 +74,7 @@ func (g *guard) tlsConfig() (*tls.Config, error) {
 	if len(trusted) == 0 {
 		trusted = []string{DefaultTrustedPeers}
 	}
-	c, err := g.cfg.TLS.ClientConfig(security.ClientOptions{TrustedServers: trusted})
-	if err != nil {
-		return nil, err
-	}
-	c.GetConfigForClient = g.cfg.TLS.ServerConfig().GetConfigForClient
-	return c, nil
+	return g.cfg.TLS.DuplexConfig(security.ClientOptions{TrustedServers: trusted})
 }
 
 // transports builds the TLS transports for ASAP and ENRP.

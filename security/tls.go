@@ -181,3 +181,17 @@ func (r *Reloader) ClientConfig(opts ClientOptions) (*tls.Config, error) {
 	}
 	return c, nil
 }
+
+// DuplexConfig is one configuration for a transport that both dials and
+// accepts with the same certificate: a registrar (it accepts PEs, PUs and
+// peers and dials peers) or a PE (it dials registrars and accepts the
+// registrar that took it over). Dialled connections behave as with
+// ClientConfig(opts), accepted ones as with ServerConfig.
+func (r *Reloader) DuplexConfig(opts ClientOptions) (*tls.Config, error) {
+	c, err := r.ClientConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	c.GetConfigForClient = r.ServerConfig().GetConfigForClient
+	return c, nil
+}
