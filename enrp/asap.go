@@ -60,7 +60,8 @@ func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {
 		s = &peState{key: k}
 		c.owned[k] = s
 	}
-	s.link, s.asap, s.lifetime, s.awaitingAck = link, pe.ASAP, pe.Lifetime, false
+	c.setLink(s, link)
+	s.asap, s.lifetime, s.awaitingAck = pe.ASAP, pe.Lifetime, false
 	c.schedule(s, timerKASend, c.now.Add(c.cfg.KeepAliveInterval))
 	if added {
 		c.counts.Registrations++
@@ -142,8 +143,20 @@ func (c *Core) onKeepAliveAck(link LinkID, m EndpointKeepAliveAck) {
 	if s == nil {
 		return
 	}
+	switch {
+	case s.link == link:
+	case s.link == 0 && s.asap.IsValid() && c.dialled[link] == s.asap:
+		// Answered over the connection we opened to the PE's endpoint.
+		c.setLink(s, link)
+	default:
+		// Only the PE's own association answers for it: an ack from
+		// elsewhere would let anyone keep a dead PE listed or move its
+		// keep-alives away from it (issue 19 item 5).
+		c.counts.ForeignAcks++
+		c.log.Debug("keep-alive ack ignored: not on the PE's association", "pool", m.Handle, "pe", idString(m.PEID))
+		return
+	}
 	s.awaitingAck = false
-	s.link = link
 	c.schedule(s, timerKASend, c.now.Add(c.cfg.KeepAliveInterval))
 }
 
@@ -164,7 +177,7 @@ func (c *Core) onUnreachable(m EndpointUnreachable) {
 	}
 	c.log.Info("PE removed: too many unreachable reports", "pool", m.Handle, "pe", idString(m.PEID))
 	c.counts.UnreachableRemovals++
-	delete(c.owned, k)
+	c.unown(k)
 	c.toAllPeers(func(h Header) Message {
 		return HandleUpdate{Header: h, Action: DelPE, Handle: m.Handle, PE: clonePE(pe)}
 	})

@@ -115,8 +115,12 @@ type Core struct {
 	// get a Presence every heartbeat even while their peer is unknown or
 	// considered dead, so a healed partition or restarted peer is found.
 	probes map[LinkID]bool
-	out    []Output
-	counts Counters
+	// linkPEs counts the owned PEs per link (LinkInUse); dialled holds
+	// the ASAP endpoint of each link the driver opened to a PE.
+	linkPEs map[LinkID]int
+	dialled map[LinkID]netip.AddrPort
+	out     []Output
+	counts  Counters
 	// resolved is Resolve's scratch selection, reused across calls.
 	resolved []selector.PoolElement
 
@@ -148,6 +152,8 @@ func NewCore(cfg Config, now time.Time) (*Core, error) {
 		observers:    map[uint32]*peer{},
 		links:        map[LinkID]uint32{},
 		probes:       map[LinkID]bool{},
+		linkPEs:      map[LinkID]int{},
+		dialled:      map[LinkID]netip.AddrPort{},
 		nextPresence: now,
 		nextAnnounce: now,
 	}
@@ -335,7 +341,7 @@ func (c *Core) sendKeepAlive(s *peState, home bool) {
 // removeOwned removes one of our PEs and replicates the delete.
 func (c *Core) removeOwned(k peKey, reason selector.Reason) {
 	pe, ok := c.lookup(k.handle, k.id)
-	delete(c.owned, k)
+	c.unown(k)
 	if !ok {
 		return
 	}
@@ -413,6 +419,7 @@ func (c *Core) Discovered(info ServerInfo) {
 // one connection.
 func (c *Core) LinkDown(link LinkID) {
 	delete(c.probes, link)
+	delete(c.dialled, link)
 	if id, ok := c.links[link]; ok {
 		delete(c.links, link)
 		if p := c.peers[id]; p != nil && p.link == link {
@@ -420,8 +427,11 @@ func (c *Core) LinkDown(link LinkID) {
 		}
 	}
 	for _, s := range c.owned {
+		if c.linkPEs[link] == 0 {
+			break
+		}
 		if s.link == link {
-			s.link = 0
+			c.setLink(s, 0)
 		}
 	}
 }
@@ -446,6 +456,16 @@ type Counters struct {
 	Takeovers, TakeoverAdoptedPEs uint64
 	// Unrecognized messages (or unknown parameters) answered with an Error.
 	Unrecognized uint64
+	// ForeignAcks: keep-alive acks ignored for arriving on another
+	// association than the PE's own.
+	ForeignAcks uint64
+	// The Server's connection counters (conns.go): accept failures (e.g.
+	// out of descriptors), connections refused at a bound, evicted to make
+	// room, closed for a full send queue or for sending nothing in time.
+	AcceptErrors, ConnectionsRefused, ConnectionsEvicted uint64
+	QueueOverflows, FirstMessageTimeouts                 uint64
+	// Goroutines is the process's goroutine count when read.
+	Goroutines uint64
 }
 
 // Counters returns the registrar's counters.

@@ -256,7 +256,8 @@ func (c *Core) adopt(handle string, pe PoolElement) {
 		s = &peState{key: k}
 		c.owned[k] = s
 	}
-	s.link, s.asap, s.lifetime = 0, pe.ASAP, pe.Lifetime
+	c.setLink(s, 0)
+	s.asap, s.lifetime = pe.ASAP, pe.Lifetime
 	c.sendKeepAlive(s, true)
 }
 
@@ -285,7 +286,7 @@ func (c *Core) onHandleUpdate(link LinkID, m HandleUpdate) {
 		k := peKey{m.Handle, pe.ID}
 		if c.owned[k] != nil {
 			// Our PE deregistered through another registrar.
-			delete(c.owned, k)
+			c.unown(k)
 			_, _ = c.hs.Deregister(m.Handle, pe.ID, c.now)
 			return
 		}

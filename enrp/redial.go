@@ -76,7 +76,7 @@ func (s *Server) peerLoop(ctx context.Context, addr string, id uint32) {
 			c, err = s.enrpT.Dial(dctx, addr)
 			cancel()
 			if err == nil {
-				l = s.addLink(c, wire.ENRP, true, nil)
+				l = s.addLink(c, wire.ENRP, true, nil, netip.Prefix{})
 			}
 		}
 		if l != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,19 @@ type ServerConfig struct {
 	// (0: DefaultMaxConnections); past it new ones are closed at once and
 	// logged, so a connection flood cannot exhaust descriptors.
 	MaxConnections int
+	// MaxConnectionsPerSource bounds the associations one source address
+	// (IPv6: one /64) may hold on each listener (0:
+	// DefaultMaxConnectionsPerSource).
+	MaxConnectionsPerSource int
+	// FirstMessageTimeout closes an accepted connection that has not sent
+	// one whole message (TLS handshake included) this long after it was
+	// accepted (0: DefaultFirstMessageTimeout), so silent connections
+	// cannot hold slots.
+	FirstMessageTimeout time.Duration
+	// QueueBudget bounds the bytes queued for sending over all connections
+	// (0: DefaultQueueBudget); a connection that would take the total past
+	// it is closed, as one that stops reading is.
+	QueueBudget int
 	// Security, if set, runs ASAP and ENRP over mutually authenticated
 	// TLS with authorisation and abuse limits (security.go); nil is plain
 	// TCP or SCTP as Transport says.
@@ -82,8 +96,12 @@ type Server struct {
 	enrpT transport.Transport
 	guard *guard // nil without ServerConfig.Security
 
-	maxConns int
-	accepted [3]atomic.Int64 // open accepted associations, by wire.Protocol
+	maxConns, maxPerSource int
+	conns                  [3]connTable // open accepted associations, by wire.Protocol
+	budget                 queueBudget
+	stats                  serverStats
+	// One limiter per noisy log line (conns.go).
+	acceptLog, refuseLog, evictLog rateLog
 
 	mu       sync.Mutex // guards core, links, nextLink, byAddr, dialing, timerAt, enc
 	core     *Core
@@ -118,23 +136,27 @@ type link struct {
 	id    LinkID
 	conn  transport.Conn
 	proto wire.Protocol
-	out   chan []byte
+	q     outQueue
 	done  chan struct{}
 	once  sync.Once
 	// unsent counts messages queued or being written (graceful leave
 	// waits for it to reach 0).
 	unsent atomic.Int64
-	// accepted, for links from a listener, counts them (MaxConnections).
-	accepted *atomic.Int64
+	budget *queueBudget
+	// table, for links from a listener, counts them (MaxConnections);
+	// src is their source key there.
+	table *connTable
+	src   netip.Prefix
+	// peer: an ENRP link the core has bound to a peer (its queue is sized
+	// for handle tables). lastRead is when the last message arrived (unix
+	// nanoseconds), for evicting the idlest.
+	peer     atomic.Bool
+	lastRead atomic.Int64
+	// evicted and overflow say why the link was closed, for the log.
+	evicted, overflow atomic.Bool
 	// ident is the peer's verified TLS identity (reader goroutine only).
 	ident security.Identity
 }
-
-// Outgoing queue lengths per connection, in messages.
-const (
-	linkQueue = 4096
-	peerQueue = 1 << 16
-)
 
 // NewServer binds the listeners; Run serves.
 func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
@@ -152,6 +174,20 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections
+		if n := sizeConnections(cfg.MaxConnections, fdLimit()); n < cfg.MaxConnections {
+			cfg.Logger.Warn("connection bound lowered to fit the descriptor limit (raise ulimit -n for more)",
+				"maxConnections", n, "default", cfg.MaxConnections, "RLIMIT_NOFILE", fdLimit())
+			cfg.MaxConnections = n
+		}
+	}
+	if cfg.MaxConnectionsPerSource <= 0 {
+		cfg.MaxConnectionsPerSource = DefaultMaxConnectionsPerSource
+	}
+	if cfg.FirstMessageTimeout <= 0 {
+		cfg.FirstMessageTimeout = DefaultFirstMessageTimeout
+	}
+	if cfg.QueueBudget <= 0 {
+		cfg.QueueBudget = DefaultQueueBudget
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -167,6 +203,12 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		dialled:    map[string]bool{},
 		handedOver: make(chan struct{}),
 		maxConns:   cfg.MaxConnections,
+
+		maxPerSource: cfg.MaxConnectionsPerSource,
+	}
+	s.budget.max = int64(cfg.QueueBudget)
+	for i := range s.conns {
+		s.conns[i].bySource = map[netip.Prefix]int{}
 	}
 	var err error
 	if cfg.Security != nil {
@@ -384,8 +426,13 @@ func (s *Server) Count() int { return s.core.Handlespace().Len() }
 // Counters returns the registrar's counters.
 func (s *Server) Counters() Counters {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.core.Counters()
+	c := s.core.Counters()
+	s.mu.Unlock()
+	st := &s.stats
+	c.AcceptErrors, c.ConnectionsRefused, c.ConnectionsEvicted = st.acceptErrors.Load(), st.connsRefused.Load(), st.connsEvicted.Load()
+	c.QueueOverflows, c.FirstMessageTimeouts = st.queueOverflows.Load(), st.firstMessageTimeouts.Load()
+	c.Goroutines = uint64(runtime.NumGoroutine())
+	return c
 }
 
 // Peers returns the server IDs of the live peers.
@@ -447,37 +494,13 @@ func (s *Server) Run(ctx context.Context) error {
 // DefaultMaxConnections bounds the associations per listener.
 const DefaultMaxConnections = 10000
 
-func (s *Server) acceptLoop(ctx context.Context, ln transport.Listener, p wire.Protocol) {
-	defer s.wg.Done()
-	accepted := &s.accepted
-	for {
-		c, err := ln.Accept(ctx)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("accept failed", "protocol", p.String(), "err", err)
-			continue
-		}
-		if n := accepted[p].Load(); n >= int64(s.maxConns) {
-			s.log.Warn("connection refused: too many", "protocol", p.String(), "remote", c.RemoteAddr().String(), "max", s.maxConns)
-			_ = c.Close()
-			continue
-		}
-		accepted[p].Add(1)
-		s.addLink(c, p, false, &accepted[p])
-	}
-}
-
 // addLink registers a connection and starts its reader and writer.
-func (s *Server) addLink(c transport.Conn, p wire.Protocol, peerDial bool, accepted *atomic.Int64) *link {
+func (s *Server) addLink(c transport.Conn, p wire.Protocol, peerDial bool, table *connTable, src netip.Prefix) *link {
 	s.mu.Lock()
 	s.nextLink++
-	q := linkQueue
-	if p == wire.ENRP {
-		q = peerQueue // a handle table or a registration burst replicates through it
-	}
-	l := &link{id: s.nextLink, conn: c, proto: p, out: make(chan []byte, q), done: make(chan struct{}), accepted: accepted}
+	l := &link{id: s.nextLink, conn: c, proto: p, done: make(chan struct{}), budget: &s.budget, table: table, src: src}
+	l.q.wake = make(chan struct{}, 1)
+	l.lastRead.Store(time.Now().UnixNano())
 	s.links[l.id] = l
 	if peerDial {
 		s.core.LinkUp(l.id)
@@ -498,24 +521,9 @@ func (l *link) close() {
 	})
 }
 
-// enqueue queues b for the link's writer. A peer that stops reading is
-// cut off rather than waited for or silently shortchanged: closing tells
-// it (a PE re-registers, a peer reconnects and the audit repairs).
-func (l *link) enqueue(b []byte) bool {
-	l.unsent.Add(1)
-	select {
-	case <-l.done:
-	case l.out <- b:
-		return true
-	default:
-		l.close()
-	}
-	l.unsent.Add(-1)
-	return false
-}
-
 func (s *Server) writeLoop(l *link) {
 	defer s.wg.Done()
+	defer l.drainQueue()
 	// Messages that queued up while the last write was under way leave
 	// together (transport.BatchWriter).
 	bw, _ := l.conn.(transport.BatchWriter)
@@ -524,19 +532,25 @@ func (s *Server) writeLoop(l *link) {
 		select {
 		case <-l.done:
 			return
-		case b := <-l.out:
-			batch = append(batch[:0], b)
-			if bw != nil {
-				batch = l.queued(batch)
+		case <-l.q.wake:
+		}
+		for {
+			batch = l.dequeue(batch[:0])
+			if len(batch) == 0 {
+				break
 			}
 			var err error
-			if len(batch) > 1 {
+			if len(batch) > 1 && bw != nil {
 				err = bw.WriteMessages(s.ctx, batch)
 			} else {
-				err = l.conn.WriteMessage(s.ctx, b)
+				for _, b := range batch {
+					if err = l.conn.WriteMessage(s.ctx, b); err != nil {
+						break
+					}
+				}
 			}
+			l.sent(batch)
 			clear(batch)
-			l.unsent.Add(-int64(len(batch)))
 			if err != nil {
 				l.close()
 				return
@@ -548,19 +562,6 @@ func (s *Server) writeLoop(l *link) {
 // maxWriteBatch bounds the messages sent with one write.
 const maxWriteBatch = 64
 
-// queued appends to batch what is already queued on l, without waiting.
-func (l *link) queued(batch [][]byte) [][]byte {
-	for len(batch) < maxWriteBatch {
-		select {
-		case b := <-l.out:
-			batch = append(batch, b)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
 func (s *Server) readLoop(l *link) {
 	defer s.wg.Done()
 	defer s.dropLink(l)
@@ -571,14 +572,23 @@ func (s *Server) readLoop(l *link) {
 	}
 	var dec wire.Decoder
 	var w wire.Message
+	first := l.table != nil
 	for {
-		b, err := l.conn.ReadMessage(s.ctx)
+		var b []byte
+		var err error
+		if first {
+			b, err = s.readFirst(l)
+			first = false
+		} else {
+			b, err = l.conn.ReadMessage(s.ctx)
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
 				s.log.Debug("connection closed", "remote", l.conn.RemoteAddr().String(), "err", err)
 			}
 			return
 		}
+		l.lastRead.Store(time.Now().UnixNano())
 		derr := dec.Decode(l.proto, b, &w)
 		var m Message
 		if derr == nil {
@@ -619,8 +629,14 @@ func (s *Server) readLoop(l *link) {
 
 func (s *Server) dropLink(l *link) {
 	l.close()
-	if l.accepted != nil {
-		l.accepted.Add(-1)
+	if l.table != nil {
+		l.table.remove(l.src)
+	}
+	switch {
+	case l.overflow.Load():
+		s.count(&s.stats.queueOverflows)
+		s.warnEvery(&s.refuseLog, "connection closed: its send queue is full (peer not reading, or queue budget spent)",
+			"protocol", l.proto.String(), "remote", l.conn.RemoteAddr().String(), "budgetUsed", s.budget.used.Load())
 	}
 	s.mu.Lock()
 	delete(s.links, l.id)
@@ -718,8 +734,13 @@ func (s *Server) flushLocked(outs []Output) []deferredOut {
 			continue
 		}
 		if !o.Announce {
-			if l := s.links[o.Link]; l != nil && l.enqueue(b) {
-				continue
+			if l := s.links[o.Link]; l != nil {
+				if l.proto == wire.ENRP && !l.peer.Load() && s.core.PeerLink(l.id) {
+					l.peer.Store(true)
+				}
+				if l.enqueue(b) {
+					continue
+				}
 			}
 			if !o.Dial.IsValid() {
 				continue
@@ -789,9 +810,10 @@ func (s *Server) dialPE(addr netip.AddrPort, b []byte) {
 			s.log.Debug("dial PE failed", "addr", addr.String(), "err", err)
 			return
 		}
-		l := s.addLink(c, wire.ASAP, false, nil)
+		l := s.addLink(c, wire.ASAP, false, nil, netip.Prefix{})
 		s.mu.Lock()
 		s.byAddr[addr] = l.id
+		s.core.LinkDialled(l.id, addr)
 		s.mu.Unlock()
 		for _, m := range q {
 			l.enqueue(m)

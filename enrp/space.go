@@ -151,3 +151,48 @@ func (c *Core) keys(ownOnly bool) []peKey {
 	})
 	return out
 }
+
+// setLink records that s is reached over link (0: none), keeping the count
+// of owned PEs per link that LinkInUse reads.
+func (c *Core) setLink(s *peState, link LinkID) {
+	if s.link == link {
+		return
+	}
+	if s.link != 0 {
+		if c.linkPEs[s.link]--; c.linkPEs[s.link] <= 0 {
+			delete(c.linkPEs, s.link)
+		}
+	}
+	s.link = link
+	if link != 0 {
+		c.linkPEs[link]++
+	}
+}
+
+// unown forgets our home record of k.
+func (c *Core) unown(k peKey) {
+	if s := c.owned[k]; s != nil {
+		c.setLink(s, 0)
+		delete(c.owned, k)
+	}
+}
+
+// LinkInUse reports whether something depends on link: a PE we own
+// registered or answers on it, or a peer is bound to it. The driver does not
+// evict such links to make room for new connections.
+func (c *Core) LinkInUse(link LinkID) bool {
+	_, peer := c.links[link]
+	return peer || c.linkPEs[link] > 0
+}
+
+// PeerLink reports whether link is bound to a peer that introduced itself
+// with a valid Presence (its queue may then hold a handle table).
+func (c *Core) PeerLink(link LinkID) bool {
+	_, ok := c.links[link]
+	return ok
+}
+
+// LinkDialled tells the core that link is a connection the driver opened to
+// a PE's ASAP endpoint addr: a keep-alive ack for a PE we own at addr and
+// reach over no link of its own is accepted on it (onKeepAliveAck).
+func (c *Core) LinkDialled(link LinkID, addr netip.AddrPort) { c.dialled[link] = addr }

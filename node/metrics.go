@@ -51,6 +51,7 @@ type Metrics struct {
 	descDrops, descConn, descResteered, descFlood    *prometheus.Desc
 	descICMP, descPools, descPEs, descPeers, descDPE *prometheus.Desc
 	descReg                                          map[string]*prometheus.Desc
+	descGoroutines                                   *prometheus.Desc
 }
 
 // NewMetrics builds the node's registry. stats and rv may be nil (the
@@ -109,6 +110,7 @@ func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logge
 	m.descPools = prometheus.NewDesc("rspxdp_pools", "Pools in the handlespace.", nil, nil)
 	m.descPEs = prometheus.NewDesc("rspxdp_pool_elements", "Pool elements in the handlespace, by state.", []string{"state"}, nil)
 	m.descPeers = prometheus.NewDesc("rspxdp_enrp_peers", "ENRP peers currently alive.", nil, nil)
+	m.descGoroutines = prometheus.NewDesc("rspxdp_registrar_goroutines", "Goroutines of the process (about two per open connection).", nil, nil)
 	m.descDPE = prometheus.NewDesc("rspxdp_dataplane_pool_elements", "Pool elements programmed in the data plane, by state.", []string{"state"}, nil)
 	m.reg.MustRegister(m.events, m.syncs, m.syncErrors, m.repairs, m.resolutions, collector{m})
 	return m
@@ -126,6 +128,13 @@ var registrarCounterHelp = map[string]string{
 	"rspxdp_handle_resolutions_failed_total":      "Handle Resolutions answered with no pool element (unknown pool).",
 	"rspxdp_enrp_takeovers_total":                 "Takeovers of dead registrars this registrar completed.",
 	"rspxdp_enrp_takeover_adopted_elements_total": "Pool elements adopted by those takeovers.",
+	// The registrar under attack (enrp/conns.go).
+	"rspxdp_registrar_accept_errors_total":          "Failed accepts (e.g. out of file descriptors), each followed by a back-off.",
+	"rspxdp_registrar_connections_refused_total":    "Connections closed at once for a connection bound (per listener or per source).",
+	"rspxdp_registrar_connections_evicted_total":    "Idle connections closed to make room for a newcomer on a full listener.",
+	"rspxdp_registrar_queue_overflows_total":        "Connections closed because their send queue or the queue budget was full.",
+	"rspxdp_registrar_first_message_timeouts_total": "Connections closed for sending no whole message in time after being accepted.",
+	"rspxdp_registrar_foreign_keepalive_acks_total": "Keep-alive acks ignored for not arriving on the pool element's own association.",
 }
 
 func registrarCounterValues(c enrp.Counters) map[string]uint64 {
@@ -140,6 +149,13 @@ func registrarCounterValues(c enrp.Counters) map[string]uint64 {
 		"rspxdp_handle_resolutions_failed_total":      c.ResolutionsFailed,
 		"rspxdp_enrp_takeovers_total":                 c.Takeovers,
 		"rspxdp_enrp_takeover_adopted_elements_total": c.TakeoverAdoptedPEs,
+
+		"rspxdp_registrar_accept_errors_total":          c.AcceptErrors,
+		"rspxdp_registrar_connections_refused_total":    c.ConnectionsRefused,
+		"rspxdp_registrar_connections_evicted_total":    c.ConnectionsEvicted,
+		"rspxdp_registrar_queue_overflows_total":        c.QueueOverflows,
+		"rspxdp_registrar_first_message_timeouts_total": c.FirstMessageTimeouts,
+		"rspxdp_registrar_foreign_keepalive_acks_total": c.ForeignAcks,
 	}
 }
 
@@ -174,7 +190,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{m.descVIPPackets, m.descVIPBytes, m.descPEPackets, m.descPEBytes, m.descPENewFlows,
-		m.descDrops, m.descConn, m.descResteered, m.descFlood, m.descICMP, m.descPools, m.descPEs, m.descPeers, m.descDPE} {
+		m.descDrops, m.descConn, m.descResteered, m.descFlood, m.descICMP, m.descPools, m.descPEs, m.descPeers, m.descDPE, m.descGoroutines} {
 		ch <- d
 	}
 }
@@ -205,9 +221,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(m.descPEs, active, "active")
 		gauge(m.descPEs, draining, "draining")
 		gauge(m.descPeers, len(m.rv.Peers()))
-		for name, v := range registrarCounterValues(m.rv.Counters()) {
+		rc := m.rv.Counters()
+		for name, v := range registrarCounterValues(rc) {
 			counter(m.descReg[name], v)
 		}
+		gauge(m.descGoroutines, int(rc.Goroutines))
 	}
 	if m.stats == nil {
 		return

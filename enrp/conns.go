@@ -1,0 +1,366 @@
+package enrp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rspxdp/rspxdp/transport"
+	"github.com/rspxdp/rspxdp/wire"
+)
+
+// Connection management under attack (issue 19 items 1, 3 and 4): what a
+// connection costs before its peer has proved anything, who gets a slot when
+// the listener is full, and what the accept loop does when the process runs
+// out of descriptors.
+
+// Defaults of the connection bounds.
+const (
+	// DefaultMaxConnectionsPerSource bounds the connections one source
+	// address (an IPv6 /64) may hold on one listener.
+	DefaultMaxConnectionsPerSource = 512
+	// DefaultFirstMessageTimeout bounds the time from accepting a
+	// connection to its first whole message (TLS handshake included).
+	DefaultFirstMessageTimeout = 5 * time.Second
+	// DefaultQueueBudget bounds the bytes queued for sending over all
+	// connections together.
+	DefaultQueueBudget = 128 << 20
+	// fdReserve is what the process keeps for everything but accepted
+	// connections (dials to peers and PEs, announces, files, the node's
+	// maps) when the listener bounds are sized under RLIMIT_NOFILE.
+	fdReserve = 512
+)
+
+// queueLimits are a link's outgoing queue bounds, by role: an ASAP
+// association needs room for answers, a proven ENRP peer for a handle table
+// or a registration burst, and an ENRP connection whose sender has not
+// introduced itself with a valid Presence next to nothing.
+type queueLimits struct{ msgs, bytes int }
+
+var (
+	asapQueue     = queueLimits{4096, 4 << 20}
+	unprovenQueue = queueLimits{256, 256 << 10}
+	peerQueue     = queueLimits{1 << 16, 64 << 20}
+)
+
+// outQueue is a link's outgoing queue. It is a slice grown on demand, not a
+// preallocated channel: an idle or unproven connection costs a few words,
+// not the 1.5 MiB a 65,536-slot channel did.
+type outQueue struct {
+	mu     sync.Mutex
+	msgs   [][]byte
+	bytes  int
+	closed bool
+	wake   chan struct{} // one token: something was queued
+}
+
+// queueBudget is the server-wide bound on queued bytes.
+type queueBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// take reserves n bytes, reporting false (and reserving nothing) past the
+// budget.
+func (b *queueBudget) take(n int) bool {
+	if b.used.Add(int64(n)) > b.max {
+		b.used.Add(-int64(n))
+		return false
+	}
+	return true
+}
+
+func (b *queueBudget) give(n int) { b.used.Add(-int64(n)) }
+
+// limits returns l's queue bounds for its current role.
+func (l *link) limits() queueLimits {
+	switch {
+	case l.proto == wire.ASAP:
+		return asapQueue
+	case l.peer.Load():
+		return peerQueue
+	}
+	return unprovenQueue
+}
+
+// enqueue queues b for the link's writer. A peer that stops reading is cut
+// off rather than waited for or silently shortchanged: closing tells it (a
+// PE re-registers, a peer reconnects and the audit repairs). So is the link
+// a message would take past the server's queue budget.
+func (l *link) enqueue(b []byte) bool {
+	q := &l.q
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	lim := l.limits()
+	if len(q.msgs) >= lim.msgs || q.bytes+len(b) > lim.bytes || !l.budget.take(len(b)) {
+		q.mu.Unlock()
+		l.overflow.Store(true)
+		l.close()
+		return false
+	}
+	l.unsent.Add(1)
+	q.msgs = append(q.msgs, b)
+	q.bytes += len(b)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// dequeue moves up to maxWriteBatch queued messages into batch.
+func (l *link) dequeue(batch [][]byte) [][]byte {
+	q := &l.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(len(q.msgs), maxWriteBatch)
+	batch = append(batch, q.msgs[:n]...)
+	clear(q.msgs[:n])
+	q.msgs = q.msgs[n:]
+	if len(q.msgs) == 0 {
+		q.msgs = nil // release the backing array a burst grew
+	}
+	return batch
+}
+
+// sent releases the budget of written (or dropped) messages.
+func (l *link) sent(batch [][]byte) {
+	n := 0
+	for _, b := range batch {
+		n += len(b)
+	}
+	l.q.mu.Lock()
+	l.q.bytes -= n
+	l.q.mu.Unlock()
+	l.budget.give(n)
+	l.unsent.Add(-int64(len(batch)))
+}
+
+// drainQueue drops what is still queued on a closed link.
+func (l *link) drainQueue() {
+	q := &l.q
+	q.mu.Lock()
+	q.closed = true
+	n := q.bytes
+	msgs := len(q.msgs)
+	q.msgs, q.bytes = nil, 0
+	q.mu.Unlock()
+	l.budget.give(n)
+	l.unsent.Add(-int64(msgs))
+}
+
+// sourceKey groups connections by source for the per-source bound: one
+// IPv4 address, or one IPv6 /64 (what one host typically holds).
+func sourceKey(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
+
+// connTable counts a listener's open accepted connections, in total and
+// per source.
+type connTable struct {
+	mu       sync.Mutex
+	total    int
+	bySource map[netip.Prefix]int
+}
+
+func (t *connTable) add(src netip.Prefix) {
+	t.mu.Lock()
+	t.total++
+	t.bySource[src]++
+	t.mu.Unlock()
+}
+
+func (t *connTable) remove(src netip.Prefix) {
+	t.mu.Lock()
+	t.total--
+	if t.bySource[src]--; t.bySource[src] <= 0 {
+		delete(t.bySource, src)
+	}
+	t.mu.Unlock()
+}
+
+func (t *connTable) counts(src netip.Prefix) (total, fromSrc int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.total, t.bySource[src]
+}
+
+// admitConn decides whether an accepted connection from src may stay. At
+// the per-source bound it is refused; when the listener is full the idlest
+// connection that serves nothing (no PE registered on it, no peer behind
+// it) is closed to make room, so connections held open by an attacker
+// cannot lock honest newcomers out.
+func (s *Server) admitConn(c transport.Conn, p wire.Protocol, src netip.Prefix) bool {
+	t := &s.conns[p]
+	total, fromSrc := t.counts(src)
+	if fromSrc >= s.maxPerSource {
+		s.count(&s.stats.connsRefused)
+		s.warnEvery(&s.refuseLog, "connection refused: too many from one source", "protocol", p.String(),
+			"remote", c.RemoteAddr().String(), "max", s.maxPerSource)
+		return false
+	}
+	if total < s.maxConns {
+		return true
+	}
+	if v := s.idlest(p); v != nil {
+		v.evicted.Store(true)
+		v.close()
+		s.count(&s.stats.connsEvicted)
+		s.warnEvery(&s.evictLog, "connection evicted to make room: listener full", "protocol", p.String(),
+			"evicted", v.conn.RemoteAddr().String(), "for", c.RemoteAddr().String(), "max", s.maxConns)
+		return true
+	}
+	s.count(&s.stats.connsRefused)
+	s.warnEvery(&s.refuseLog, "connection refused: too many", "protocol", p.String(),
+		"remote", c.RemoteAddr().String(), "max", s.maxConns)
+	return false
+}
+
+// idlest returns the accepted connection of protocol p that has been quiet
+// longest and that nothing depends on, or nil.
+func (s *Server) idlest(p wire.Protocol) *link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var victim *link
+	var oldest int64
+	for _, l := range s.links {
+		if l.table == nil || l.proto != p || l.evicted.Load() || s.core.LinkInUse(l.id) {
+			continue
+		}
+		if t := l.lastRead.Load(); victim == nil || t < oldest {
+			victim, oldest = l, t
+		}
+	}
+	return victim
+}
+
+// acceptLoop accepts connections on ln until ctx ends. A failure other than
+// the listener closing (typically EMFILE: out of descriptors) is retried
+// after a back-off that doubles up to a second, counted, and logged at most
+// once per logInterval with the number of failures since the last line.
+func (s *Server) acceptLoop(ctx context.Context, ln transport.Listener, p wire.Protocol) {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.count(&s.stats.acceptErrors)
+			s.warnEvery(&s.acceptLog, "accept failed; backing off", "protocol", p.String(), "err", err,
+				"descriptorsExhausted", errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE))
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		src := netip.Prefix{}
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			src = sourceKey(ap.Addr())
+		}
+		if !s.admitConn(c, p, src) {
+			_ = c.Close()
+			continue
+		}
+		s.conns[p].add(src)
+		l := s.addLink(c, p, false, &s.conns[p], src)
+		_ = l
+	}
+}
+
+// rateLog is a log line's limiter: at most one record per logInterval, the
+// record saying how many were suppressed since the last one.
+type rateLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// logInterval is the minimum time between two records of one rateLog.
+const logInterval = 10 * time.Second
+
+// warnEvery logs msg at most once per logInterval for rl.
+func (s *Server) warnEvery(rl *rateLog, msg string, args ...any) {
+	rl.mu.Lock()
+	now := time.Now()
+	if !rl.last.IsZero() && now.Sub(rl.last) < logInterval {
+		rl.suppressed++
+		rl.mu.Unlock()
+		return
+	}
+	n := rl.suppressed
+	rl.last, rl.suppressed = now, 0
+	rl.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	s.log.Warn(msg, args...)
+}
+
+// serverStats are the Server's own counters (the Core counts protocol
+// events); Counters merges them.
+type serverStats struct {
+	acceptErrors, connsRefused, connsEvicted atomic.Uint64
+	queueOverflows, firstMessageTimeouts     atomic.Uint64
+}
+
+func (s *Server) count(c *atomic.Uint64) { c.Add(1) }
+
+// fdLimit returns the soft RLIMIT_NOFILE (Go raises it to the hard limit
+// at start), or 0 when unknown.
+func fdLimit() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > 1<<30 {
+		return 0
+	}
+	return int(r.Cur)
+}
+
+// sizeConnections fits the per-listener connection bound under the
+// process's descriptor limit: two listeners at the bound plus a reserve must
+// not run the process out of descriptors, where accept fails for everyone.
+func sizeConnections(want, limit int) int {
+	if limit <= 0 {
+		return want
+	}
+	fit := (limit - fdReserve) / 2
+	if fit < 16 {
+		fit = 16
+	}
+	return min(want, fit)
+}
+
+// readFirst reads an accepted connection's first message within
+// FirstMessageTimeout: a connection that never completes its TLS handshake
+// or never sends a whole message is closed, and its slot freed.
+func (s *Server) readFirst(l *link) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.FirstMessageTimeout)
+	defer cancel()
+	b, err := l.conn.ReadMessage(ctx)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && s.ctx.Err() == nil {
+		s.count(&s.stats.firstMessageTimeouts)
+		s.warnEvery(&s.refuseLog, "connection closed: nothing received in time", "protocol", l.proto.String(),
+			"remote", l.conn.RemoteAddr().String(), "timeout", s.cfg.FirstMessageTimeout)
+		l.close()
+	}
+	return b, err
+}
