@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/selector/policy"
 	"github.com/rspxdp/rspxdp/transport"
@@ -24,7 +24,7 @@ import (
 var ErrRejected = errors.New("registration rejected")
 
 // RejectError is a registrar's refusal with its RFC 5352 cause.
-type RejectError struct{ Cause enrp.Cause }
+type RejectError struct{ Cause msg.Cause }
 
 func (e *RejectError) Error() string { return fmt.Sprintf("registration rejected: %s", e.Cause) }
 
@@ -124,7 +124,7 @@ func Register(ctx context.Context, handle string, ln net.Listener, opts ...Optio
 		ctx:        pctx,
 		cancel:     cancel,
 	}
-	pe := enrp.PoolElement{
+	pe := msg.PoolElement{
 		ID:       id,
 		Lifetime: cfg.lifetime,
 		Transport: selector.Transport{Protocol: selector.TCP, Port: user.Port(),
@@ -381,14 +381,14 @@ func (p *PoolElement) readLoop(id linkID, c transport.Conn) {
 			p.dispatch(outs)
 			return
 		}
-		msg, err := enrp.Decode(wire.ASAP, b)
+		in, err := msg.Decode(wire.ASAP, b)
 		if err != nil {
 			p.log.Debug("message from registrar ignored", "err", err)
 			continue
 		}
 		p.mu.Lock()
 		p.m.tick(time.Now())
-		p.m.step(id, msg)
+		p.m.step(id, in)
 		outs := p.m.drain()
 		p.mu.Unlock()
 		p.dispatch(outs)
@@ -448,14 +448,14 @@ func (p *PoolElement) dispatch(outs []peOutput) {
 	}
 }
 
-func (p *PoolElement) send(l linkID, msg enrp.Message) {
+func (p *PoolElement) send(l linkID, out msg.Message) {
 	p.mu.Lock()
 	c := p.links[l]
 	p.mu.Unlock()
 	if c == nil {
 		return
 	}
-	b, err := enrp.Encode(msg)
+	b, err := msg.Encode(out)
 	if err != nil {
 		p.log.Error("encode failed", "err", err)
 		return

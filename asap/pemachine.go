@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/msg"
 )
 
 // linkID names one ASAP connection between the PE and a registrar: one it
@@ -22,7 +22,7 @@ type peOutput struct {
 	Close linkID
 	// Link and Msg: send Msg on Link.
 	Link linkID
-	Msg  enrp.Message
+	Msg  msg.Message
 	// Event is something to log or report (registered, home changed, ...).
 	Event *peEvent
 }
@@ -41,7 +41,7 @@ const (
 type peEvent struct {
 	Kind  peEventKind
 	Home  uint32
-	Cause enrp.Cause
+	Cause msg.Cause
 	Addr  string
 }
 
@@ -62,7 +62,7 @@ const (
 // tested without sleeps.
 type peMachine struct {
 	handle string
-	pe     enrp.PoolElement
+	pe     msg.PoolElement
 	// interval between re-registrations; respTimeout bounds the wait for a
 	// (De)Registration Response before the registrar is considered dead;
 	// retry is the pause after every registrar in the list failed.
@@ -84,7 +84,7 @@ type peMachine struct {
 	out      []peOutput
 }
 
-func newPEMachine(handle string, pe enrp.PoolElement, registrars []string, interval, respTimeout, retry time.Duration, now time.Time) *peMachine {
+func newPEMachine(handle string, pe msg.PoolElement, registrars []string, interval, respTimeout, retry time.Duration, now time.Time) *peMachine {
 	return &peMachine{handle: handle, pe: pe, registrars: registrars, interval: interval,
 		respTimeout: respTimeout, retry: retry, now: now}
 }
@@ -130,7 +130,7 @@ func (m *peMachine) drain() []peOutput {
 func (m *peMachine) register() {
 	m.state = stRegistering
 	m.deadline = m.now.Add(m.respTimeout)
-	m.emit(peOutput{Link: m.link, Msg: enrp.Registration{Handle: m.handle, PE: m.pe}})
+	m.emit(peOutput{Link: m.link, Msg: msg.Registration{Handle: m.handle, PE: m.pe}})
 }
 
 // linkUp reports a dialled registrar connection; local is the address the
@@ -240,7 +240,7 @@ func (m *peMachine) nextDeadline() time.Time {
 }
 
 // setPolicy changes the policy values; the next tick re-registers with them.
-func (m *peMachine) setPolicy(p enrp.PoolElement) {
+func (m *peMachine) setPolicy(p msg.PoolElement) {
 	m.pe.Policy = p.Policy
 	m.dirty = true
 }
@@ -251,7 +251,7 @@ func (m *peMachine) deregister() {
 	case stRegistered, stRegistering:
 		m.state = stDeregistering
 		m.deadline = m.now.Add(m.respTimeout)
-		m.emit(peOutput{Link: m.link, Msg: enrp.Deregistration{Handle: m.handle, PEID: m.pe.ID}})
+		m.emit(peOutput{Link: m.link, Msg: msg.Deregistration{Handle: m.handle, PEID: m.pe.ID}})
 	default:
 		m.state = stClosed
 		m.emit(peOutput{Event: &peEvent{Kind: evDeregistered}})
@@ -259,43 +259,43 @@ func (m *peMachine) deregister() {
 }
 
 // step processes one message received on link.
-func (m *peMachine) step(l linkID, msg enrp.Message) {
-	switch msg := msg.(type) {
-	case enrp.RegistrationResponse:
-		if l != m.link || m.state != stRegistering || msg.PEID != m.pe.ID {
+func (m *peMachine) step(l linkID, in msg.Message) {
+	switch in := in.(type) {
+	case msg.RegistrationResponse:
+		if l != m.link || m.state != stRegistering || in.PEID != m.pe.ID {
 			return
 		}
-		if msg.Reject {
+		if in.Reject {
 			// A refusal is final for this registration: retrying with the
 			// same values gets the same answer.
 			m.state = stClosed
-			m.emit(peOutput{Event: &peEvent{Kind: evRejected, Cause: msg.Cause}})
+			m.emit(peOutput{Event: &peEvent{Kind: evRejected, Cause: in.Cause}})
 			return
 		}
 		m.state = stRegistered
 		m.nextReg = m.now.Add(m.interval)
 		m.everOK = true
 		m.emit(peOutput{Event: &peEvent{Kind: evRegistered, Home: m.home}})
-	case enrp.DeregistrationResponse:
-		if l != m.link || m.state != stDeregistering || msg.PEID != m.pe.ID {
+	case msg.DeregistrationResponse:
+		if l != m.link || m.state != stDeregistering || in.PEID != m.pe.ID {
 			return
 		}
 		m.state = stClosed
 		m.emit(peOutput{Event: &peEvent{Kind: evDeregistered}})
-	case enrp.EndpointKeepAlive:
-		if msg.PEID != m.pe.ID || msg.Handle != m.handle {
+	case msg.EndpointKeepAlive:
+		if in.PEID != m.pe.ID || in.Handle != m.handle {
 			return
 		}
-		m.emit(peOutput{Link: l, Msg: enrp.EndpointKeepAliveAck{Handle: m.handle, PEID: m.pe.ID}})
+		m.emit(peOutput{Link: l, Msg: msg.EndpointKeepAliveAck{Handle: m.handle, PEID: m.pe.ID}})
 		if m.state == stClosed || m.state == stDeregistering {
 			return
 		}
-		if msg.Home && (msg.ServerID != m.home || l != m.link) {
+		if in.Home && (in.ServerID != m.home || l != m.link) {
 			// Takeover: the sender adopted us. Make it home and re-register
 			// with it on the connection it opened (we may not know its
 			// ASAP address otherwise).
 			old := m.link
-			m.home, m.link = msg.ServerID, l
+			m.home, m.link = in.ServerID, l
 			if old != 0 && old != l {
 				m.emit(peOutput{Close: old})
 			}
@@ -303,8 +303,8 @@ func (m *peMachine) step(l linkID, msg enrp.Message) {
 			m.register()
 			return
 		}
-		if l == m.link && msg.ServerID != m.home {
-			m.home = msg.ServerID
+		if l == m.link && in.ServerID != m.home {
+			m.home = in.ServerID
 			m.emit(peOutput{Event: &peEvent{Kind: evHomeChanged, Home: m.home}})
 		}
 	}

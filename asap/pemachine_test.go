@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/selector/policy"
 )
@@ -22,7 +22,7 @@ const (
 )
 
 func newTestMachine(regs ...string) *peMachine {
-	pe := enrp.PoolElement{ID: 0x42, Lifetime: 3 * tInterval,
+	pe := msg.PoolElement{ID: 0x42, Lifetime: 3 * tInterval,
 		Transport: selector.Transport{Protocol: selector.TCP, Port: 7, Addrs: []netip.Addr{netip.MustParseAddr("0.0.0.0")}},
 		ASAP:      netip.MustParseAddrPort("0.0.0.0:4000"), Policy: policy.RoundRobin()}
 	return newPEMachine("echo", pe, regs, tInterval, tResp, tResp, t0)
@@ -39,11 +39,11 @@ func kinds(outs []peOutput) []string {
 			s = append(s, "close")
 		case o.Msg != nil:
 			switch o.Msg.(type) {
-			case enrp.Registration:
+			case msg.Registration:
 				s = append(s, "registration")
-			case enrp.Deregistration:
+			case msg.Deregistration:
 				s = append(s, "deregistration")
-			case enrp.EndpointKeepAliveAck:
+			case msg.EndpointKeepAliveAck:
 				s = append(s, "ack")
 			default:
 				s = append(s, "msg?")
@@ -71,11 +71,11 @@ func registered(t *testing.T) *peMachine {
 	m.linkUp(1, netip.MustParseAddr("10.0.0.5"))
 	outs := m.drain()
 	expect(t, "link up", outs, "registration")
-	reg := outs[0].Msg.(enrp.Registration)
+	reg := outs[0].Msg.(msg.Registration)
 	if reg.PE.Transport.Addrs[0] != netip.MustParseAddr("10.0.0.5") || reg.PE.ASAP.Addr() != netip.MustParseAddr("10.0.0.5") {
 		t.Fatalf("unspecified addresses not replaced by the local one: %+v", reg.PE)
 	}
-	m.step(1, enrp.RegistrationResponse{Handle: "echo", PEID: 0x42})
+	m.step(1, msg.RegistrationResponse{Handle: "echo", PEID: 0x42})
 	expect(t, "response", m.drain(), "registered")
 	return m
 }
@@ -89,29 +89,29 @@ func TestMachineReregistersEveryInterval(t *testing.T) {
 	expect(t, "before interval", m.drain())
 	m.tick(t0.Add(tInterval))
 	expect(t, "at interval", m.drain(), "registration")
-	m.step(1, enrp.RegistrationResponse{Handle: "echo", PEID: 0x42})
+	m.step(1, msg.RegistrationResponse{Handle: "echo", PEID: 0x42})
 	expect(t, "re-registered", m.drain(), "registered")
 }
 
 func TestMachineKeepAlive(t *testing.T) {
 	m := registered(t)
-	m.step(1, enrp.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
+	m.step(1, msg.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
 	expect(t, "first keep-alive", m.drain(), "ack", "home")
 	if m.home != 7 {
 		t.Fatalf("home = %d, want 7", m.home)
 	}
-	m.step(1, enrp.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
+	m.step(1, msg.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
 	expect(t, "second keep-alive", m.drain(), "ack")
-	m.step(1, enrp.EndpointKeepAlive{ServerID: 7, Handle: "other", PEID: 0x42})
+	m.step(1, msg.EndpointKeepAlive{ServerID: 7, Handle: "other", PEID: 0x42})
 	expect(t, "keep-alive for another PE", m.drain())
 }
 
 func TestMachineFollowsTakeover(t *testing.T) {
 	m := registered(t)
-	m.step(1, enrp.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
+	m.step(1, msg.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
 	m.drain()
 	// Registrar 9 took us over and opened link 5 to our ASAP endpoint.
-	m.step(5, enrp.EndpointKeepAlive{ServerID: 9, Handle: "echo", PEID: 0x42, Home: true})
+	m.step(5, msg.EndpointKeepAlive{ServerID: 9, Handle: "echo", PEID: 0x42, Home: true})
 	outs := m.drain()
 	expect(t, "takeover", outs, "ack", "close", "home", "registration")
 	if outs[0].Link != 5 || outs[1].Close != 1 || outs[3].Link != 5 || m.home != 9 {
@@ -120,7 +120,7 @@ func TestMachineFollowsTakeover(t *testing.T) {
 	// The old link closing afterwards changes nothing.
 	m.linkDown(1)
 	expect(t, "old link down", m.drain())
-	m.step(5, enrp.RegistrationResponse{Handle: "echo", PEID: 0x42})
+	m.step(5, msg.RegistrationResponse{Handle: "echo", PEID: 0x42})
 	expect(t, "registered with new home", m.drain(), "registered")
 }
 
@@ -145,7 +145,7 @@ func TestMachineHomeDies(t *testing.T) {
 			}
 			m.linkUp(2, netip.Addr{})
 			expect(t, "new link", m.drain(), "registration")
-			m.step(2, enrp.RegistrationResponse{Handle: "echo", PEID: 0x42})
+			m.step(2, msg.RegistrationResponse{Handle: "echo", PEID: 0x42})
 			expect(t, "registered again", m.drain(), "registered")
 		})
 	}
@@ -171,10 +171,10 @@ func TestMachineRejected(t *testing.T) {
 	m.start()
 	m.linkUp(1, netip.Addr{})
 	m.drain()
-	m.step(1, enrp.RegistrationResponse{Handle: "echo", PEID: 0x42, Reject: true, Cause: enrp.CauseRejectionDueToSecurity})
+	m.step(1, msg.RegistrationResponse{Handle: "echo", PEID: 0x42, Reject: true, Cause: msg.CauseRejectionDueToSecurity})
 	outs := m.drain()
 	expect(t, "rejected", outs, "rejected")
-	if outs[0].Event.Cause != enrp.CauseRejectionDueToSecurity {
+	if outs[0].Event.Cause != msg.CauseRejectionDueToSecurity {
 		t.Fatalf("cause %v", outs[0].Event.Cause)
 	}
 	m.tick(t0.Add(time.Hour))
@@ -192,7 +192,7 @@ func TestMachinePolicyUpdate(t *testing.T) {
 	m.tick(t0)
 	outs := m.drain()
 	expect(t, "policy update", outs, "registration")
-	if p := outs[0].Msg.(enrp.Registration).PE.Policy; p != policy.LeastUsed(1000) {
+	if p := outs[0].Msg.(msg.Registration).PE.Policy; p != policy.LeastUsed(1000) {
 		t.Fatalf("re-registered with %+v", p)
 	}
 }
@@ -203,9 +203,9 @@ func TestMachineDeregister(t *testing.T) {
 	expect(t, "deregister", m.drain(), "deregistration")
 	// Keep-alives during deregistration are still answered, but no
 	// takeover is followed.
-	m.step(3, enrp.EndpointKeepAlive{ServerID: 9, Handle: "echo", PEID: 0x42, Home: true})
+	m.step(3, msg.EndpointKeepAlive{ServerID: 9, Handle: "echo", PEID: 0x42, Home: true})
 	expect(t, "keep-alive while leaving", m.drain(), "ack")
-	m.step(1, enrp.DeregistrationResponse{Handle: "echo", PEID: 0x42})
+	m.step(1, msg.DeregistrationResponse{Handle: "echo", PEID: 0x42})
 	expect(t, "confirmed", m.drain(), "deregistered")
 	m.tick(t0.Add(time.Hour))
 	expect(t, "nothing after", m.drain())

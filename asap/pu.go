@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/selector/policy"
 	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
@@ -34,7 +34,7 @@ type PEInfo struct {
 
 func (p PEInfo) String() string { return fmt.Sprintf("$%08x@%s", p.ID, p.Addr) }
 
-func peInfo(pe enrp.PoolElement) PEInfo {
+func peInfo(pe msg.PoolElement) PEInfo {
 	i := PEInfo{ID: pe.ID, Home: pe.Home, Addrs: pe.Transport.Addrs, Policy: pe.Policy,
 		Lifetime: pe.Lifetime, ASAP: pe.ASAP}
 	if len(pe.Transport.Addrs) > 0 {
@@ -107,10 +107,10 @@ func (u *PoolUser) Close() error {
 	return nil
 }
 
-// request sends msg to a registrar and returns its answer of type want,
+// request sends req to a registrar and returns its answer of type want,
 // trying the known registrars in turn.
-func (u *PoolUser) request(ctx context.Context, msg enrp.Message, want func(enrp.Message) bool) (enrp.Message, error) {
-	b, err := enrp.Encode(msg)
+func (u *PoolUser) request(ctx context.Context, req msg.Message, want func(msg.Message) bool) (msg.Message, error) {
+	b, err := msg.Encode(req)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (u *PoolUser) request(ctx context.Context, msg enrp.Message, want func(enrp
 	return nil, errors.Join(errs...)
 }
 
-func (u *PoolUser) exchange(ctx context.Context, b []byte, want func(enrp.Message) bool) (enrp.Message, error) {
+func (u *PoolUser) exchange(ctx context.Context, b []byte, want func(msg.Message) bool) (msg.Message, error) {
 	if err := u.conn.WriteMessage(ctx, b); err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (u *PoolUser) exchange(ctx context.Context, b []byte, want func(enrp.Messag
 		if err != nil {
 			return nil, err
 		}
-		m, err := enrp.Decode(wire.ASAP, rb)
+		m, err := msg.Decode(wire.ASAP, rb)
 		if err != nil {
 			continue
 		}
@@ -185,14 +185,14 @@ const resolveAll = 0xffffffff
 
 // resolve asks for up to items PEs (0: the registrar's default number).
 func (u *PoolUser) resolve(ctx context.Context, handle string, items uint32) ([]PEInfo, error) {
-	resp, err := u.request(ctx, enrp.HandleResolution{Handle: handle, MaxItems: items}, func(m enrp.Message) bool {
-		r, ok := m.(enrp.HandleResolutionResponse)
+	resp, err := u.request(ctx, msg.HandleResolution{Handle: handle, MaxItems: items}, func(m msg.Message) bool {
+		r, ok := m.(msg.HandleResolutionResponse)
 		return ok && r.Handle == handle
 	})
 	if err != nil {
 		return nil, fmt.Errorf("resolve %s: %w", handle, err)
 	}
-	r := resp.(enrp.HandleResolutionResponse)
+	r := resp.(msg.HandleResolutionResponse)
 	if r.Cause != 0 {
 		u.mu.Lock()
 		delete(u.cache, handle)
@@ -213,7 +213,7 @@ func (u *PoolUser) resolve(ctx context.Context, handle string, items uint32) ([]
 // from the cache.
 func (u *PoolUser) ReportUnreachable(ctx context.Context, handle string, id uint32) error {
 	u.forget(handle, id)
-	if _, err := u.request(ctx, enrp.EndpointUnreachable{Handle: handle, PEID: id}, nil); err != nil {
+	if _, err := u.request(ctx, msg.EndpointUnreachable{Handle: handle, PEID: id}, nil); err != nil {
 		return fmt.Errorf("report PE $%08x of %s unreachable: %w", id, handle, err)
 	}
 	return nil

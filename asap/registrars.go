@@ -10,7 +10,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
 )
@@ -71,12 +71,12 @@ func (r *registrarSet) listenAnnounces(ctx context.Context, addr string, log *sl
 			if err != nil {
 				return
 			}
-			m, err := enrp.Decode(wire.ASAP, b)
+			m, err := msg.Decode(wire.ASAP, b)
 			if err != nil {
 				log.Debug("announce ignored", "from", src.String(), "err", err)
 				continue
 			}
-			if a, ok := m.(enrp.ServerAnnounce); ok {
+			if a, ok := m.(msg.ServerAnnounce); ok {
 				for _, ap := range a.ASAP {
 					if ap.Addr().IsUnspecified() {
 						ap = netip.AddrPortFrom(src.Addr(), ap.Port())

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
@@ -70,20 +70,20 @@ func DumpHandlespace(ctx context.Context, enrpAddr string, opts ...Option) (*Han
 	pools := map[string]map[uint32]PEInfo{}
 	introduced := false
 	for {
-		req, err := enrp.Encode(enrp.HandleTableRequest{Header: enrp.Header{Sender: self, Receiver: d.Registrar}})
+		req, err := msg.Encode(msg.HandleTableRequest{Header: msg.Header{Sender: self, Receiver: d.Registrar}})
 		if err != nil {
 			return nil, err
 		}
 		rctx, cancel := context.WithTimeout(ctx, cfg.respTimeout)
 		err = c.WriteMessage(rctx, req)
-		var resp enrp.HandleTableResponse
+		var resp msg.HandleTableResponse
 		for err == nil {
 			var rb []byte
 			if rb, err = c.ReadMessage(rctx); err != nil {
 				break
 			}
-			m, derr := enrp.Decode(wire.ENRP, rb)
-			if r, ok := m.(enrp.HandleTableResponse); derr == nil && ok {
+			m, derr := msg.Decode(wire.ENRP, rb)
+			if r, ok := m.(msg.HandleTableResponse); derr == nil && ok {
 				resp = r
 				break
 			}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/transport"
 )
@@ -26,17 +26,17 @@ func introduce(ctx context.Context, c transport.Conn, self uint32, kind string, 
 	if kind == "sctp" {
 		proto = selector.SCTP
 	}
-	msg, err := enrp.Encode(enrp.Presence{
-		Header:   enrp.Header{Sender: self},
+	b, err := msg.Encode(msg.Presence{
+		Header:   msg.Header{Sender: self},
 		Checksum: fold(0), // no PEs
-		Info:     enrp.ServerInfo{ID: self, ENRP: local, Protocol: proto},
+		Info:     msg.ServerInfo{ID: self, ENRP: local, Protocol: proto},
 	})
 	if err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return c.WriteMessage(wctx, msg)
+	return c.WriteMessage(wctx, b)
 }
 
 // connAddrPort returns c's local address as one address and port: the

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/selector/policy"
 	"github.com/rspxdp/rspxdp/transport"
@@ -44,7 +44,7 @@ func TestDumpHandlespaceIntroducesItself(t *testing.T) {
 			}
 			defer ln.Close()
 			const registrarID = 0x5eed
-			presences := make(chan enrp.Presence, 4)
+			presences := make(chan msg.Presence, 4)
 			go func() {
 				c, err := ln.Accept(ctx)
 				if err != nil {
@@ -57,26 +57,26 @@ func TestDumpHandlespaceIntroducesItself(t *testing.T) {
 					if err != nil {
 						return
 					}
-					m, err := enrp.Decode(wire.ENRP, b)
+					m, err := msg.Decode(wire.ENRP, b)
 					if err != nil {
 						t.Errorf("registrar got an undecodable message: %v", err)
 						return
 					}
-					var resp enrp.HandleTableResponse
+					var resp msg.HandleTableResponse
 					switch m := m.(type) {
-					case enrp.Presence:
+					case msg.Presence:
 						if remote, rerr := netip.ParseAddrPort(c.RemoteAddr().String()); rerr != nil || m.Info.ENRP != remote || m.Info.ID != m.Sender {
 							t.Errorf("Presence names %v (id %x, sender %x), the association comes from %v", m.Info.ENRP, m.Info.ID, m.Sender, c.RemoteAddr())
 						}
 						known = true
 						presences <- m
 						continue
-					case enrp.HandleTableRequest:
-						resp.Header = enrp.Header{Sender: registrarID, Receiver: m.Sender}
+					case msg.HandleTableRequest:
+						resp.Header = msg.Header{Sender: registrarID, Receiver: m.Sender}
 						if tc.alwaysRefuse || (tc.needsPresence && !known) {
 							resp.Reject = true
 						} else {
-							resp.Pools = []enrp.Pool{{Handle: "echo", PEs: []enrp.PoolElement{{
+							resp.Pools = []msg.Pool{{Handle: "echo", PEs: []msg.PoolElement{{
 								ID: 7, Home: registrarID, Lifetime: time.Minute, Policy: policy.RoundRobin(),
 								Transport: selector.Transport{Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.7")},
 									Port: 7, Protocol: selector.TCP, Use: selector.DataOnly},
@@ -85,7 +85,7 @@ func TestDumpHandlespaceIntroducesItself(t *testing.T) {
 					default:
 						continue
 					}
-					out, err := enrp.Encode(resp)
+					out, err := msg.Encode(resp)
 					if err != nil {
 						t.Errorf("encode: %v", err)
 						return

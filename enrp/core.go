@@ -515,7 +515,7 @@ func (c *Core) Step(link LinkID, src netip.Addr, m Message) {
 	case ErrorMessage:
 		c.onError(m)
 	default:
-		c.log.Debug("ignoring message", "type", m.msgName())
+		c.log.Debug("ignoring message", "type", msgName(m))
 	}
 }
 

@@ -21,8 +21,9 @@
 // under that mutex, so every link carries messages in the order the core
 // produced them.
 //
-// The codec (Encode, Decode, ToWire, FromWire) maps the core's typed
-// messages to package wire.
+// The core's typed messages and their codec to package wire are package
+// msg's, which the client library (package asap) shares; messages.go
+// names them here.
 //
 // # Behaviour
 //

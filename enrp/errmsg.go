@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/wire"
 )
 
@@ -21,36 +22,6 @@ import (
 // (skip and report) or not (stop and report). An Error is never answered
 // with an Error, so two implementations that misunderstand each other
 // cannot loop.
-
-// errNotHandled marks a well-formed message of a type the registrar does
-// not process.
-var errNotHandled = errors.New("not handled by the registrar")
-
-// Unrecognized is what the driver makes of a message the registrar cannot
-// process (Raw set: the whole message as received), or of one whose
-// unknown parameters must be reported (Causes set: Unrecognized Parameter
-// causes; the message itself is processed separately). The core answers it
-// with an Error.
-type Unrecognized struct {
-	// Header: the ENRP sender and receiver, when the header could be read.
-	Header
-	Protocol wire.Protocol
-	Type     wire.Type
-	Raw      []byte
-	Causes   []wire.Cause
-}
-
-// ErrorMessage is the ASAP or ENRP Error message: the causes of an error
-// the sender found in a message it received.
-type ErrorMessage struct {
-	// Header: ENRP only.
-	Header
-	Protocol wire.Protocol
-	Causes   []wire.Cause
-}
-
-func (Unrecognized) msgName() string { return "Unrecognized" }
-func (ErrorMessage) msgName() string { return "Error" }
 
 // maxEcho bounds the copy of a message sent back in an Unrecognized
 // Message cause, so the Error fits the 16-bit length of its own header:
@@ -106,7 +77,7 @@ func classifySlow(p wire.Protocol, b []byte, w *wire.Message, decodeErr error, m
 		return u, nil, true
 	case decodeErr != nil:
 		return nil, nil, false
-	case errors.Is(mapErr, errNotHandled):
+	case errors.Is(mapErr, msg.ErrNotHandled):
 		return unrecognizedMsg(p, b), nil, true
 	case mapErr != nil:
 		return nil, nil, false
@@ -169,24 +140,4 @@ func (c *Core) onError(m ErrorMessage) {
 		c.log.Warn("Error message received", "protocol", m.Protocol.String(), "sender", idString(m.Sender),
 			"cause", Cause(cs.Code).String(), "infoBytes", len(cs.Info))
 	}
-}
-
-// errorToWire encodes an Error message.
-func errorToWire(m ErrorMessage) wire.Message {
-	w := wire.Message{Protocol: wire.ASAP, Type: wire.ASAPError}
-	if m.Protocol == wire.ENRP {
-		w = hdr(wire.ENRPError, m.Header)
-	}
-	w.Params = []wire.Param{wire.ErrorParam(m.Causes...)}
-	return w
-}
-
-// errorFromWire decodes an Error message, copying the causes out of the
-// decoder's reused storage.
-func errorFromWire(w *wire.Message) ErrorMessage {
-	e := ErrorMessage{Protocol: w.Protocol, Header: Header{Sender: w.SenderID, Receiver: w.ReceiverID}}
-	for _, cs := range w.Causes() {
-		e.Causes = append(e.Causes, wire.Cause{Code: cs.Code, Info: append([]byte(nil), cs.Info...)})
-	}
-	return e
 }

@@ -89,7 +89,7 @@ func (c *Core) stepLeaving(m Message) bool {
 			c.log.Info("leaving: PEs taken over", "by", idString(m.Sender), "after", c.now.Sub(c.leave.started))
 		}
 	default:
-		c.log.Debug("leaving: message not processed", "type", m.msgName())
+		c.log.Debug("leaving: message not processed", "type", msgName(m))
 	}
 	return true
 }

@@ -116,7 +116,7 @@ func TestLeavingCoreIsQuiet(t *testing.T) {
 	} {
 		c.Step(9, netip.MustParseAddr("127.0.0.1"), m)
 		if outs := c.Drain(); len(outs) != 0 {
-			t.Fatalf("leaving core answered %s with %+v", m.msgName(), outs)
+			t.Fatalf("leaving core answered %s with %+v", msgName(m), outs)
 		}
 	}
 	c.Step(9, netip.Addr{}, HandleResolution{Handle: "a"})

@@ -116,7 +116,7 @@ func (s *Server) admit(l *link, remote netip.AddrPort, m Message) (Message, bool
 	if l.proto == wire.ENRP {
 		if !pol.MayPeer(id) {
 			s.log.Warn("ENRP message from an identity that may not peer: closing", "identity", id.String(),
-				"remote", remote.String(), "message", m.msgName())
+				"remote", remote.String(), "message", msgName(m))
 			l.close()
 			return nil, false
 		}

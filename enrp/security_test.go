@@ -68,7 +68,7 @@ func callT(t *testing.T, r *rpc, m Message) Message {
 	defer cancel()
 	resp, err := r.call(ctx, m)
 	if err != nil {
-		t.Fatalf("%s: %v", m.msgName(), err)
+		t.Fatalf("%s: %v", msgName(m), err)
 	}
 	return resp
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/security"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/transport"
@@ -336,7 +337,7 @@ func (s *Server) peerAnnounceLoop(ctx context.Context) {
 		if dec.Decode(wire.ENRP, b, &w) != nil {
 			continue
 		}
-		m, err := FromWire(&w)
+		m, err := msg.FromWire(&w)
 		p, ok := m.(Presence)
 		if err != nil || !ok {
 			continue
@@ -592,7 +593,7 @@ func (s *Server) readLoop(l *link) {
 		derr := dec.Decode(l.proto, b, &w)
 		var m Message
 		if derr == nil {
-			m, err = FromWire(&w)
+			m, err = msg.FromWire(&w)
 		}
 		// Unknown messages and parameters get an Error (errmsg.go).
 		m, report, ok := classify(l.proto, b, &w, derr, m, err)

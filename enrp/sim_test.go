@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rspxdp/rspxdp/selector"
-	"github.com/rspxdp/rspxdp/selector/policy"
+	"github.com/rspxdp/rspxdp/msg/msgtest"
 )
 
 // sim connects registrar cores and simulated PEs in memory with a fake
@@ -171,7 +170,7 @@ func (s *sim) deliver(to LinkID, m Message) {
 	if e == nil || e.dead {
 		return
 	}
-	s.sent[m.msgName()]++
+	s.sent[msgName(m)]++
 	if e.reg != 0 {
 		c := s.regs[e.reg]
 		if c == nil {
@@ -269,21 +268,7 @@ func (s *sim) advance(d time.Duration) {
 	}
 }
 
-func testPE(id uint32) PoolElement {
-	return PoolElement{
-		ID:       id,
-		Lifetime: 30 * time.Second,
-		Transport: selector.Transport{
-			Addrs:    []netip.Addr{netip.AddrFrom4([4]byte{10, 0, byte(id >> 8), byte(id)})},
-			Port:     7,
-			Protocol: selector.TCP,
-			Use:      selector.DataOnly,
-		},
-		ASAP:         netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, byte(id >> 8), byte(id)}), 5000),
-		ASAPProtocol: selector.TCP,
-		Policy:       policy.RoundRobin(),
-	}
-}
+func testPE(id uint32) PoolElement { return msgtest.PE(id) }
 
 // agree asserts every registrar holds n PEs and the same checksum per owner.
 func (s *sim) agree(t testing.TB, n int) {

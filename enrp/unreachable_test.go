@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/wire"
 )
@@ -124,8 +125,8 @@ func TestIntegrationUnreachableReportedToNonHome(t *testing.T) {
 // parameter), the Leaving flag in a reserved bit; both survive a round
 // trip.
 func TestPresenceCarriesASAPEndpointAndLeaving(t *testing.T) {
-	if a := paramASAPEndpoint.Action(); a != wire.ActionSkip || paramASAPEndpoint.Known() {
-		t.Fatalf("private parameter action %v known=%v: receivers must skip it silently", a, paramASAPEndpoint.Known())
+	if a := msg.ParamASAPEndpoint.Action(); a != wire.ActionSkip || msg.ParamASAPEndpoint.Known() {
+		t.Fatalf("private parameter action %v known=%v: receivers must skip it silently", a, msg.ParamASAPEndpoint.Known())
 	}
 	for _, p := range []Presence{
 		{Header: Header{Sender: 1, Receiver: 2}, Checksum: 7, Leaving: true,

@@ -1,4 +1,4 @@
-package enrp
+package msg
 
 import (
 	"fmt"
@@ -8,11 +8,6 @@ import (
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/selector/policy"
 )
-
-// The registrar core speaks in these decoded messages, not in bytes: the
-// driver (Server) translates between them and the wire codec. Keeping the
-// core free of encoding makes every protocol exchange testable as plain
-// values and lets the codec evolve without touching protocol logic.
 
 // Cause is an RFC 5352 operation error cause code (section 3.3.10 of RFC 5354).
 type Cause uint16
@@ -31,9 +26,11 @@ const (
 	CauseUnknownPoolHandle         Cause = 0x9
 	CauseRejectionDueToSecurity    Cause = 0xa
 	causeNone                      Cause = 0
-	maxResolutionAll                     = 0xffffffff
 	defaultRegistrationLifeSeconds       = 30 * 3
 )
+
+// MaxItemsAll in HandleResolution.MaxItems asks for every PE of the pool.
+const MaxItemsAll = 0xffffffff
 
 var causeNames = map[Cause]string{
 	CauseUnrecognizedParameter:   "unrecognized parameter",
@@ -83,8 +80,11 @@ type PoolElement struct {
 	Owner string
 }
 
-// Message is any ASAP or ENRP message the core consumes or produces.
+// Message is any ASAP or ENRP message of this package.
 type Message interface{ msgName() string }
+
+// Name returns m's message type name, for logs.
+func Name(m Message) string { return m.msgName() }
 
 // ASAP messages (RFC 5352).
 type (

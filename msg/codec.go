@@ -1,4 +1,4 @@
-package enrp
+package msg
 
 import (
 	"errors"
@@ -287,7 +287,7 @@ func FromWire(w *wire.Message) (Message, error) {
 		if w.Type == wire.ASAPError {
 			return errorFromWire(w), nil
 		}
-		return nil, fmt.Errorf("decode ASAP %s: %w", w.TypeName(), errNotHandled)
+		return nil, fmt.Errorf("decode ASAP %s: %w", w.TypeName(), ErrNotHandled)
 	}
 	switch w.Type {
 	case wire.ENRPPresence:
@@ -338,7 +338,7 @@ func FromWire(w *wire.Message) (Message, error) {
 	if w.Type == wire.ENRPError {
 		return errorFromWire(w), nil
 	}
-	return nil, fmt.Errorf("decode ENRP %s: %w", w.TypeName(), errNotHandled)
+	return nil, fmt.Errorf("decode ENRP %s: %w", w.TypeName(), ErrNotHandled)
 }
 
 func addrTransport(kind wire.ParamType, a netip.AddrPort) wire.Transport {
