@@ -126,14 +126,24 @@ struct {
 	__type(value, struct flood_state);
 } lb_flood SEC(".maps");
 
-/* Egress interfaces for CFG_F_REDIRECT, indexed by backend tx_port. Written
- * by the loader. */
+/* Egress interfaces, indexed by backend tx_port: where a PE's packets go
+ * when its interface is not the one they arrived on. Written by the loader. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP);
 	__uint(max_entries, TX_PORTS);
 	__type(key, __u32);
 	__type(value, __u32);
 } lb_tx_ports SEC(".maps");
+
+/* Source networks allowed to reach the control ports (config.ctrl_ports)
+ * through this program's interfaces. Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 256);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ctrl_key);
+	__type(value, __u8);
+} lb_ctrl_allow SEC(".maps");
 
 static __always_inline __u32 rotl32(__u32 x, int r)
 {
@@ -196,6 +206,10 @@ struct pkt {
 	__u8 inner_v6; /* the packet to forward is IPv6 */
 	__u8 icmp;     /* a too-big error about the flow, not the flow itself */
 	__u8 syn;      /* TCP SYN without ACK: a connection attempt */
+	/* A first fragment or an IPv6 packet with extension headers: never
+	 * steered (passed as before), only checked against the control ports,
+	 * so neither is a way around the filter. */
+	__u8 ctrl_only;
 };
 
 /* Reads the first four bytes of a TCP, UDP or SCTP header: the ports. The
@@ -230,6 +244,54 @@ static __always_inline int l4_ports(void *l4, void *data_end, __u8 proto, struct
 static __always_inline int is_l4(__u8 proto)
 {
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
+/* Reads the ports of a packet that is only checked against the control
+ * ports (see pkt.ctrl_only). Four bytes are all it needs; fewer is a
+ * malformed packet. */
+static __always_inline int ctrl_ports_only(void *l4, void *data_end, __u32 saddr4, struct pkt *pk)
+{
+	if (l4 + 4 > data_end)
+		return -2;
+	if (pk->flow.family == 4)
+		pk->flow.src.w[0] = saddr4;
+	pk->flow.dport = ((__be16 *)l4)[1];
+	pk->ctrl_only = 1;
+	return 0;
+}
+
+#define NH_HOPOPTS 0
+#define NH_ROUTING 43
+#define NH_FRAGMENT 44
+#define NH_DSTOPTS 60
+
+/* Walks up to four IPv6 extension headers to the transport header, for the
+ * control filter only. Returns -1 (pass) for what does not end in TCP, UDP
+ * or SCTP, or for a non-first fragment. */
+static __always_inline int parse_v6_ext(void *p, void *data_end, __u8 nh, struct pkt *pk)
+{
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__u8 *h = p;
+		if (nh == NH_HOPOPTS || nh == NH_ROUTING || nh == NH_DSTOPTS) {
+			if ((void *)(h + 2) > data_end)
+				return -2;
+			nh = h[0];
+			p += ((__u32)h[1] + 1) * 8;
+		} else if (nh == NH_FRAGMENT) {
+			if ((void *)(h + 8) > data_end)
+				return -2;
+			if (*(__be16 *)(h + 2) & bpf_htons(0xfff8))
+				return -1;
+			nh = h[0];
+			p += 8;
+		} else {
+			break;
+		}
+	}
+	if (!is_l4(nh))
+		return -1;
+	return ctrl_ports_only(p, data_end, 0, pk);
 }
 
 /* Parses the IPv4 header quoted inside an ICMP error and turns it back into
@@ -287,12 +349,16 @@ static __always_inline int parse_v4(void *data, void *data_end, struct pkt *pk)
 	__u32 tot = bpf_ntohs(ip->tot_len);
 	if (tot < hlen || data + tot > data_end)
 		return -2;
-	/* Fragments carry no ports; the kernel reassembles them. */
-	if (ip->frag_off & bpf_htons(0x3fff))
-		return -1;
 	pk->l3_len = tot;
 	pk->flow.family = 4;
 	void *l4 = data + hlen;
+	/* Fragments are not steered; the kernel reassembles them. Only the
+	 * first one carries ports, which the control filter must still see. */
+	if (ip->frag_off & bpf_htons(0x3fff)) {
+		if (ip->frag_off & bpf_htons(0x1fff) || !is_l4(ip->protocol))
+			return -1;
+		return ctrl_ports_only(l4, data_end, ip->saddr, pk);
+	}
 	if (ip->protocol == IPPROTO_ICMP) {
 		struct icmp_hdr *ic = l4;
 		if ((void *)(ic + 1) > data_end)
@@ -343,7 +409,10 @@ static __always_inline int parse_v6(void *data, void *data_end, struct pkt *pk)
 	__builtin_memcpy(&pk->flow.src, &ip->saddr, 16);
 	__builtin_memcpy(&pk->flow.dst, &ip->daddr, 16);
 	pk->flow.proto = ip->nexthdr;
-	/* Extension headers are not walked: such packets are passed. */
+	/* Packets with extension headers are not steered (passed), but are
+	 * walked for the control filter. */
+	if (!is_l4(ip->nexthdr))
+		return parse_v6_ext(l4, data_end, ip->nexthdr, pk);
 	return l4_ports(l4, data_end, ip->nexthdr, pk);
 }
 
@@ -456,6 +525,34 @@ static __always_inline int flood_allows(const struct config *cfg)
 	return fs->count <= cfg->flood_limit;
 }
 
+/* The verdict for a packet that is not for a VIP: dropped (and counted) when
+ * it is sent to a control port from a source outside lb_ctrl_allow, so the
+ * client side can neither register, resolve nor speak ENRP; passed
+ * otherwise. The cost on the pass path is one array lookup and four
+ * compares; the trie is consulted only for control ports. */
+static __always_inline int ctrl_verdict(const struct pkt *pk)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
+	__be16 p = pk->flow.dport;
+
+	if (!cfg || !p ||
+	    (p != cfg->ctrl_ports[0] && p != cfg->ctrl_ports[1] &&
+	     p != cfg->ctrl_ports[2] && p != cfg->ctrl_ports[3]))
+		return XDP_PASS;
+	struct ctrl_key k = { .prefixlen = 128 };
+	if (pk->flow.family == 4) {
+		k.addr.w[2] = bpf_htonl(0xffff);
+		k.addr.w[3] = pk->flow.src.w[0];
+	} else {
+		k.addr = pk->flow.src;
+	}
+	if (bpf_map_lookup_elem(&lb_ctrl_allow, &k))
+		return XDP_PASS;
+	COUNT(drop_control);
+	return XDP_DROP;
+}
+
 SEC("xdp")
 int lb_xdp(struct xdp_md *ctx)
 {
@@ -479,6 +576,8 @@ int lb_xdp(struct xdp_md *ctx)
 		COUNT(drop_bad_header);
 		return XDP_DROP;
 	}
+	if (pk.ctrl_only)
+		return ctrl_verdict(&pk);
 
 	struct vip_key vk = {
 		.addr = pk.flow.dst,
@@ -488,7 +587,7 @@ int lb_xdp(struct xdp_md *ctx)
 	};
 	struct service *svc = bpf_map_lookup_elem(&lb_services, &vk);
 	if (!svc)
-		return XDP_PASS;
+		return pk.icmp ? XDP_PASS : ctrl_verdict(&pk);
 
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&lb_config, &zero);
@@ -546,6 +645,31 @@ int lb_xdp(struct xdp_md *ctx)
 		return XDP_DROP;
 	}
 
+	if (l2dsr) {
+		__builtin_memcpy(eth->h_dest, be->dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, be->smac, ETH_ALEN);
+	} else {
+		rc = be->family == 6 ? encap_v6(ctx, be, cfg, &pk) : encap_v4(ctx, be, cfg, &pk);
+		if (rc) {
+			if (gs)
+				gs->drop_bad_header++;
+			return XDP_DROP;
+		}
+	}
+	/* A PE behind another interface than the packet came in on is
+	 * reached by redirect: XDP_TX would put the frame on the wrong link,
+	 * where nobody takes it. A redirect that has no egress interface is
+	 * counted as undeliverable, and, like every drop, not as sent. */
+	int act = XDP_TX;
+	if (be->ifindex != ctx->ingress_ifindex || (cfg->flags & CFG_F_REDIRECT)) {
+		act = bpf_redirect_map(&lb_tx_ports, be->tx_port, XDP_DROP);
+		if (act != XDP_REDIRECT) {
+			if (gs)
+				gs->drop_undeliverable++;
+			return XDP_DROP;
+		}
+	}
+
 	struct vip_stats *vs = bpf_map_lookup_elem(&lb_vip_stats, &svc->id);
 	if (vs) {
 		vs->packets++;
@@ -559,21 +683,7 @@ int lb_xdp(struct xdp_md *ctx)
 	}
 	if (pk.icmp && gs)
 		gs->icmp_fwd++;
-
-	if (l2dsr) {
-		__builtin_memcpy(eth->h_dest, be->dmac, ETH_ALEN);
-		__builtin_memcpy(eth->h_source, be->smac, ETH_ALEN);
-	} else {
-		rc = be->family == 6 ? encap_v6(ctx, be, cfg, &pk) : encap_v4(ctx, be, cfg, &pk);
-		if (rc) {
-			if (gs)
-				gs->drop_bad_header++;
-			return XDP_DROP;
-		}
-	}
-	if (cfg->flags & CFG_F_REDIRECT)
-		return bpf_redirect_map(&lb_tx_ports, be->tx_port, XDP_DROP);
-	return XDP_TX;
+	return act;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -72,14 +72,21 @@ struct backend {
 	__u8 smac[6];
 	__u8 family; /* 4 or 6: outer header of the encapsulation */
 	__u8 state;  /* enum pe_state */
-	__u16 tx_port; /* lb_tx_ports slot used when CFG_F_REDIRECT is set */
+	__u16 tx_port; /* lb_tx_ports slot of the egress interface */
 	__u32 svc;     /* owning service id */
 	__u32 pe_id;   /* the control plane's PE identifier (not used by the data path) */
 	__u32 weight;  /* the control plane's weight (not used by the data path) */
+	__u32 ifindex; /* egress interface: XDP_TX when it is the ingress one, else redirect */
 };
 
-/* Send with XDP_REDIRECT through lb_tx_ports instead of XDP_TX. */
+/* Always send with XDP_REDIRECT through lb_tx_ports, even to a PE behind the
+ * ingress interface (without it, only PEs behind another interface are
+ * redirected; the others go out with XDP_TX). */
 #define CFG_F_REDIRECT 0x1
+
+/* Control ports the filter guards (the registrar's ASAP, ENRP and metrics
+ * ports); 0 = unused slot. */
+#define CTRL_PORTS 4
 
 struct config {
 	__u32 seed;        /* Maglev flow hash seed: equal on every node */
@@ -89,6 +96,18 @@ struct config {
 	__u32 flags;       /* CFG_F_* */
 	__u32 src_v4;      /* outer source of IPIP */
 	struct addr src_v6; /* outer source of IPv6 encapsulation */
+	/* Destination ports (network order) that a packet arriving on this
+	 * program's interfaces may only be sent to from a network in
+	 * lb_ctrl_allow: the registrar is not for the client side. */
+	__be16 ctrl_ports[CTRL_PORTS];
+};
+
+/* Key of lb_ctrl_allow: a source prefix allowed to reach the control ports.
+ * IPv4 is stored IPv4-mapped (::ffff:a.b.c.d, prefixlen + 96), so one trie
+ * holds both families. */
+struct ctrl_key {
+	__u32 prefixlen;
+	struct addr addr;
 };
 
 struct vip_stats {
@@ -111,6 +130,8 @@ struct global_stats {
 	__u64 drop_no_pe;
 	__u64 drop_bad_header;
 	__u64 drop_too_big;
+	__u64 drop_control;       /* to a control port from outside lb_ctrl_allow */
+	__u64 drop_undeliverable; /* no usable egress interface for the PE */
 };
 
 struct flood_state {

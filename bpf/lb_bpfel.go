@@ -19,14 +19,15 @@ type LbBackend struct {
 		_ structs.HostLayout
 		W [4]uint32
 	}
-	Dmac   [6]uint8
-	Smac   [6]uint8
-	Family uint8
-	State  uint8
-	TxPort uint16
-	Svc    uint32
-	PeId   uint32
-	Weight uint32
+	Dmac    [6]uint8
+	Smac    [6]uint8
+	Family  uint8
+	State   uint8
+	TxPort  uint16
+	Svc     uint32
+	PeId    uint32
+	Weight  uint32
+	Ifindex uint32
 }
 
 type LbConfig struct {
@@ -41,12 +42,22 @@ type LbConfig struct {
 		_ structs.HostLayout
 		W [4]uint32
 	}
+	CtrlPorts [4]uint16
 }
 
 type LbConn struct {
 	_       structs.HostLayout
 	Backend uint32
 	Svc     uint32
+}
+
+type LbCtrlKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
 }
 
 type LbFloodState struct {
@@ -73,15 +84,17 @@ type LbFlow struct {
 }
 
 type LbGlobalStats struct {
-	_             structs.HostLayout
-	ConnHit       uint64
-	ConnMiss      uint64
-	Resteered     uint64
-	FloodSkip     uint64
-	IcmpFwd       uint64
-	DropNoPe      uint64
-	DropBadHeader uint64
-	DropTooBig    uint64
+	_                 structs.HostLayout
+	ConnHit           uint64
+	ConnMiss          uint64
+	Resteered         uint64
+	FloodSkip         uint64
+	IcmpFwd           uint64
+	DropNoPe          uint64
+	DropBadHeader     uint64
+	DropTooBig        uint64
+	DropControl       uint64
+	DropUndeliverable uint64
 }
 
 type LbPeStats struct {
@@ -118,17 +131,18 @@ type LbVipStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	LbMapLbBackends = "lb_backends"
-	LbMapLbConfig   = "lb_config"
-	LbMapLbConns    = "lb_conns"
-	LbMapLbFlood    = "lb_flood"
-	LbMapLbPeStats  = "lb_pe_stats"
-	LbMapLbRings    = "lb_rings"
-	LbMapLbServices = "lb_services"
-	LbMapLbStats    = "lb_stats"
-	LbMapLbTxPorts  = "lb_tx_ports"
-	LbMapLbVipStats = "lb_vip_stats"
-	LbProgLbXdp     = "lb_xdp"
+	LbMapLbBackends  = "lb_backends"
+	LbMapLbConfig    = "lb_config"
+	LbMapLbConns     = "lb_conns"
+	LbMapLbCtrlAllow = "lb_ctrl_allow"
+	LbMapLbFlood     = "lb_flood"
+	LbMapLbPeStats   = "lb_pe_stats"
+	LbMapLbRings     = "lb_rings"
+	LbMapLbServices  = "lb_services"
+	LbMapLbStats     = "lb_stats"
+	LbMapLbTxPorts   = "lb_tx_ports"
+	LbMapLbVipStats  = "lb_vip_stats"
+	LbProgLbXdp      = "lb_xdp"
 )
 
 // LoadLb returns the embedded CollectionSpec for Lb.
@@ -180,16 +194,17 @@ type LbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LbMapSpecs struct {
-	LbBackends *ebpf.MapSpec `ebpf:"lb_backends"`
-	LbConfig   *ebpf.MapSpec `ebpf:"lb_config"`
-	LbConns    *ebpf.MapSpec `ebpf:"lb_conns"`
-	LbFlood    *ebpf.MapSpec `ebpf:"lb_flood"`
-	LbPeStats  *ebpf.MapSpec `ebpf:"lb_pe_stats"`
-	LbRings    *ebpf.MapSpec `ebpf:"lb_rings"`
-	LbServices *ebpf.MapSpec `ebpf:"lb_services"`
-	LbStats    *ebpf.MapSpec `ebpf:"lb_stats"`
-	LbTxPorts  *ebpf.MapSpec `ebpf:"lb_tx_ports"`
-	LbVipStats *ebpf.MapSpec `ebpf:"lb_vip_stats"`
+	LbBackends  *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbConfig    *ebpf.MapSpec `ebpf:"lb_config"`
+	LbConns     *ebpf.MapSpec `ebpf:"lb_conns"`
+	LbCtrlAllow *ebpf.MapSpec `ebpf:"lb_ctrl_allow"`
+	LbFlood     *ebpf.MapSpec `ebpf:"lb_flood"`
+	LbPeStats   *ebpf.MapSpec `ebpf:"lb_pe_stats"`
+	LbRings     *ebpf.MapSpec `ebpf:"lb_rings"`
+	LbServices  *ebpf.MapSpec `ebpf:"lb_services"`
+	LbStats     *ebpf.MapSpec `ebpf:"lb_stats"`
+	LbTxPorts   *ebpf.MapSpec `ebpf:"lb_tx_ports"`
+	LbVipStats  *ebpf.MapSpec `ebpf:"lb_vip_stats"`
 }
 
 // LbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -218,16 +233,17 @@ func (o *LbObjects) Close() error {
 //
 // It can be passed to LoadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LbMaps struct {
-	LbBackends *ebpf.Map `ebpf:"lb_backends"`
-	LbConfig   *ebpf.Map `ebpf:"lb_config"`
-	LbConns    *ebpf.Map `ebpf:"lb_conns"`
-	LbFlood    *ebpf.Map `ebpf:"lb_flood"`
-	LbPeStats  *ebpf.Map `ebpf:"lb_pe_stats"`
-	LbRings    *ebpf.Map `ebpf:"lb_rings"`
-	LbServices *ebpf.Map `ebpf:"lb_services"`
-	LbStats    *ebpf.Map `ebpf:"lb_stats"`
-	LbTxPorts  *ebpf.Map `ebpf:"lb_tx_ports"`
-	LbVipStats *ebpf.Map `ebpf:"lb_vip_stats"`
+	LbBackends  *ebpf.Map `ebpf:"lb_backends"`
+	LbConfig    *ebpf.Map `ebpf:"lb_config"`
+	LbConns     *ebpf.Map `ebpf:"lb_conns"`
+	LbCtrlAllow *ebpf.Map `ebpf:"lb_ctrl_allow"`
+	LbFlood     *ebpf.Map `ebpf:"lb_flood"`
+	LbPeStats   *ebpf.Map `ebpf:"lb_pe_stats"`
+	LbRings     *ebpf.Map `ebpf:"lb_rings"`
+	LbServices  *ebpf.Map `ebpf:"lb_services"`
+	LbStats     *ebpf.Map `ebpf:"lb_stats"`
+	LbTxPorts   *ebpf.Map `ebpf:"lb_tx_ports"`
+	LbVipStats  *ebpf.Map `ebpf:"lb_vip_stats"`
 }
 
 func (m *LbMaps) Close() error {
@@ -235,6 +251,7 @@ func (m *LbMaps) Close() error {
 		m.LbBackends,
 		m.LbConfig,
 		m.LbConns,
+		m.LbCtrlAllow,
 		m.LbFlood,
 		m.LbPeStats,
 		m.LbRings,

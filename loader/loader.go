@@ -9,6 +9,7 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -41,6 +43,9 @@ const (
 	DefaultMaxServices   = 1024
 	DefaultMaxBackends   = 16384
 )
+
+// MaxControlPorts is how many ControlPorts the data path checks.
+const MaxControlPorts = 4
 
 // Mode says how the program is attached to an interface.
 type Mode int
@@ -99,10 +104,21 @@ type Options struct {
 	// SourceV4 and SourceV6 are the outer source addresses of IPIP and
 	// IPv6 encapsulation.
 	SourceV4, SourceV6 netip.Addr
-	// Redirect sends packets with XDP_REDIRECT through a device map to the
-	// interface of each PE's route, instead of XDP_TX back out the
-	// receiving interface.
+	// Redirect sends every packet with XDP_REDIRECT through a device map to
+	// the interface of its PE's route. Without it that happens only when the
+	// route leaves by another interface than the packet arrived on (the
+	// others go back out with XDP_TX), which is what every topology needs.
 	Redirect bool
+	// ControlPorts are destination ports (TCP, UDP and SCTP) that packets
+	// arriving on the program's interfaces may only reach from
+	// ControlNetworks: the registrar's ASAP and ENRP ports, so that the
+	// client side can never register, resolve or peer. At most
+	// MaxControlPorts; none disables the filter. Packets to a VIP are
+	// steered whatever their port.
+	ControlPorts []uint16
+	// ControlNetworks are the sources allowed to reach ControlPorts through
+	// the program's interfaces (none: no one).
+	ControlNetworks []netip.Prefix
 	// Resolver finds each PE's next hop; nil means the kernel's routing
 	// and neighbour tables (NetlinkResolver).
 	Resolver Resolver
@@ -164,6 +180,9 @@ func Open(opts Options) (*Loader, error) {
 	opts.setDefaults()
 	if !maglev.IsPrime(opts.TableSize) {
 		return nil, fmt.Errorf("table size %d is not prime", opts.TableSize)
+	}
+	if len(opts.ControlPorts) > MaxControlPorts {
+		return nil, fmt.Errorf("%d control ports: at most %d", len(opts.ControlPorts), MaxControlPorts)
 	}
 	if err := ensureBPFFS(opts.PinDir); err != nil {
 		return nil, err
@@ -263,8 +282,71 @@ func (l *Loader) writeConfig() error {
 	if l.opts.SourceV6.IsValid() {
 		cfg.SrcV6.W = addrWords(l.opts.SourceV6)
 	}
+	for i, p := range l.opts.ControlPorts {
+		cfg.CtrlPorts[i] = htons(p)
+	}
 	if err := l.objs.LbConfig.Update(uint32(0), &cfg, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("write config: %w", err)
+	}
+	return l.writeControlNetworks(l.opts.ControlNetworks)
+}
+
+// SetControlNetworks replaces the sources allowed to reach the control
+// ports (on a configuration reload). The new set is added before the old
+// one is removed, so a network in both is never refused in between.
+func (l *Loader) SetControlNetworks(nets []netip.Prefix) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.writeControlNetworks(nets); err != nil {
+		return err
+	}
+	l.opts.ControlNetworks = slices.Clone(nets)
+	return nil
+}
+
+func ctrlKey(p netip.Prefix) bpf.LbCtrlKey {
+	p = p.Masked()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	// The 16 bytes as the data path reads them: IPv4 as ::ffff:a.b.c.d.
+	b := p.Addr().As16()
+	k := bpf.LbCtrlKey{Prefixlen: uint32(bits)}
+	for i := range k.Addr.W {
+		k.Addr.W[i] = binary.LittleEndian.Uint32(b[4*i:])
+	}
+	return k
+}
+
+func (l *Loader) writeControlNetworks(nets []netip.Prefix) error {
+	want := map[bpf.LbCtrlKey]bool{}
+	for _, p := range nets {
+		if !p.IsValid() {
+			return fmt.Errorf("control network %s: invalid prefix", p)
+		}
+		k := ctrlKey(p)
+		want[k] = true
+		if err := l.objs.LbCtrlAllow.Update(&k, uint8(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("add control network %s: %w", p, err)
+		}
+	}
+	var stale []bpf.LbCtrlKey
+	var k bpf.LbCtrlKey
+	var v uint8
+	it := l.objs.LbCtrlAllow.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read control networks: %w", err)
+	}
+	for _, k := range stale {
+		if err := l.objs.LbCtrlAllow.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove control network: %w", err)
+		}
 	}
 	return nil
 }
@@ -357,7 +439,7 @@ func (l *Loader) closeFDs() {
 
 func (l *Loader) pinnedMaps() []*ebpf.Map {
 	m := l.objs.LbMaps
-	return []*ebpf.Map{m.LbBackends, m.LbConfig, m.LbConns, m.LbFlood, m.LbPeStats,
+	return []*ebpf.Map{m.LbBackends, m.LbConfig, m.LbConns, m.LbCtrlAllow, m.LbFlood, m.LbPeStats,
 		m.LbRings, m.LbServices, m.LbStats, m.LbTxPorts, m.LbVipStats}
 }
 

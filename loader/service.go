@@ -379,7 +379,7 @@ func (l *Loader) backendValue(svc *service, b Backend, prev *bpf.LbBackend) (bpf
 		v.Family = 4
 	}
 	keepPrev := func() {
-		v.Dmac, v.Smac, v.TxPort = prev.Dmac, prev.Smac, prev.TxPort
+		v.Dmac, v.Smac, v.TxPort, v.Ifindex = prev.Dmac, prev.Smac, prev.TxPort, prev.Ifindex
 	}
 	if b.State == Down {
 		if prev != nil {
@@ -397,15 +397,19 @@ func (l *Loader) backendValue(svc *service, b Backend, prev *bpf.LbBackend) (bpf
 		}
 		return v, fmt.Errorf("%w for PE %d (%s): %v", ErrNoNextHop, b.ID, a, err)
 	}
+	if hop.Ifindex <= 0 {
+		return v, fmt.Errorf("%w for PE %d (%s): no egress interface", ErrNoNextHop, b.ID, a)
+	}
 	copy(v.Dmac[:], hop.DstMAC)
 	copy(v.Smac[:], hop.SrcMAC)
-	if l.opts.Redirect {
-		port, err := l.txPort(hop.Ifindex)
-		if err != nil {
-			return v, err
-		}
-		v.TxPort = port
+	// Every PE gets its egress interface's device map slot: the data path
+	// redirects whenever that interface is not the ingress one.
+	port, err := l.txPort(hop.Ifindex)
+	if err != nil {
+		return v, fmt.Errorf("PE %d (%s): %w", b.ID, a, err)
 	}
+	v.TxPort = port
+	v.Ifindex = uint32(hop.Ifindex)
 	return v, nil
 }
 

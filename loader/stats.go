@@ -25,6 +25,12 @@ type Drops struct {
 	BadHeader uint64
 	// TooBig: the encapsulated packet would exceed the MTU.
 	TooBig uint64
+	// Control: sent to a control port (Options.ControlPorts) from a
+	// source outside Options.ControlNetworks.
+	Control uint64
+	// Undeliverable: steered to a PE whose egress interface the data path
+	// could not send on (no device map entry). Not counted as sent.
+	Undeliverable uint64
 }
 
 // Stats is a snapshot of the data path's counters, summed over CPUs.
@@ -65,6 +71,8 @@ func (l *Loader) Stats() (Stats, error) {
 		st.Drops.NoPE += c.DropNoPe
 		st.Drops.BadHeader += c.DropBadHeader
 		st.Drops.TooBig += c.DropTooBig
+		st.Drops.Control += c.DropControl
+		st.Drops.Undeliverable += c.DropUndeliverable
 	}
 	for k, svc := range l.services {
 		var vs []bpf.LbVipStats

@@ -61,6 +61,11 @@ type RegistrarConfig struct {
 	MaxPools       int `yaml:"max-pools"`
 	MaxPEsPerPool  int `yaml:"max-pes-per-pool"`
 	MaxConnections int `yaml:"max-connections"`
+	// ListenOnClientSide allows ASAP or ENRP to listen on an address of a
+	// client-facing interface (dataplane.interfaces). Without it such a
+	// listen address is refused: the registrar belongs on the control
+	// side. The data plane's control-port filter applies either way.
+	ListenOnClientSide bool `yaml:"listen-on-client-side"`
 }
 
 // TLSConfig is the registrar's key material and authorisation policy, as
@@ -122,6 +127,12 @@ type DataplaneConfig struct {
 	// KeepOnExit leaves the program attached and the maps pinned when the
 	// node stops, so established flows keep flowing across a restart.
 	KeepOnExit bool `yaml:"keep-on-exit"`
+	// ControlNetworks are the source prefixes that may reach the node's
+	// control ports (the registrar's ASAP and ENRP ports and the metrics
+	// port) through the client-facing interfaces. The XDP program drops
+	// every other packet to those ports arriving there, so no client can
+	// register, resolve or speak ENRP. Empty: no one.
+	ControlNetworks []string `yaml:"control-networks"`
 }
 
 // VIP is one virtual service: flows to Addr/Proto are steered to the PEs
@@ -315,6 +326,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := d.mode(); err != nil {
 		return err
+	}
+	for i, n := range d.ControlNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			return fmt.Errorf("dataplane.control-networks[%d]: %q is not a prefix like 192.0.2.0/24", i, n)
+		}
 	}
 	switch d.Forwarding {
 	case "ipip", "l2dsr":

@@ -259,6 +259,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(m.descDrops, st.Drops.NoPE, "no_pe")
 	counter(m.descDrops, st.Drops.BadHeader, "bad_header")
 	counter(m.descDrops, st.Drops.TooBig, "too_big")
+	counter(m.descDrops, st.Drops.Control, "control_port")
+	counter(m.descDrops, st.Drops.Undeliverable, "undeliverable")
 	counter(m.descConn, st.ConnHits, "hit")
 	counter(m.descConn, st.ConnMisses, "miss")
 	counter(m.descResteered, st.Resteered)

@@ -21,6 +21,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,8 +61,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	lopts, err := loaderOptions(cfg.Dataplane, log)
+	lopts, err := loaderOptions(cfg, log)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkControlSide(cfg); err != nil {
 		return nil, err
 	}
 	scfg, err := registrarConfig(cfg.Registrar, log)
@@ -98,7 +103,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
-func loaderOptions(d DataplaneConfig, log *slog.Logger) (loader.Options, error) {
+func loaderOptions(cfg Config, log *slog.Logger) (loader.Options, error) {
+	d := cfg.Dataplane
 	mode, err := d.mode()
 	if err != nil {
 		return loader.Options{}, err
@@ -120,7 +126,73 @@ func loaderOptions(d DataplaneConfig, log *slog.Logger) (loader.Options, error) 
 	if d.SourceV6 != "" {
 		o.SourceV6 = netip.MustParseAddr(d.SourceV6)
 	}
+	o.ControlPorts = controlPorts(cfg)
+	for i, s := range d.ControlNetworks {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return o, fmt.Errorf("dataplane.control-networks[%d]: %q: %w", i, s, err)
+		}
+		o.ControlNetworks = append(o.ControlNetworks, p)
+	}
 	return o, nil
+}
+
+// controlPorts are the ports the data plane closes to the client side: the
+// registrar's ASAP and ENRP listen ports and the metrics port.
+func controlPorts(cfg Config) []uint16 {
+	var ports []uint16
+	for _, a := range []string{cfg.Registrar.ASAP, cfg.Registrar.ENRP, cfg.Metrics} {
+		if a == "" {
+			continue
+		}
+		if _, p, err := splitHostPort(a); err == nil && p != 0 && !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	return ports
+}
+
+// checkControlSide refuses a registrar listen address that belongs to a
+// client-facing interface, unless registrar.listen-on-client-side says so:
+// the registrar is for PEs, PUs and peers on the control side. (A wildcard
+// address is accepted: the data plane's control-port filter closes it to
+// the client side.) Interfaces that do not exist are left to the loader,
+// which names them.
+func checkControlSide(cfg Config) error {
+	if cfg.Registrar.ListenOnClientSide {
+		return nil
+	}
+	client := map[netip.Addr]string{}
+	for _, name := range cfg.Dataplane.Interfaces {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			return fmt.Errorf("dataplane.interfaces: addresses of %s: %w", name, err)
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				client[p.Addr().Unmap()] = name
+			}
+		}
+	}
+	for _, f := range []struct{ name, addr string }{{"registrar.asap", cfg.Registrar.ASAP}, {"registrar.enrp", cfg.Registrar.ENRP}} {
+		host, _, err := splitHostPort(f.addr)
+		if err != nil {
+			continue
+		}
+		a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+		if err != nil {
+			continue
+		}
+		if ifc, ok := client[a.Unmap()]; ok {
+			return fmt.Errorf("%s: %s is an address of the client-facing interface %s: listen on a control-side address "+
+				"(or set registrar.listen-on-client-side / --listen-on-client-side, and allow the control sources with --control-net)", f.name, f.addr, ifc)
+		}
+	}
+	return nil
 }
 
 func registrarConfig(r RegistrarConfig, log *slog.Logger) (enrp.ServerConfig, error) {
@@ -250,6 +322,8 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("node running", "registrar_id", n.reg.ID(), "asap", n.reg.ASAPAddr(), "enrp", n.reg.ENRPAddr(),
 		"interfaces", n.cfg.Dataplane.Interfaces, "vips", len(n.cfg.VIPs), "metrics", n.MetricsAddr())
+	n.log.Info("control ports closed to the client-facing interfaces", "ports", controlPorts(n.cfg),
+		"interfaces", n.cfg.Dataplane.Interfaces, "allowed_sources", n.cfg.Dataplane.ControlNetworks)
 
 	tick := time.NewTicker(n.cfg.ReconcileEvery.D())
 	defer tick.Stop()

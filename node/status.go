@@ -50,6 +50,11 @@ type DataplaneStatus struct {
 	DropNoPE      uint64 `json:"drop_no_pe"`
 	DropBadHeader uint64 `json:"drop_bad_header"`
 	DropTooBig    uint64 `json:"drop_too_big"`
+	// DropControl counts packets to a control port from a source outside
+	// the control networks; DropUndeliverable packets steered to a PE the
+	// data plane had no egress interface for (not counted as sent).
+	DropControl       uint64 `json:"drop_control"`
+	DropUndeliverable uint64 `json:"drop_undeliverable"`
 }
 
 // Status reads the node's state: the PE tables from the maps, the counters
@@ -83,7 +88,8 @@ func buildStatus(dp Dataplane, stats StatsSource, id uint32, peers []uint32, poo
 		st.VIPs = append(st.VIPs, vs)
 	}
 	st.Dataplane = DataplaneStatus{ConnHits: c.ConnHits, ConnMisses: c.ConnMisses, Resteered: c.Resteered,
-		FloodSkipped: c.FloodSkipped, DropNoPE: c.Drops.NoPE, DropBadHeader: c.Drops.BadHeader, DropTooBig: c.Drops.TooBig}
+		FloodSkipped: c.FloodSkipped, DropNoPE: c.Drops.NoPE, DropBadHeader: c.Drops.BadHeader, DropTooBig: c.Drops.TooBig,
+		DropControl: c.Drops.Control, DropUndeliverable: c.Drops.Undeliverable}
 	return st, nil
 }
 

@@ -23,6 +23,15 @@ deregisters drains (its established flows stay, new flows go elsewhere).
 Several nodes with the same --vip list and --seed program identical tables,
 so an ECMP router may send a flow to any of them.
 
+The -i interfaces are the client side. Packets arriving there for the
+registrar's ASAP and ENRP ports or the metrics port (TCP, UDP, SCTP, IPv4
+and IPv6) are dropped by the XDP program unless their source is in a
+--control-net, and counted (rspxdp_dataplane_drops_total{reason="control_port"}):
+no client can register, resolve or speak ENRP. PEs and peers belong on the
+control side (other interfaces); listening on a -i interface's address needs
+--listen-on-client-side. PEs behind another interface than the packets
+arrived on are reached by XDP_REDIRECT automatically.
+
 Flags override the configuration file (see rspxdp.example.yaml for every field,
 commented). A bad configuration is refused at start naming the field; nothing
 is attached then.
@@ -69,7 +78,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	flood := fs.Uint("flood-limit", 0, "new flows/s per CPU past which flows get no connection entry (0: off)")
 	src4 := fs.String("source-v4", "", "outer source address of IPIP packets")
 	src6 := fs.String("source-v6", "", "outer source address of IPv6-in-IPv6 packets")
-	redirect := fs.Bool("redirect", false, "XDP_REDIRECT to each PE's route interface instead of XDP_TX")
+	redirect := fs.Bool("redirect", false, "XDP_REDIRECT every packet, also to PEs behind the ingress interface (PEs behind another interface are always redirected)")
 	keep := fs.Bool("keep-on-exit", false, "leave the program attached and maps pinned on exit (restart without dropping flows)")
 	metrics := fs.String("metrics", d.Metrics, "Prometheus listen address (empty: off)")
 	kaInt := fs.Duration("keepalive-interval", 0, "Endpoint Keep-Alive interval (default 5s)")
@@ -80,6 +89,11 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	drain := fs.Duration("drain-timeout", 0, "how long a deregistered PE keeps its flows (default 30s)")
 	reconcile := fs.Duration("reconcile-every", 0, "drift check period (default 10s)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	// The client-side/control-side model (edge): who may reach the
+	// registrar through the client-facing interfaces.
+	var controlNets listFlag
+	fs.Var(&controlNets, "control-net", "source PREFIX allowed to reach the ASAP, ENRP and metrics ports through the -i interfaces (repeatable; default: none)")
+	clientSide := fs.Bool("listen-on-client-side", false, "allow --asap/--enrp on an address of a -i interface")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -153,6 +167,10 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 			r.Timers.DrainTimeout = node.Duration(*drain)
 		case "reconcile-every":
 			cfg.ReconcileEvery = node.Duration(*reconcile)
+		case "control-net":
+			dp.ControlNetworks = controlNets
+		case "listen-on-client-side":
+			r.ListenOnClientSide = *clientSide
 		}
 	})
 	if flagErr != nil {

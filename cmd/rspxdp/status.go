@@ -171,8 +171,8 @@ func nodeStatus(ctx context.Context, env *cliEnv, addr string, asJSON bool, time
 	}
 	fmt.Fprintf(env.stdout, "node $%08x: %d pool(s), %d ENRP peer(s)\n", st.RegistrarID, st.Pools, len(st.Peers))
 	d := st.Dataplane
-	fmt.Fprintf(env.stdout, "data plane: conn table %d hits, %d misses, %d re-steered; flood guard %d; drops: no PE %d, bad header %d, too big %d\n",
-		d.ConnHits, d.ConnMisses, d.Resteered, d.FloodSkipped, d.DropNoPE, d.DropBadHeader, d.DropTooBig)
+	fmt.Fprintf(env.stdout, "data plane: conn table %d hits, %d misses, %d re-steered; flood guard %d; drops: no PE %d, bad header %d, too big %d, control port %d, undeliverable %d\n",
+		d.ConnHits, d.ConnMisses, d.Resteered, d.FloodSkipped, d.DropNoPE, d.DropBadHeader, d.DropTooBig, d.DropControl, d.DropUndeliverable)
 	for _, v := range st.VIPs {
 		fmt.Fprintf(env.stdout, "vip %s -> pool %q: %d packets, %d bytes\n", v.VIP, v.Pool, v.Packets, v.Bytes)
 		if len(v.PEs) == 0 {

@@ -281,7 +281,11 @@ func setup(t *testing.T) *world {
 			"--enrp", "0.0.0.0:9901", "--advertise-enrp", lbAddr(i).String() + ":9901",
 			"--peer", lbAddr(other).String() + ":9901",
 			"--keepalive-interval", "100ms", "--keepalive-timeout", "100ms",
-			"--drain-timeout", "60s", "--reconcile-every", "1s", "--metrics", metrics, "--keep-on-exit"}
+			"--drain-timeout", "60s", "--reconcile-every", "1s", "--metrics", metrics, "--keep-on-exit",
+			// One-arm: the PEs (.21-.23) and the other node (.11, .12)
+			// reach the registrar through l0, the client side; the
+			// clients (.2, .3) must not.
+			"--control-net", "10.0.0.8/29", "--control-net", "10.0.0.16/28"}
 		w.nodes[i] = start(t, w.lbs[i], fmt.Sprintf("node%d", i), w.nodeArgs[i]...)
 	}
 	for i := 1; i <= 2; i++ {
