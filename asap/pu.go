@@ -142,7 +142,7 @@ func (u *PoolUser) request(ctx context.Context, req msg.Message, want func(msg.M
 		if err == nil {
 			return resp, nil
 		}
-		errs = append(errs, fmt.Errorf("registrar %s: %w", u.addr, err))
+		errs = append(errs, fmt.Errorf("registrar %s: %w", u.addr, portHint(u.addr, transport.ASAP, err)))
 		u.conn.Close()
 		u.conn = nil
 	}

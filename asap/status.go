@@ -90,7 +90,7 @@ func DumpHandlespace(ctx context.Context, enrpAddr string, opts ...Option) (*Han
 		}
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("registrar %s: handle table: %w", enrpAddr, err)
+			return nil, fmt.Errorf("registrar %s: handle table: %w", enrpAddr, portHint(enrpAddr, transport.ENRP, err))
 		}
 		if resp.Reject && !introduced && d.Registrar == 0 {
 			// rsplib answers only registrars it knows: introduce

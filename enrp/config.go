@@ -24,6 +24,9 @@ const (
 	DefaultMaxBadPEReports       = 3
 	DefaultMaxIncrement          = 0
 	DefaultMaxPEs                = 1 << 20
+	// DefaultMaxPeers bounds the peer table: an operation scope has a
+	// handful of registrars, not thousands.
+	DefaultMaxPeers = 64
 	// MaxHandleLen bounds a pool handle (RFC 5351 leaves it open; rsplib
 	// uses 32 bytes, we allow more but not without limit).
 	MaxHandleLen = 255
@@ -79,6 +82,10 @@ type Config struct {
 	// of Resources, so one client cannot fill the handlespace.
 	MaxPools, MaxPEsPerPool int
 
+	// MaxPeers bounds the registrars this one peers with (0:
+	// DefaultMaxPeers); Presences from more are ignored.
+	MaxPeers int
+
 	// Allow authorises registrations; nil allows everything.
 	Allow *AllowList
 	// Logger receives joins, leaves, takeovers and rejections; nil: slog.Default().
@@ -116,6 +123,7 @@ func (c Config) withDefaults() (Config, error) {
 	n(&c.MaxPEsPerResponse, DefaultMaxPEsPerResponse)
 	n(&c.MaxBadPEReports, DefaultMaxBadPEReports)
 	n(&c.MaxPEs, DefaultMaxPEs)
+	n(&c.MaxPeers, DefaultMaxPeers)
 	if c.MaxIncrement < 0 {
 		c.MaxIncrement = 0
 	}

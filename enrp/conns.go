@@ -321,6 +321,7 @@ func (s *Server) warnEvery(rl *rateLog, msg string, args ...any) {
 type serverStats struct {
 	acceptErrors, connsRefused, connsEvicted atomic.Uint64
 	queueOverflows, firstMessageTimeouts     atomic.Uint64
+	notThisProtocol, repliesSuppressed       atomic.Uint64
 }
 
 func (s *Server) count(c *atomic.Uint64) { c.Add(1) }
@@ -363,4 +364,55 @@ func (s *Server) readFirst(l *link) ([]byte, error) {
 		l.close()
 	}
 	return b, err
+}
+
+// notThisProtocol says why an accepted connection's first message shows it
+// speaks another protocol than the listener's, or "". A PU pointed at the
+// ENRP port sends a Handle Resolution, which decodes as an ENRP message
+// from a garbage sender; `rspxdp status` pointed at the ASAP port sends
+// ENRP, which does not decode as ASAP. Closing at once (and logging why)
+// makes such a client fail fast instead of waiting for an answer that
+// never comes (issue 14 item 7). Over SCTP the payload protocol identifier
+// already tells, and rsplib's first message on a new association may be
+// any ENRP message, so there only undecodable ones count.
+func (s *Server) notThisProtocol(l *link, m Message, ok bool) string {
+	if !ok {
+		if l.proto == wire.ENRP {
+			return "not ENRP (an ASAP client on the ENRP port?)"
+		}
+		return "not ASAP (an ENRP peer or `rspxdp status` on the ASAP port?)"
+	}
+	if _, unknown := m.(Unrecognized); unknown || l.proto != wire.ENRP || s.enrpT.Name() == "sctp" {
+		return "" // an unknown message type is answered with an Error instead
+	}
+	switch m := m.(type) {
+	case Presence:
+		if m.Info.ID == m.Sender && m.Info.ENRP.IsValid() {
+			return ""
+		}
+		return "Presence without a Server Information naming its sender"
+	case HandleTableRequest:
+		return "" // an observer (`rspxdp status`) or a peer
+	}
+	return "first message is no Presence (an ASAP client on the ENRP port?)"
+}
+
+// Rate of answers (Errors, rejections) to broken messages per source.
+const (
+	replyRate  = 20
+	replyBurst = 40
+)
+
+// replyAllowed reports whether l's source may get another answer to a
+// broken message now, counting those suppressed.
+func (s *Server) replyAllowed(l *link) bool {
+	key := l.src.String()
+	if !l.src.IsValid() {
+		key = l.conn.RemoteAddr().String()
+	}
+	if s.replies.Allow(key, time.Now()) {
+		return true
+	}
+	s.count(&s.stats.repliesSuppressed)
+	return false
 }

@@ -459,6 +459,9 @@ type Counters struct {
 	// ForeignAcks: keep-alive acks ignored for arriving on another
 	// association than the PE's own.
 	ForeignAcks uint64
+	// PeersRefused: ENRP messages whose sender was not admitted as a
+	// peer (no valid Presence, table full, another peer's connection).
+	PeersRefused uint64
 	// The Server's connection counters (conns.go): accept failures (e.g.
 	// out of descriptors), connections refused at a bound, evicted to make
 	// room, closed for a full send queue or for sending nothing in time.

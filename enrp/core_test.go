@@ -322,7 +322,7 @@ func TestCompetingTakeoverLowerIDWins(t *testing.T) {
 	for _, c := range []*Core{c1, c2} {
 		for _, id := range []uint32{1, 2, 3} {
 			if id != c.ID() {
-				c.Step(LinkID(id), netip.Addr{}, Presence{Header: Header{Sender: id, Receiver: c.ID()}})
+				hello(c, LinkID(id), id)
 			}
 		}
 		c.Drain()
@@ -362,8 +362,7 @@ func TestCompetingTakeoverLowerIDWins(t *testing.T) {
 func TestInitTakeoverOfOurselvesAnsweredWithPresence(t *testing.T) {
 	c, _ := NewCore(testConfig(1), time.Unix(0, 0))
 	c.MarkSynced()
-	c.Step(7, netip.Addr{}, Presence{Header: Header{Sender: 2, Receiver: 1}})
-	c.Drain()
+	hello(c, 7, 2)
 	c.Step(7, netip.Addr{}, InitTakeover{Header: Header{Sender: 2, Receiver: 1}, Target: 1})
 	out := c.Drain()
 	if len(out) != 1 {

@@ -102,6 +102,16 @@ func (c *Core) onLeavingPresence(link LinkID, m Presence) {
 		return
 	}
 	p := c.peers[m.Sender]
+	if bound, ok := c.links[link]; link != 0 && ok && bound != m.Sender {
+		return // a connection speaks for one registrar only
+	}
+	if p != nil && p.link != 0 && link != 0 && c.links[link] != p.id {
+		// The peer's own connection is up and this is not it: a forged
+		// leave must not hand its PEs around (issue 19 item 6).
+		c.counts.PeersRefused++
+		c.log.Warn("leaving Presence ignored: not on the peer's connection", "peer", idString(p.id))
+		return
+	}
 	if p == nil {
 		if len(c.ownedBy(m.Sender)) == 0 {
 			// Gone already (another registrar's Takeover Server overtook

@@ -12,14 +12,33 @@ var timeZero time.Time
 // ENRP among registrars: presence and audit, mentor synchronisation,
 // handle updates and takeover (RFC 5353).
 
-// heard records that a peer spoke on link and returns its record,
-// creating it (a join) when new.
+// heard records that a known peer spoke on link and returns its record,
+// or nil: a sender that is not a peer (see join), or a link bound to
+// another peer (a connection speaks for one registrar only).
 func (c *Core) heard(link LinkID, h Header) *peer {
+	return c.hear(link, h, nil)
+}
+
+// join is heard for a Presence: the one message that may make its sender a
+// peer, and only when it is plausible (issue 19 item 2, issue 14 item 7).
+func (c *Core) join(link LinkID, m Presence) *peer { return c.hear(link, m.Header, &m) }
+
+func (c *Core) hear(link LinkID, h Header, presence *Presence) *peer {
 	if h.Sender == 0 || h.Sender == c.cfg.ID {
+		return nil
+	}
+	if bound, ok := c.links[link]; link != 0 && ok && bound != h.Sender {
+		c.counts.PeersRefused++
+		c.log.Debug("ENRP message ignored: the connection belongs to another peer", "sender", idString(h.Sender), "peer", idString(bound))
 		return nil
 	}
 	p := c.peers[h.Sender]
 	if p == nil {
+		if reason := c.refuseJoin(h, presence); reason != "" {
+			c.counts.PeersRefused++
+			c.log.Debug("ENRP sender not made a peer", "sender", idString(h.Sender), "reason", reason)
+			return nil
+		}
 		p = &peer{id: h.Sender}
 		c.peers[h.Sender] = p
 		c.log.Info("peer joined", "peer", idString(h.Sender))
@@ -52,7 +71,7 @@ func (c *Core) onPresence(link LinkID, m Presence) {
 		c.onLeavingPresence(link, m)
 		return
 	}
-	p := c.heard(link, m.Header)
+	p := c.join(link, m)
 	if p == nil {
 		return
 	}
@@ -461,6 +480,27 @@ func (c *Core) onTakeoverServer(link LinkID, m TakeoverServer) {
 	if t := c.peers[m.Target]; t != nil {
 		c.dropPeer(t)
 	}
+}
+
+// refuseJoin says why an unknown sender may not become a peer, or "".
+// Evidence is a Presence whose Server Information names the sender and an
+// ENRP endpoint (what rsplib requires too); anything else from an unknown
+// sender (an ASAP message on the ENRP port decodes as one with a garbage
+// sender) is ignored. The peer table is bounded, so a flood of invented
+// senders cannot grow it or the takeovers their silence would start.
+func (c *Core) refuseJoin(h Header, m *Presence) string {
+	switch {
+	case m == nil:
+		return "only a Presence introduces a peer"
+	case m.Info.ID != h.Sender:
+		return "Presence's Server Information names another server"
+	case !m.Info.ENRP.IsValid():
+		return "Presence names no ENRP endpoint"
+	case len(c.peers) >= c.cfg.MaxPeers:
+		c.log.Warn("peer refused: peer table full", "sender", idString(h.Sender), "max", c.cfg.MaxPeers)
+		return "peer table full"
+	}
+	return ""
 }
 
 func sortedPeerIDs(m map[uint32]*peer) []uint32 {

@@ -102,7 +102,10 @@ type Server struct {
 	budget                 queueBudget
 	stats                  serverStats
 	// One limiter per noisy log line (conns.go).
-	acceptLog, refuseLog, evictLog rateLog
+	acceptLog, refuseLog, evictLog, protoLog rateLog
+	// replies limits the Errors and rejections sent for broken messages,
+	// per source.
+	replies *security.RateLimiter
 
 	mu       sync.Mutex // guards core, links, nextLink, byAddr, dialing, timerAt, enc
 	core     *Core
@@ -208,6 +211,7 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		maxPerSource: cfg.MaxConnectionsPerSource,
 	}
 	s.budget.max = int64(cfg.QueueBudget)
+	s.replies = security.NewRateLimiter(security.RateConfig{Rate: replyRate, Burst: replyBurst})
 	for i := range s.conns {
 		s.conns[i].bySource = map[netip.Prefix]int{}
 	}
@@ -574,6 +578,7 @@ func (s *Server) readLoop(l *link) {
 	var dec wire.Decoder
 	var w wire.Message
 	first := l.table != nil
+	checkFirst := first
 	for {
 		var b []byte
 		var err error
@@ -597,11 +602,24 @@ func (s *Server) readLoop(l *link) {
 		}
 		// Unknown messages and parameters get an Error (errmsg.go).
 		m, report, ok := classify(l.proto, b, &w, derr, m, err)
+		if checkFirst {
+			checkFirst = false
+			if why := s.notThisProtocol(l, m, ok); why != "" {
+				s.count(&s.stats.notThisProtocol)
+				s.warnEvery(&s.protoLog, "closing connection: "+why, "protocol", l.proto.String(),
+					"remote", l.conn.RemoteAddr().String(), "type", uint8(w.Type))
+				return
+			}
+		}
+		_, unknown := m.(Unrecognized)
+		if (report != nil || unknown || !ok) && !s.replyAllowed(l) {
+			continue // a flood of broken messages gets a few answers, not one each
+		}
 		if report != nil {
 			s.step(l.id, src, *report)
 		}
 		if derr != nil && !ok {
-			s.log.Warn("undecodable message", "protocol", l.proto.String(), "remote", l.conn.RemoteAddr().String(), "err", derr)
+			s.warnEvery(&s.protoLog, "undecodable message", "protocol", l.proto.String(), "remote", l.conn.RemoteAddr().String(), "err", derr)
 			continue
 		}
 		if !ok {

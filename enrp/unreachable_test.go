@@ -36,7 +36,7 @@ func TestUnreachableAtNonHomeRegistrar(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, now := newTestCore(t, 1)
-			info := ServerInfo{ID: 2}
+			info := ServerInfo{ID: 2, ENRP: netip.MustParseAddrPort("127.0.0.1:9002")}
 			if tc.homeKnown {
 				info.ASAP = homeASAP
 			}
