@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/rspxdp/rspxdp/bgp"
 	"github.com/rspxdp/rspxdp/loader"
 )
 
@@ -29,6 +30,8 @@ type Config struct {
 	// ReconcileEvery is the period of the drift check that compares the
 	// maps with the handlespace and repairs them.
 	ReconcileEvery Duration `yaml:"reconcile-every"`
+	// BGP announces the VIPs to upstream routers (off without peers).
+	BGP bgp.Config `yaml:"bgp"`
 }
 
 // RegistrarConfig configures the embedded registrar.
@@ -372,6 +375,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReconcileEvery.D() < 100*time.Millisecond {
 		return fmt.Errorf("reconcile-every: %s is below 100ms", c.ReconcileEvery.D())
+	}
+	if err := c.BGP.Validate(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -72,6 +72,12 @@ func nilEmpty(c Config) Config {
 	if len(c.VIPs) == 0 {
 		c.VIPs = nil
 	}
+	if len(c.BGP.Communities) == 0 {
+		c.BGP.Communities = nil
+	}
+	if len(c.BGP.Peers) == 0 {
+		c.BGP.Peers = nil
+	}
 	return c
 }
 

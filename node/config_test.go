@@ -125,3 +125,34 @@ func TestLoadFileRejectsUnknownAndBadFields(t *testing.T) {
 		t.Error("LoadFile of a missing file succeeded")
 	}
 }
+
+// TestConfigBGP: the bgp section reads from YAML and its errors name the
+// field as the file spells it.
+func TestConfigBGP(t *testing.T) {
+	base := "dataplane:\n  interfaces: [eth0]\nvips:\n  - {handle: web, address: \"10.200.1.1:80\"}\n"
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"two peers", "bgp:\n  asn: 65001\n  router-id: 10.0.0.11\n  drain: 3s\n  communities: [\"65001:80\"]\n  peers:\n" +
+			"    - {address: 10.0.0.1, asn: 65000, hold-time: 9s, password: pw}\n    - {address: \"fd00::1\", asn: 65000}\n", ""},
+		{"peer without asn", "bgp:\n  asn: 65001\n  router-id: 10.0.0.11\n  peers:\n    - {address: 10.0.0.1}\n", "bgp.peers[0].asn: required"},
+		{"typo", "bgp:\n  asn: 65001\n  routerid: 10.0.0.11\n", "routerid"},
+		{"bad duration", "bgp:\n  drain: soon\n", "soon"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig([]byte(base + tc.yaml))
+			if err == nil {
+				err = cfg.Validate()
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatal(err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("err %v, want one containing %q", err, tc.want)
+			}
+			if tc.want == "" && (cfg.BGP.Drain != 3*time.Second || cfg.BGP.Peers[0].HoldTime != 9*time.Second || cfg.BGP.Peers[1].Address != "fd00::1") {
+				t.Errorf("parsed %+v", cfg.BGP)
+			}
+		})
+	}
+}

@@ -45,6 +45,7 @@ type Node struct {
 	mln     net.Listener
 	sub     *selector.Subscription
 	secure  *enrp.Security // nil without TLS
+	bgp     *nodeBGP       // nil without BGP
 	// apply serialises programming the maps between the registrar's
 	// BeforeSend hook and the Run loop.
 	apply sync.Mutex
@@ -94,6 +95,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	n.sync = NewSyncer(reg.Handlespace(), lb, cfg.VIPs, cfg.Dataplane.Forwarding == "l2dsr", log)
 	n.metrics.rv = reg
 	n.sub = reg.Handlespace().Subscribe()
+	if err := n.newBGP(); err != nil {
+		return fail(err)
+	}
 	if cfg.Metrics != "" {
 		n.mln, err = net.Listen("tcp", cfg.Metrics)
 		if err != nil {
@@ -307,7 +311,19 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	errc := make(chan error, 3)
-	go func() { errc <- n.reg.Run(ctx) }()
+	// The registrar outlives ctx by the BGP drain: a stopping node
+	// withdraws its VIPs first and leaves ENRP only after the routers
+	// have moved its flows.
+	regCtx, regCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer regCancel()
+	regDone := make(chan error, 1)
+	go func() { regDone <- n.reg.Run(regCtx) }()
+	if err := n.startBGP(ctx); err != nil {
+		regCancel()
+		<-regDone
+		n.close()
+		return err
+	}
 	var srv *http.Server
 	if n.mln != nil {
 		mux := http.NewServeMux()
@@ -334,14 +350,26 @@ func (n *Node) Run(ctx context.Context) error {
 	fbTick := time.NewTicker(time.Second)
 	defer fbTick.Stop()
 	var runErr error
+	stopping, drained := ctx.Done(), (<-chan time.Time)(nil)
 loop:
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stopping:
+			stopping, drained = nil, n.beginStop()
+		case <-drained:
 			break loop
+		case err := <-regDone:
+			regDone = nil
+			n.registrarStopped()
+			if err != nil || drained == nil {
+				runErr = err
+				break loop
+			}
 		case err := <-errc:
 			runErr = err
 			break loop
+		case <-n.bgpTicks():
+			n.checkBGP()
 		case <-sub.Ready():
 			n.applyPending()
 		case <-fbTick.C:
@@ -360,6 +388,13 @@ loop:
 				n.metrics.syncErrors.Inc()
 				n.log.Error("reconcile failed", "err", err)
 			}
+		}
+	}
+	n.stopBGP()
+	regCancel()
+	if regDone != nil {
+		if err := <-regDone; err != nil && runErr == nil {
+			runErr = err
 		}
 	}
 	cancel()
@@ -398,6 +433,7 @@ func (n *Node) applyPending() {
 		n.metrics.syncErrors.Inc()
 		n.log.Error("data plane sync failed; reconciliation will retry", "err", err)
 	}
+	n.checkBGP()
 }
 
 func (n *Node) close() {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 
+	"github.com/rspxdp/rspxdp/bgp"
 	"github.com/rspxdp/rspxdp/loader"
 )
 
@@ -19,6 +20,8 @@ type Status struct {
 	Pools       int             `json:"pools"`
 	VIPs        []VIPStatus     `json:"vips"`
 	Dataplane   DataplaneStatus `json:"dataplane"`
+	// BGP is the speaker's sessions and announcements (absent without BGP).
+	BGP *bgp.Status `json:"bgp,omitempty"`
 }
 
 // VIPStatus is one virtual service as the maps hold it.
@@ -60,7 +63,9 @@ type DataplaneStatus struct {
 // Status reads the node's state: the PE tables from the maps, the counters
 // from the per-CPU maps.
 func (n *Node) Status() (Status, error) {
-	return buildStatus(n.lb, n.lb, n.reg.ID(), n.reg.Peers(), len(n.reg.Handlespace().Pools()), n.cfg.VIPs)
+	st, err := buildStatus(n.lb, n.lb, n.reg.ID(), n.reg.Peers(), len(n.reg.Handlespace().Pools()), n.cfg.VIPs)
+	st.BGP = n.bgpStatus()
+	return st, err
 }
 
 func buildStatus(dp Dataplane, stats StatsSource, id uint32, peers []uint32, pools int, vips []VIP) (Status, error) {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 
+	"github.com/rspxdp/rspxdp/bgp"
 	"github.com/rspxdp/rspxdp/node"
 )
 
@@ -48,6 +50,11 @@ Examples:
       --keepalive-interval 100ms --keepalive-timeout 100ms
   rspxdp node --id 2 -i eth0 --vip web=10.200.1.1:80/tcp --peer 192.0.2.1:9901 \
       --keepalive-interval 100ms --keepalive-timeout 100ms
+
+  # Announce the VIPs to an upstream router over BGP (ECMP over several
+  # nodes); on SIGTERM withdraw, wait 5s, then leave ENRP and exit.
+  rspxdp node -i eth0 --vip web=10.200.1.1:80/tcp --bgp-asn 65001 \
+      --bgp-router-id 192.0.2.11 --bgp-peer 192.0.2.1,asn=65000,hold-time=9s
 
   # Restart without dropping established flows.
   rspxdp node --config /etc/rspxdp.yaml --keep-on-exit
@@ -94,6 +101,16 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	var controlNets listFlag
 	fs.Var(&controlNets, "control-net", "source PREFIX allowed to reach the ASAP, ENRP and metrics ports through the -i interfaces (repeatable; default: none)")
 	clientSide := fs.Bool("listen-on-client-side", false, "allow --asap/--enrp on an address of a -i interface")
+	var bgpPeers repeatFlag
+	var bgpComms listFlag
+	bgpASN := fs.Uint("bgp-asn", 0, "BGP: this node's AS number (BGP is off without --bgp-peer)")
+	bgpRID := fs.String("bgp-router-id", "", "BGP: router id, an IPv4 address")
+	fs.Var(&bgpPeers, "bgp-peer", "BGP: router ADDR,asn=N[,hold-time=D][,password=MD5][,port=N] (repeatable)")
+	fs.Var(&bgpComms, "bgp-community", "BGP: community on every VIP, ASN:VALUE or no-export (repeatable)")
+	bgpMin := fs.Int("bgp-min-pes", 0, "BGP: active PEs a VIP's pool needs to be announced (default 1)")
+	bgpDrain := fs.Duration("bgp-drain", 0, "BGP: on SIGTERM, forwarding time after the withdrawal (default 5s)")
+	bgpPort := fs.Int("bgp-listen-port", 0, "BGP: port to accept sessions on (default 179; -1: dial out only)")
+	bgpGR := fs.Duration("bgp-graceful-restart", 0, "BGP: restart time offered; with --keep-on-exit routes stay across a restart (0: off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -171,6 +188,29 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 			dp.ControlNetworks = controlNets
 		case "listen-on-client-side":
 			r.ListenOnClientSide = *clientSide
+		case "bgp-asn":
+			cfg.BGP.ASN = uint32(*bgpASN)
+		case "bgp-router-id":
+			cfg.BGP.RouterID = *bgpRID
+		case "bgp-peer":
+			cfg.BGP.Peers = nil // flags replace the file's list
+			for _, s := range bgpPeers {
+				p, err := bgp.ParsePeer(s)
+				if err != nil && flagErr == nil {
+					flagErr = usagef("--bgp-peer: %v", err)
+				}
+				cfg.BGP.Peers = append(cfg.BGP.Peers, p)
+			}
+		case "bgp-community":
+			cfg.BGP.Communities = bgpComms
+		case "bgp-min-pes":
+			cfg.BGP.MinPEs = *bgpMin
+		case "bgp-drain":
+			cfg.BGP.Drain = *bgpDrain
+		case "bgp-listen-port":
+			cfg.BGP.ListenPort = int32(*bgpPort)
+		case "bgp-graceful-restart":
+			cfg.BGP.GracefulRestart = *bgpGR
 		}
 	})
 	if flagErr != nil {
@@ -212,3 +252,10 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 		n.Registrar().ID(), n.Registrar().ASAPAddr(), n.Registrar().ENRPAddr(), cfg.Dataplane.Interfaces, len(cfg.VIPs), n.MetricsAddr())
 	return n.Run(ctx)
 }
+
+// repeatFlag collects every use of a repeatable flag whose value has commas
+// of its own (--bgp-peer ADDR,asn=N,...).
+type repeatFlag []string
+
+func (r *repeatFlag) String() string     { return strings.Join(*r, " ") }
+func (r *repeatFlag) Set(v string) error { *r = append(*r, v); return nil }

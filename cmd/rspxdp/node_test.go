@@ -17,6 +17,10 @@ func TestNodeRefusesBadConfiguration(t *testing.T) {
 		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--mode", "fast"}, "dataplane.mode"},
 		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--table-size", "1000"}, "not prime"},
 		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--seed", "x"}, "--seed"},
+		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--bgp-peer", "10.0.0.1"}, "--bgp-peer"},
+		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--bgp-peer", "10.0.0.1,asn=65000"}, "bgp.asn: required"},
+		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--bgp-asn", "65001", "--bgp-router-id", "10.0.0.2",
+			"--bgp-peer", "10.0.0.1,asn=65000,hold-time=1s"}, "bgp.peers[0].hold-time"},
 		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--config", "/nonexistent.yaml"}, "no such file"},
 		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--id", "0"}, "--id"},
 	} {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rspxdp/rspxdp/asap"
+	"github.com/rspxdp/rspxdp/bgp"
 	"github.com/rspxdp/rspxdp/node"
 	"github.com/rspxdp/rspxdp/selector/policy"
 	"github.com/rspxdp/rspxdp/wire"
@@ -31,7 +32,9 @@ registrar's ENRP address (port 9901 by default), not its ASAP one.
 With --node, it shows an rspxdp node's data plane instead, read from its
 metrics listener (/status): per VIP, the PEs the XDP maps hold with their
 state (active, draining, down), weight and packet, byte and new-flow
-counters, and the connection table's and drops' counters.
+counters, and the connection table's and drops' counters; and its BGP
+sessions (state per peer), which VIPs it announces or withdrew and why,
+and its withdrawals by reason.
 
 Examples:
   rspxdp status --registrar 127.0.0.1:9901
@@ -184,5 +187,34 @@ func nodeStatus(ctx context.Context, env *cliEnv, addr string, asJSON bool, time
 			fmt.Fprintf(env.stdout, "  $%08x   %-39s  %-8s  %6d  %10d  %12d  %9d\n", p.ID, p.Addr, p.State, p.Weight, p.Packets, p.Bytes, p.NewFlows)
 		}
 	}
+	printBGPStatus(env.stdout, st.BGP)
 	return nil
+}
+
+// printBGPStatus prints the node's BGP sessions and announcements.
+func printBGPStatus(w io.Writer, b *bgp.Status) {
+	if b == nil {
+		fmt.Fprintln(w, "bgp: off")
+		return
+	}
+	fmt.Fprintf(w, "bgp: AS %d, router id %s\n", b.ASN, b.RouterID)
+	for _, p := range b.Peers {
+		fmt.Fprintf(w, "  peer %-39s AS %-10d %-11s since %s\n", p.Address, p.ASN, p.State, p.Since.Format(time.RFC3339))
+	}
+	for _, v := range b.VIPs {
+		state := "withdrawn"
+		if v.Announced {
+			state = "announced"
+		}
+		fmt.Fprintf(w, "  vip  %-39s %-9s (%s)\n", v.Prefix, state, v.Reason)
+	}
+	reasons := make([]string, 0, len(b.Withdrawals))
+	for r, n := range b.Withdrawals {
+		reasons = append(reasons, fmt.Sprintf("%s %d", r, n))
+	}
+	sort.Strings(reasons)
+	if len(reasons) == 0 {
+		reasons = append(reasons, "none")
+	}
+	fmt.Fprintf(w, "  withdrawals: %s\n", strings.Join(reasons, ", "))
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rspxdp/rspxdp/bgp"
 	"github.com/rspxdp/rspxdp/node"
 )
 
@@ -16,7 +17,11 @@ func TestStatusNodeShowsTheDataPlane(t *testing.T) {
 			{ID: 2, Addr: "10.0.0.2", State: "active", Weight: 3, Packets: 60, Bytes: 3840, NewFlows: 7},
 			{ID: 9, Addr: "10.0.0.9", State: "draining", Weight: 0, Packets: 40, Bytes: 2560, NewFlows: 5},
 		}}},
-		Dataplane: node.DataplaneStatus{ConnHits: 88, ConnMisses: 12, DropNoPE: 1}}
+		Dataplane: node.DataplaneStatus{ConnHits: 88, ConnMisses: 12, DropNoPE: 1},
+		BGP: &bgp.Status{ASN: 65001, RouterID: "10.0.0.11",
+			Peers:       []bgp.PeerStatus{{Address: "10.0.0.1", ASN: 65000, State: "established"}},
+			VIPs:        []bgp.VIPStatus{{Prefix: "10.200.1.1/32", Announced: false, Reason: bgp.ReasonTooFewPEs}},
+			Withdrawals: map[bgp.Reason]uint64{bgp.ReasonTooFewPEs: 2}}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/status" {
 			http.NotFound(w, r)
@@ -37,6 +42,11 @@ func TestStatusNodeShowsTheDataPlane(t *testing.T) {
 		`vip 10.200.1.1:80/tcp -> pool "web": 100 packets, 6400 bytes`,
 		"$00000002   10.0.0.2",
 		"draining",
+		"bgp: AS 65001, router id 10.0.0.11",
+		"peer 10.0.0.1",
+		"established",
+		"10.200.1.1/32                           withdrawn (too-few-pes)",
+		"withdrawals: too-few-pes 2",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
