@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/selector"
 )
 
@@ -16,7 +17,8 @@ func (c *Core) reject(link LinkID, m Registration, src netip.Addr, cause Cause, 
 	c.counts.RegistrationsRejected++
 	c.log.Warn("registration rejected", "pool", m.Handle, "pe", idString(m.PE.ID),
 		"source", src.String(), "cause", uint16(cause), "reason", cause.String(), "detail", detail)
-	c.send(Output{Link: link, Msg: RegistrationResponse{Handle: m.Handle, PEID: m.PE.ID, Reject: true, Cause: cause}})
+	c.send(Output{Link: link, Msg: RegistrationResponse{Handle: m.Handle, PEID: m.PE.ID, Reject: true, Cause: cause,
+		CauseInfo: msg.OffendingParam(m, cause, m.Handle == "" || len(m.Handle) > MaxHandleLen)}})
 }
 
 func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/selector/policy"
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 func regResp(t *testing.T, p *simPE) RegistrationResponse {
@@ -56,18 +57,22 @@ func TestRegistrationRejections(t *testing.T) {
 		pe     PoolElement
 		cfg    func(*Config)
 		want   Cause
+		// param is the parameter the cause must carry (RFC 5354,
+		// 3.3.10; Wireshark marks causes 3, 5 and 7 without one
+		// malformed), 0 for none.
+		param wire.ParamType
 	}{
-		{"handle not allowed", "other", testPE(20), func(c *Config) { c.Allow = &AllowList{Handles: []string{"echo"}} }, CauseRejectionDueToSecurity},
+		{"handle not allowed", "other", testPE(20), func(c *Config) { c.Allow = &AllowList{Handles: []string{"echo"}} }, CauseRejectionDueToSecurity, 0},
 		{"source not allowed", "echo", testPE(20), func(c *Config) {
 			c.Allow = &AllowList{Networks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
-		}, CauseRejectionDueToSecurity},
-		{"inconsistent policy", "echo", wrr, nil, CauseInconsistentPolicy},
-		{"inconsistent transport", "echo", udp, nil, CauseInconsistentTransport},
-		{"non-unique identifier", "echo", thief, nil, CauseNonUniquePEIdentifier},
-		{"no user transport", "echo", noAddr, nil, CauseInvalidValues},
-		{"zero identifier", "echo", zeroID, nil, CauseInvalidValues},
-		{"empty handle", "", testPE(20), nil, CauseInvalidValues},
-		{"handlespace full", "echo", testPE(20), func(c *Config) { c.MaxPEs = 1 }, CauseLackOfResources},
+		}, CauseRejectionDueToSecurity, 0},
+		{"inconsistent policy", "echo", wrr, nil, CauseInconsistentPolicy, wire.ParamPolicy},
+		{"inconsistent transport", "echo", udp, nil, CauseInconsistentTransport, wire.ParamUDPTransport},
+		{"non-unique identifier", "echo", thief, nil, CauseNonUniquePEIdentifier, 0},
+		{"no user transport", "echo", noAddr, nil, CauseInvalidValues, wire.ParamPoolElement},
+		{"zero identifier", "echo", zeroID, nil, CauseInvalidValues, wire.ParamPoolElement},
+		{"empty handle", "", testPE(20), nil, CauseInvalidValues, wire.ParamPoolHandle},
+		{"handlespace full", "echo", testPE(20), func(c *Config) { c.MaxPEs = 1 }, CauseLackOfResources, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSim(t)
@@ -88,6 +93,7 @@ func TestRegistrationRejections(t *testing.T) {
 			if tc.want != CauseRejectionDueToSecurity && c.Count() != 1 {
 				t.Fatalf("%d PEs after rejection, want 1", c.Count())
 			}
+			checkCauseParam(t, r, tc.param)
 		})
 	}
 }
@@ -469,5 +475,37 @@ func TestCountersCountWhatHappened(t *testing.T) {
 	s.advance(2 * time.Second)
 	if got := s.regs[2].Counters(); got.Takeovers != 1 || got.TakeoverAdoptedPEs != 1 {
 		t.Fatalf("survivor's takeover counters: %+v, want 1 takeover adopting PE 11", got)
+	}
+}
+
+// checkCauseParam asserts the wire form of rejection r carries one cause
+// whose information is a parameter of type want (or none, for want 0).
+func checkCauseParam(t *testing.T, r RegistrationResponse, want wire.ParamType) {
+	t.Helper()
+	b, err := Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w wire.Message
+	if err := (&wire.Decoder{}).Decode(wire.ASAP, b, &w); err != nil {
+		t.Fatal(err)
+	}
+	cs := w.Causes()
+	if len(cs) != 1 {
+		t.Fatalf("%d causes on the wire, want 1", len(cs))
+	}
+	if want == 0 {
+		if len(cs[0].Info) != 0 {
+			t.Fatalf("cause 0x%x carries %d bytes, want none", cs[0].Code, len(cs[0].Info))
+		}
+		return
+	}
+	var d wire.Decoder
+	p, err := d.DecodeParam(cs[0].Info)
+	if err != nil {
+		t.Fatalf("cause 0x%x information is no parameter: %v", cs[0].Code, err)
+	}
+	if p.Type.Code() != want.Code() {
+		t.Fatalf("cause 0x%x carries parameter 0x%x, want 0x%x", cs[0].Code, p.Type.Code(), want.Code())
 	}
 }

@@ -100,7 +100,7 @@ func toWireInto(m Message, dst *wire.Message, arena *[]netip.Addr) error {
 		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPRegistrationResponse, Flags: boolFlag(m.Reject, wire.FlagReject),
 			Params: append(make([]wire.Param, 0, 3), handleParam(m.Handle), wire.PEIDParam(m.PEID))}
 		if m.Reject {
-			w.Params = append(w.Params, causeParam(m.Cause))
+			w.Params = append(w.Params, wire.ErrorParam(wire.Cause{Code: wire.CauseCode(m.Cause), Info: m.CauseInfo}))
 		}
 	case Deregistration:
 		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPDeregistration,
@@ -217,8 +217,12 @@ func FromWire(w *wire.Message) (Message, error) {
 		return nil
 	}
 	var cause Cause
+	var causeInfo []byte
 	if cs := w.Causes(); len(cs) > 0 {
 		cause = Cause(cs[0].Code)
+		if len(cs[0].Info) > 0 {
+			causeInfo = append([]byte(nil), cs[0].Info...)
+		}
 	}
 	h := Header{Sender: w.SenderID, Receiver: w.ReceiverID}
 	carriesPEs := w.Protocol == wire.ASAP && (w.Type == wire.ASAPRegistration || w.Type == wire.ASAPHandleResolutionResponse) ||
@@ -241,7 +245,7 @@ func FromWire(w *wire.Message) (Message, error) {
 			}
 			return Registration{Handle: handle, PE: peFromWire(pe)}, nil
 		case wire.ASAPRegistrationResponse:
-			return RegistrationResponse{Handle: handle, PEID: peid, Reject: w.Flags&wire.FlagReject != 0, Cause: cause}, nil
+			return RegistrationResponse{Handle: handle, PEID: peid, Reject: w.Flags&wire.FlagReject != 0, Cause: cause, CauseInfo: causeInfo}, nil
 		case wire.ASAPDeregistration:
 			if err := need(hasID, "PE identifier"); err != nil {
 				return nil, err
@@ -503,4 +507,37 @@ func policyFromWire(w wire.Policy) policy.Settings {
 		s.Weight = w.Priority
 	}
 	return s
+}
+
+// OffendingParam returns, in wire form, the parameter of Registration r
+// that a rejection with cause c is about, as the cause-specific information
+// of that cause (RFC 5354, 3.3.10): the pool handle or the pool element for
+// Invalid Values, the pool member selection policy for Inconsistent Pooling
+// Policy, the user transport for Inconsistent Transport Type; nil for
+// causes that carry none. badHandle says the pool handle, not the pool
+// element, has the invalid value.
+func OffendingParam(r Registration, c Cause, badHandle bool) []byte {
+	var p wire.Param
+	switch c {
+	case CauseInvalidValues:
+		if badHandle {
+			p = handleParam(r.Handle)
+		} else {
+			p = wire.PoolElementParam(peToWire(r.PE))
+		}
+	case CauseInconsistentPolicy:
+		p = wire.PolicyParam(policyToWire(r.PE.Policy))
+	case CauseInconsistentTransport:
+		p = wire.TransportParam(peToWire(r.PE).UserTransport)
+		if p.Type == 0 {
+			p = wire.PoolElementParam(peToWire(r.PE))
+		}
+	default:
+		return nil
+	}
+	pc, err := wire.ParamCause(wire.CauseCode(c), &p)
+	if err != nil {
+		return nil
+	}
+	return pc.Info
 }

@@ -29,6 +29,8 @@ func TestCodecRoundTrip(t *testing.T) {
 		msg.Registration{Handle: "echo", PE: lu},
 		msg.RegistrationResponse{Handle: "echo", PEID: 5},
 		msg.RegistrationResponse{Handle: "echo", PEID: 5, Reject: true, Cause: msg.CauseInconsistentPolicy},
+		msg.RegistrationResponse{Handle: "echo", PEID: 5, Reject: true, Cause: msg.CauseInconsistentPolicy,
+			CauseInfo: msg.OffendingParam(msg.Registration{Handle: "echo", PE: pe}, msg.CauseInconsistentPolicy, false)},
 		msg.Deregistration{Handle: "echo", PEID: 5},
 		msg.DeregistrationResponse{Handle: "echo", PEID: 5, Reject: true, Cause: msg.CauseRejectionDueToSecurity},
 		msg.HandleResolution{Handle: "echo"},

@@ -99,6 +99,12 @@ type (
 		PEID   uint32
 		Reject bool
 		Cause  Cause
+		// CauseInfo is the cause-specific information of Cause: for
+		// Invalid Values, Inconsistent Pooling Policy and Inconsistent
+		// Transport Type the offending parameter in wire form (RFC 5354,
+		// 3.3.10; OffendingParam builds it). Wireshark marks those causes
+		// malformed without it.
+		CauseInfo []byte
 	}
 	// Deregistration removes a PE.
 	Deregistration struct {
