@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -231,7 +232,14 @@ func ListenAnnounces(cfg AnnounceReceiverConfig) (*AnnounceReceiver, error) {
 		}
 		conn, err = net.ListenMulticastUDP(network, ifi, net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.Group, cfg.Addr.Port())))
 	} else {
-		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(cfg.Addr))
+		// Shared like rsplib's registrars and PEs share it (SO_REUSEADDR
+		// and SO_REUSEPORT): a PE or PU listening for announces on :3863
+		// must not be refused next to an rsplib registrar on that port.
+		lc := net.ListenConfig{Control: reusePort}
+		var pc net.PacketConn
+		if pc, err = lc.ListenPacket(context.Background(), "udp", net.UDPAddrFromAddrPort(cfg.Addr).String()); err == nil {
+			conn = pc.(*net.UDPConn)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("announce receiver on %v group %v: %w", cfg.Addr, cfg.Group, err)
@@ -284,3 +292,16 @@ func (r *AnnounceReceiver) Receive(ctx context.Context) ([]byte, netip.AddrPort,
 
 // Close closes the socket (leaving the group).
 func (r *AnnounceReceiver) Close() error { return r.conn.Close() }
+
+// reusePort lets other sockets bind the announce port as well.
+func reusePort(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
+}

@@ -7,12 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 func TestAnnounceUnicast(t *testing.T) {
@@ -209,4 +211,36 @@ func inNetns(t *testing.T, f func()) {
 		runtime.UnlockOSThread()
 	}()
 	f()
+}
+
+// TestAnnouncePortShared: an announce receiver binds a port another socket
+// holds with SO_REUSEADDR and SO_REUSEPORT, as rsplib's registrar holds
+// 3863 for its server announces (issue 15: "--announces :3863" failed with
+// "address already in use" next to rspregistrar).
+func TestAnnouncePortShared(t *testing.T) {
+	for _, tc := range []struct{ name, network, addr string }{
+		{"ipv4", "udp4", "127.0.0.1:0"},
+		{"wildcard", "udp4", "0.0.0.0:0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// rsplib's setReusable: SO_REUSEADDR and SO_REUSEPORT.
+			lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) {
+					_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+					_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+				})
+			}}
+			other, err := lc.ListenPacket(context.Background(), tc.network, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			ap := other.LocalAddr().(*net.UDPAddr).AddrPort()
+			r, err := ListenAnnounces(AnnounceReceiverConfig{Addr: ap, Logger: quietConfig(t, ASAP).Logger})
+			if err != nil {
+				t.Fatalf("port %d held with SO_REUSEADDR/SO_REUSEPORT: %v", ap.Port(), err)
+			}
+			r.Close()
+		})
+	}
 }
