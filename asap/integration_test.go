@@ -378,7 +378,7 @@ func TestFailoverWithCookie(t *testing.T) {
 			t.Fatalf("answer %q (event %v), want one from %s", ans, ev, first)
 		}
 	}
-	waitFor(t, time.Second, "cookie", func() bool { return string(c.Cookie()) == "lines=3" })
+	waitFor(t, time.Second, "cookie", func() bool { return string(c.Cookie()) == "lines=3\x00" })
 	pes[first.ID].pe.abort() // the PE dies: connections reset, no deregistration
 	ans, ev := echoRound(t, c, r, "after death")
 	if ev == nil || ev.From.ID != first.ID || ev.To.ID == first.ID || !ev.CookieEchoed {
@@ -395,7 +395,7 @@ func TestFailoverWithCookie(t *testing.T) {
 	default:
 		t.Fatal("failover not delivered on Failovers()")
 	}
-	if got := pes[ev.To.ID].cookieEchoes(); len(got) != 1 || got[0] != "lines=3" {
+	if got := pes[ev.To.ID].cookieEchoes(); len(got) != 1 || got[0] != "lines=3\x00" {
 		t.Fatalf("new PE got cookie echoes %q, want [lines=3]", got)
 	}
 	t.Logf("failover took %v", ev.Took)

@@ -163,8 +163,13 @@ func (s *Session) writeControl(m *wire.Message) error {
 }
 
 // SendCookie sends an ASAP Cookie: state the pool user keeps and echoes to
-// the PE it fails over to (PE side).
+// the PE it fails over to (PE side). A cookie whose length is not a
+// multiple of 4 is padded with zero bytes, which the echo then carries too:
+// rsplib's parser refuses a Cookie parameter of another length.
 func (s *Session) SendCookie(cookie []byte) error {
+	if r := len(cookie) % 4; r != 0 {
+		cookie = append(cookie[:len(cookie):len(cookie)], make([]byte, 4-r)...)
+	}
 	if err := s.writeControl(&wire.Message{Protocol: wire.ASAP, Type: wire.ASAPCookie,
 		Params: []wire.Param{wire.CookieParam(cookie)}}); err != nil {
 		return fmt.Errorf("send cookie: %w", err)

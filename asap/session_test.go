@@ -2,9 +2,12 @@ package asap
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"net"
 	"testing"
+
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 func TestSessionFraming(t *testing.T) {
@@ -35,7 +38,7 @@ func TestSessionFraming(t *testing.T) {
 		pe.Close()
 	}()
 	got, _ = io.ReadAll(pu)
-	if string(got) != "data" || string(pu.lastCookie()) != "c1" || pu.lastBusinessCard() != "backup" {
+	if string(got) != "data" || string(pu.lastCookie()) != "c1\x00\x00" || pu.lastBusinessCard() != "backup" {
 		t.Fatalf("data %q cookie %q card %q", got, pu.lastCookie(), pu.lastBusinessCard())
 	}
 
@@ -47,6 +50,35 @@ func TestSessionFraming(t *testing.T) {
 		t.Fatal("bad frame length accepted")
 	}
 	a.Close()
+}
+
+// TestCookiePadded: a Cookie's parameter length is a multiple of 4 whatever
+// the cookie's length (rsplib's parser refuses others); the padding is
+// zero bytes.
+func TestCookiePadded(t *testing.T) {
+	for _, cookie := range []string{"", "a", "ab", "abc", "abcd", "pe=$0000002a bytes=5"} {
+		a, b := net.Pipe()
+		pe := newSession(b)
+		go func() {
+			_ = pe.SendCookie([]byte(cookie))
+			pe.Close()
+		}()
+		raw, _ := io.ReadAll(a)
+		var w wire.Message
+		if err := (&wire.Decoder{}).Decode(wire.ASAP, raw, &w); err != nil {
+			t.Fatalf("cookie %q: %v", cookie, err)
+		}
+		if len(raw) < 8 {
+			t.Fatalf("cookie %q: %d-byte message", cookie, len(raw))
+		}
+		if l := binary.BigEndian.Uint16(raw[6:8]); l%4 != 0 {
+			t.Errorf("cookie %q: parameter length %d, not a multiple of 4", cookie, l)
+		}
+		p := w.Param(wire.ParamCookie)
+		if p == nil || !bytes.HasPrefix(p.Cookie, []byte(cookie)) || len(bytes.Trim(p.Cookie[len(cookie):], "\x00")) != 0 {
+			t.Errorf("cookie %q sent as %q", cookie, p.Cookie)
+		}
+	}
 }
 
 // FuzzSession feeds arbitrary bytes to a session reader: it must never

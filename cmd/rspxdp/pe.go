@@ -217,7 +217,7 @@ func serveEcho(s *asap.Session, id uint32, log *slog.Logger) {
 		if c := s.CookieEcho(); c != nil && total == 0 {
 			// The user failed over to us: its cookie is the state the
 			// previous PE left.
-			log.Info("cookie echo from a failed-over pool user", "remote", s.RemoteAddr().String(), "cookie", string(c))
+			log.Info("cookie echo from a failed-over pool user", "remote", s.RemoteAddr().String(), "cookie", strings.TrimRight(string(c), "\x00"))
 		}
 		if n > 0 {
 			total += n

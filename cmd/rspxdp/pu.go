@@ -185,7 +185,7 @@ func puEcho(ctx context.Context, env *cliEnv, pool string, count int, interval, 
 			}
 		}
 	}
-	fmt.Fprintf(env.stdout, "done: %d lines answered, %d failover(s), last cookie %q\n", count, failovers, c.Cookie())
+	fmt.Fprintf(env.stdout, "done: %d lines answered, %d failover(s), last cookie %q\n", count, failovers, strings.TrimRight(string(c.Cookie()), "\x00"))
 	return nil
 }
 
