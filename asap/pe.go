@@ -127,7 +127,7 @@ func Register(ctx context.Context, handle string, ln net.Listener, opts ...Optio
 	pe := msg.PoolElement{
 		ID:       id,
 		Lifetime: cfg.lifetime,
-		Transport: selector.Transport{Protocol: selector.TCP, Port: user.Port(),
+		Transport: selector.Transport{Protocol: listenerProtocol(ln), Port: user.Port(),
 			Use: selector.DataAndControl, Addrs: []netip.Addr{user.Addr()}},
 		ASAP:   asapAP,
 		Policy: cfg.policy,
@@ -175,6 +175,19 @@ func Register(ctx context.Context, handle string, ln net.Listener, opts ...Optio
 		return nil, fmt.Errorf("register %s: %w", handle, err)
 	}
 	return p, nil
+}
+
+// listenerProtocol is the transport of the PE's user transport parameter:
+// the protocol ln serves on (rsplib refuses a PE whose SCTP listener is
+// advertised as TCP, and a pool user must know what it may dial).
+func listenerProtocol(ln net.Listener) selector.Protocol {
+	switch ln.Addr().Network() {
+	case "sctp", "sctp4", "sctp6":
+		return selector.SCTP
+	case "udp", "udp4", "udp6":
+		return selector.UDP
+	}
+	return selector.TCP
 }
 
 // ID returns the PE identifier.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rspxdp/rspxdp/msg"
+	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/selector/policy"
 	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
@@ -30,13 +31,16 @@ type PEInfo struct {
 	// ASAP is the PE's ASAP endpoint (where a registrar taking it over
 	// sends keep-alives).
 	ASAP netip.AddrPort
+	// Protocol is the transport of the PE's user transport: the one a
+	// session with it runs over.
+	Protocol selector.Protocol
 }
 
 func (p PEInfo) String() string { return fmt.Sprintf("$%08x@%s", p.ID, p.Addr) }
 
 func peInfo(pe msg.PoolElement) PEInfo {
 	i := PEInfo{ID: pe.ID, Home: pe.Home, Addrs: pe.Transport.Addrs, Policy: pe.Policy,
-		Lifetime: pe.Lifetime, ASAP: pe.ASAP}
+		Lifetime: pe.Lifetime, ASAP: pe.ASAP, Protocol: pe.Transport.Protocol}
 	if len(pe.Transport.Addrs) > 0 {
 		i.Addr = netip.AddrPortFrom(pe.Transport.Addrs[0], pe.Transport.Port)
 	}
@@ -364,7 +368,9 @@ func (u *PoolUser) Dial(ctx context.Context, handle string) (*Conn, error) {
 		if err != nil {
 			errs = append(errs, err)
 			c.failed[pe.ID] = true
-			u.reportAsync(handle, pe.ID)
+			if !errors.Is(err, ErrUnusableTransport) {
+				u.reportAsync(handle, pe.ID)
+			}
 			continue
 		}
 		c.sess, c.pe = s, pe
@@ -386,7 +392,18 @@ func (u *PoolUser) reportAsync(handle string, id uint32) {
 	}()
 }
 
+// ErrUnusableTransport: a PE serves its pool over a transport this pool
+// user cannot open a session on. That says nothing about the PE's health,
+// so the PE is skipped, never reported unreachable (a report would have
+// the registrars remove a live PE).
+var ErrUnusableTransport = errors.New("the PE's transport is not one this pool user can use")
+
 func (c *Conn) open(ctx context.Context, pe PEInfo, cookie []byte) (*Session, error) {
+	switch pe.Protocol {
+	case selector.TCP, 0:
+	default:
+		return nil, fmt.Errorf("PE %s: %s: %w", pe, pe.Protocol, ErrUnusableTransport)
+	}
 	dctx, cancel := context.WithTimeout(ctx, c.u.cfg.dialTimeout)
 	defer cancel()
 	var d net.Dialer
@@ -525,7 +542,9 @@ func (c *Conn) failover(gen int, cause error) error {
 		if err != nil {
 			errs = append(errs, err)
 			c.failed[pe.ID] = true
-			c.u.reportAsync(handle, pe.ID)
+			if !errors.Is(err, ErrUnusableTransport) {
+				c.u.reportAsync(handle, pe.ID)
+			}
 			continue
 		}
 		ev := FailoverEvent{From: old, To: pe, Err: cause, Took: time.Since(start), CookieEchoed: cookie != nil}
