@@ -286,6 +286,12 @@ func (m *peMachine) step(l linkID, in msg.Message) {
 		if in.PEID != m.pe.ID || in.Handle != m.handle {
 			return
 		}
+		if !in.Home && l != m.link && m.home != 0 && in.ServerID != m.home {
+			// Only the home's keep-alives are answered (and a takeover's):
+			// a registrar that lost us while it was stalled must find us
+			// silent and let go, not keep us alongside our home.
+			return
+		}
 		m.emit(peOutput{Link: l, Msg: msg.EndpointKeepAliveAck{Handle: m.handle, PEID: m.pe.ID}})
 		if m.state == stClosed || m.state == stDeregistering {
 			return

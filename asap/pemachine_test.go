@@ -216,3 +216,16 @@ func TestMachineDeregister(t *testing.T) {
 	m.tick(t0.Add(tResp))
 	expect(t, "unconfirmed deregistration gives up", m.drain(), "close", "lost", "deregistered")
 }
+
+// A keep-alive from a registrar that is not our home, on another
+// connection and without the home flag (one that lost us while it was
+// stalled), goes unanswered, so it lets go (issue 19 item 6).
+func TestMachineAnswersOnlyItsHome(t *testing.T) {
+	m := registered(t)
+	m.step(1, msg.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
+	expect(t, "home's keep-alive", m.drain(), "ack", "home")
+	m.step(3, msg.EndpointKeepAlive{ServerID: 8, Handle: "echo", PEID: 0x42})
+	expect(t, "a stale registrar's keep-alive", m.drain())
+	m.step(1, msg.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
+	expect(t, "home's keep-alive again", m.drain(), "ack")
+}

@@ -42,8 +42,18 @@ func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {
 			return
 		}
 	}
+	epoch, holder, ok := c.registrationEpoch(m.Handle, m.PE.ID)
+	if !ok {
+		// Sent while we were stalled; the PE has registered with another
+		// registrar since, whose claim stands (ownership.go).
+		c.counts.StaleRegistrations++
+		c.log.Info("registration from before our stall ignored: the PE is homed elsewhere now", "pool", m.Handle,
+			"pe", idString(m.PE.ID), "home", idString(holder))
+		return
+	}
 	pe := clonePE(m.PE)
 	pe.Home = c.cfg.ID
+	pe.Epoch = epoch
 	if pe.Lifetime < minLifetime {
 		pe.Lifetime = minLifetime
 	}

@@ -127,6 +127,9 @@ type Core struct {
 	leave     leaveState               // graceful leave (leave.go)
 	forwarded map[peKey]*forwardWindow // unreachable reports passed on
 
+	// awayFrom and recoverUntil: after a stall (ownership.go).
+	awayFrom, recoverUntil time.Time
+
 	synced       bool // mentor sync done (or nothing to sync from)
 	mentor       uint32
 	nextPresence time.Time
@@ -283,17 +286,11 @@ func (c *Core) NextDeadline() time.Time {
 // SetNow advances the clock without firing timers: the driver calls it
 // before Step so new timers are armed from the current time, and leaves
 // firing to Tick.
-func (c *Core) SetNow(now time.Time) {
-	if now.After(c.now) {
-		c.now = now
-	}
-}
+func (c *Core) SetNow(now time.Time) { c.advance(now) }
 
 // Tick advances the clock to now and fires every timer due.
 func (c *Core) Tick(now time.Time) {
-	if now.After(c.now) {
-		c.now = now
-	}
+	c.advance(now)
 	if c.leave.active {
 		return
 	}
@@ -462,6 +459,13 @@ type Counters struct {
 	// PeersRefused: ENRP messages whose sender was not admitted as a
 	// peer (no valid Presence, table full, another peer's connection).
 	PeersRefused uint64
+	// OwnershipYielded: PEs we owned and gave up to a newer claim;
+	// PolicyConflicts: replicated PEs whose policy differed from their
+	// pool's; Stalls: times this registrar found it had been stalled.
+	OwnershipYielded, PolicyConflicts, Stalls uint64
+	// StaleRegistrations: registrations that queued while we were
+	// stalled, ignored because the PE had moved on.
+	StaleRegistrations uint64
 	// The Server's connection counters (conns.go): accept failures (e.g.
 	// out of descriptors), connections refused at a bound, evicted to make
 	// room, closed for a full send queue or for sending nothing in time.

@@ -237,13 +237,14 @@ func (c *Core) onHandleTableResponse(link LinkID, m HandleTableResponse) {
 	c.log.Info("handle table synchronised", "peer", idString(p.id), "ownOnly", p.reqOwnOnly, "pes", c.hs.Len())
 }
 
-// importPE adds or refreshes a PE another registrar owns. A PE we own
-// ourselves stays ours: if the other claim is the newer one, our
-// keep-alives go unanswered and the delete we then send settles it.
+// importPE adds or refreshes a PE another registrar claims. Competing
+// claims on one PE are settled by the rule every registrar applies alike
+// (ownership.go): the newer claim wins, so a registrar that was away yields
+// what a peer took meanwhile, instead of both keeping it.
 func (c *Core) importPE(handle string, pe PoolElement) {
 	k := peKey{handle, pe.ID}
-	if c.owned[k] != nil && pe.Home != c.cfg.ID {
-		return
+	if pe.Epoch == 0 {
+		pe.Epoch = c.epochNow() // rsplib carries none: as new as its arrival
 	}
 	if pe.Home == c.cfg.ID {
 		if c.owned[k] == nil {
@@ -253,11 +254,27 @@ func (c *Core) importPE(handle string, pe PoolElement) {
 		}
 		return
 	}
-	if pe.Lifetime < minLifetime {
-		pe.Lifetime = minLifetime
+	if cur, ok := c.hs.Lookup(handle, pe.ID); ok && cur.Home != pe.Home {
+		if !claimOf(pe.Epoch, pe.Home).beats(claimOf(epochOf(cur), cur.Home)) {
+			if c.owned[k] != nil {
+				c.reassert(handle, k, pe.Home)
+			}
+			return
+		}
+		if c.owned[k] != nil {
+			c.yield(k, pe.Home)
+		}
+	}
+	if floor := c.replicaLifetimeFloor(); pe.Lifetime < floor {
+		pe.Lifetime = floor
 	}
 	if _, err := c.hs.Update(handle, toSel(pe, false), c.now); err != nil {
-		c.log.Warn("replicated PE refused", "pool", handle, "pe", idString(pe.ID), "home", idString(pe.Home), "err", err)
+		if cause, ok := selector.CauseOf(err); ok && cause == selector.CauseInconsistentPolicy && c.settlePolicy(handle, pe) {
+			if _, err = c.hs.Update(handle, toSel(pe, false), c.now); err == nil {
+				return
+			}
+		}
+		c.log.Debug("replicated PE refused", "pool", handle, "pe", idString(pe.ID), "home", idString(pe.Home), "err", err)
 	}
 }
 
@@ -265,6 +282,7 @@ func (c *Core) importPE(handle string, pe PoolElement) {
 // so it re-registers with us; if it does not answer it is removed.
 func (c *Core) adopt(handle string, pe PoolElement) {
 	pe.Home = c.cfg.ID
+	pe.Epoch = c.newClaim(pe.Epoch)
 	if _, err := c.hs.Update(handle, toSel(pe, true), c.now); err != nil {
 		c.log.Warn("adopting PE failed", "pool", handle, "pe", idString(pe.ID), "err", err)
 		return

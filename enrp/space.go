@@ -42,7 +42,7 @@ func toSel(pe PoolElement, owned bool) selector.PoolElement {
 		Transport: cloneTransport(pe.Transport),
 		Policy:    pe.Policy,
 		Owner:     pe.Owner,
-		UserData:  asapEndpoint{pe.ASAP, pe.ASAPProtocol},
+		UserData:  asapEndpoint{pe.ASAP, pe.ASAPProtocol, pe.Epoch},
 	}
 	if !owned {
 		el.Lifetime = pe.Lifetime
@@ -74,7 +74,7 @@ func fromSelShared(el selector.PoolElement, lifetime time.Duration) PoolElement 
 		pe.Lifetime = lifetime
 	}
 	if a, ok := el.UserData.(asapEndpoint); ok {
-		pe.ASAP, pe.ASAPProtocol = a.addr, a.proto
+		pe.ASAP, pe.ASAPProtocol, pe.Epoch = a.addr, a.proto, a.epoch
 	}
 	return pe
 }
@@ -84,6 +84,7 @@ func fromSelShared(el selector.PoolElement, lifetime time.Duration) PoolElement 
 type asapEndpoint struct {
 	addr  netip.AddrPort
 	proto selector.Protocol
+	epoch uint64 // PoolElement.Epoch (ownership.go)
 }
 
 func cloneTransport(t selector.Transport) selector.Transport {

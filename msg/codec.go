@@ -167,14 +167,14 @@ func toWireInto(m Message, dst *wire.Message, arena *[]netip.Addr) error {
 		for _, p := range m.Pools {
 			w.Params = append(w.Params, handleParam(p.Handle))
 			for _, pe := range p.PEs {
-				w.Params = append(w.Params, wire.PoolElementParam(peToWire(pe)))
+				w.Params = append(w.Params, enrpPE(pe))
 			}
 		}
 	case HandleUpdate:
 		w = hdr(wire.ENRPHandleUpdate, m.Header)
 		w.Action = wire.UpdateAction(m.Action)
 		w.Flags = boolFlag(m.Drain && m.Action == DelPE, wire.FlagDrain)
-		w.Params = []wire.Param{handleParam(m.Handle), wire.PoolElementParam(peToWire(m.PE))}
+		w.Params = []wire.Param{handleParam(m.Handle), enrpPE(m.PE)}
 	case ListRequest:
 		w = hdr(wire.ENRPListRequest, m.Header)
 	case ListResponse:
@@ -310,7 +310,7 @@ func FromWire(w *wire.Message) (Message, error) {
 		for _, pl := range w.Pools() {
 			p := Pool{Handle: string(pl.Handle)}
 			for _, pe := range pl.Elements {
-				p.PEs = append(p.PEs, peFromWire(pe))
+				p.PEs = append(p.PEs, ownershipFromWire(peFromWire(pe), pe))
 			}
 			r.Pools = append(r.Pools, p)
 		}
@@ -320,7 +320,7 @@ func FromWire(w *wire.Message) (Message, error) {
 		if err := need(pe != nil, "pool element"); err != nil {
 			return nil, err
 		}
-		return HandleUpdate{Header: h, Action: UpdateAction(w.Action), Handle: handle, PE: peFromWire(pe),
+		return HandleUpdate{Header: h, Action: UpdateAction(w.Action), Handle: handle, PE: ownershipFromWire(peFromWire(pe), pe),
 			Drain: w.Flags&wire.FlagDrain != 0 && UpdateAction(w.Action) == DelPE}, nil
 	case wire.ENRPListRequest:
 		return ListRequest{Header: h}, nil

@@ -73,11 +73,16 @@ type PoolElement struct {
 	ASAPProtocol selector.Protocol
 	Policy       policy.Settings
 	// Owner is the authenticated identity (security.Identity.Key) that
-	// registered the PE, set by the Server on TLS associations and never
-	// carried on the wire: only that identity may re-register or
-	// deregister the PE identifier here (RFC 5355 masquerading PE and
-	// spoofed deregistration). Empty without TLS.
+	// registered the PE, set by the Server on TLS associations: only that
+	// identity may re-register or deregister the PE identifier at any
+	// registrar (RFC 5355 masquerading PE and spoofed deregistration).
+	// Empty without TLS. ENRP carries it (ParamOwner); ASAP never does.
 	Owner string
+	// Epoch orders competing claims on the PE: when its home registrar
+	// took it (a registration that made it the home, or a takeover), in
+	// milliseconds since 1970 by that registrar's clock; 0 is unknown
+	// (rsplib). ENRP carries it (ParamEpoch); see enrp/ownership.go.
+	Epoch uint64
 }
 
 // Message is any ASAP or ENRP message of this package.
