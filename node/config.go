@@ -85,8 +85,8 @@ type TLSConfig struct {
 	MaxUnreachableRate float64 `yaml:"max-unreachable-rate"`
 }
 
-// enabled reports whether any TLS file is named.
-func (t TLSConfig) enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" }
+// Enabled reports whether any TLS file is named.
+func (t TLSConfig) Enabled() bool { return t.CA != "" || t.Cert != "" || t.Key != "" }
 
 // Timers are the registrar's timers; zero means the registrar's default.
 type Timers struct {
@@ -304,13 +304,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch t := r.TLS; {
-	case t.enabled() && (t.CA == "" || t.Cert == "" || t.Key == ""):
+	case t.Enabled() && (t.CA == "" || t.Cert == "" || t.Key == ""):
 		return errors.New("registrar.tls: ca, cert and key go together: give all three or none")
-	case t.enabled() && t.Policy == "":
+	case t.Enabled() && t.Policy == "":
 		return errors.New("registrar.tls.policy: required with TLS (which identities may register, peer and resolve)")
-	case !t.enabled() && t.Policy != "":
+	case !t.Enabled() && t.Policy != "":
 		return errors.New("registrar.tls.policy: needs ca, cert and key: identities come from certificates")
-	case t.enabled() && r.Transport != "tcp":
+	case t.Enabled() && r.Transport != "tcp":
 		return fmt.Errorf("registrar.tls: TLS runs over tcp, not %s", r.Transport)
 	case t.MaxResolutionRate < 0 || t.MaxUnreachableRate < 0:
 		return errors.New("registrar.tls: rates must not be negative")
@@ -392,6 +392,13 @@ func (d *DataplaneConfig) mode() (loader.Mode, error) {
 		return loader.ModeGeneric, nil
 	}
 	return 0, fmt.Errorf("dataplane.mode: %q is not auto, native or generic", d.Mode)
+}
+
+// CheckHostPort reports whether s is HOST:PORT as the configuration's
+// addresses must be (peers, listen addresses).
+func CheckHostPort(s string) error {
+	_, _, err := splitHostPort(s)
+	return err
 }
 
 func splitHostPort(s string) (string, uint16, error) {

@@ -238,7 +238,7 @@ func registrarConfig(r RegistrarConfig, log *slog.Logger) (enrp.ServerConfig, er
 		c.Allow = a
 	}
 	c.MaxPools, c.MaxPEsPerPool, c.MaxConnections = r.MaxPools, r.MaxPEsPerPool, r.MaxConnections
-	if t := r.TLS; t.enabled() {
+	if t := r.TLS; t.Enabled() {
 		rl, err := security.NewReloader(security.Files{CA: t.CA, Cert: t.Cert, Key: t.Key})
 		if err != nil {
 			return c, fmt.Errorf("registrar.tls: %w", err)

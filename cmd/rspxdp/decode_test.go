@@ -190,7 +190,7 @@ func TestDecodeUsage(t *testing.T) {
 	}{
 		{[]string{"decode"}, 2, "exactly one capture file"},
 		{[]string{"decode", "a", "b"}, 2, "exactly one capture file"},
-		{[]string{"decode", "--bogus", "a"}, 2, "flag provided but not defined"},
+		{[]string{"decode", "--bogus", "a"}, 2, "unknown flag: --bogus"},
 		{[]string{"decode", filepath.Join(t.TempDir(), "missing.pcap")}, 1, "no such file"},
 		{[]string{"decode", "decode_test.go"}, 1, "open capture"},
 	} {

@@ -10,9 +10,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -30,6 +33,52 @@ type command struct {
 type cliEnv struct {
 	stdout io.Writer
 	stderr io.Writer
+
+	// Set by newFlagSet and the shared flags.
+	logLevel, logFormat string
+	log                 *slog.Logger
+	level               *slog.LevelVar
+
+	mu      sync.Mutex
+	reloads []reloadable
+}
+
+// reloadable is something SIGHUP re-reads: certificates, a policy, a
+// node's configuration.
+type reloadable struct {
+	what   string
+	reload func() error
+}
+
+// onReload registers what SIGHUP re-reads, in registration order.
+func (e *cliEnv) onReload(what string, reload func() error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.reloads = append(e.reloads, reloadable{what, reload})
+}
+
+// reload runs every registered reload, on SIGHUP. A failed one keeps its
+// old state (each reload function guarantees that) and says why; the
+// process never stops for a SIGHUP.
+func (e *cliEnv) reload() {
+	e.mu.Lock()
+	rs := append([]reloadable(nil), e.reloads...)
+	log := e.log
+	e.mu.Unlock()
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(e.stderr, nil))
+	}
+	if len(rs) == 0 {
+		log.Info("SIGHUP: nothing to reload")
+		return
+	}
+	for _, r := range rs {
+		if err := r.reload(); err != nil {
+			log.Error("reload failed, keeping the old state", "what", r.what, "err", err)
+		} else {
+			log.Info("reloaded", "what", r.what)
+		}
+	}
 }
 
 // usageError marks an error caused by how the command was called: it is
@@ -57,10 +106,51 @@ func commands() []command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &cliEnv{stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:])
-	stop()
-	os.Exit(code)
+	os.Exit(runMain(os.Args[1:]))
+}
+
+// runMain runs the binary with the process's signals: SIGINT and SIGTERM
+// end the command gracefully (a registrar leaves, a PE drains), and SIGINT
+// then exits 130 as shells expect of an interrupted command; a second one
+// exits at once. SIGHUP never stops the process: it runs the command's
+// reloads.
+func runMain(args []string) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr}
+	stopSig := make(chan os.Signal, 2)
+	hup := make(chan os.Signal, 1)
+	// Registered before any work, so SIGHUP cannot kill even at start.
+	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(stopSig, os.Interrupt, syscall.SIGTERM)
+	var interrupted atomic.Bool
+	go func() {
+		for {
+			select {
+			case <-hup:
+				env.reload()
+			case s := <-stopSig:
+				if ctx.Err() != nil {
+					os.Exit(exitCode(s))
+				}
+				interrupted.Store(s == os.Interrupt)
+				cancel()
+			}
+		}
+	}()
+	code := run(ctx, env, args)
+	if interrupted.Load() {
+		return exitCode(os.Interrupt)
+	}
+	return code
+}
+
+// exitCode is the shell's status for death by s: 128 + its number.
+func exitCode(s os.Signal) int {
+	if n, ok := s.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 1
 }
 
 // run dispatches to a subcommand and maps its outcome to an exit status:
@@ -87,6 +177,8 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 		case errors.As(err, new(usageError)):
 			fmt.Fprintf(env.stderr, "rspxdp %s: %v\nRun 'rspxdp %s --help' for usage.\n", c.name, err, c.name)
 			return 2
+		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			return 0 // stopped by a signal: the command ended as asked
 		default:
 			fmt.Fprintf(env.stderr, "rspxdp %s: %v\n", c.name, err)
 			return 1
@@ -104,29 +196,4 @@ func printUsage(w io.Writer, cmds []command) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'rspxdp COMMAND --help' for a command's flags and examples.")
-}
-
-// newFlagSet returns a FlagSet that reports errors instead of exiting, and
-// prints usage (with examples) to the command's stdout on --help.
-func newFlagSet(env *cliEnv, name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.stdout, "%s\n\nFlags:\n", usage)
-		fs.SetOutput(env.stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(env.stderr)
-	}
-	return fs
-}
-
-// parseFlags parses args, turning flag errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 
@@ -71,7 +70,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	advASAP := fs.String("advertise-asap", "", "ASAP IP:PORT announced to PEs, PUs and peers")
 	advENRP := fs.String("advertise-enrp", "", "ENRP IP:PORT announced to peers")
 	var peers, ifaces, vips listFlag
-	fs.Var(&peers, "peer", "ENRP peer ADDR:PORT (repeatable)")
+	fs.Var(checkedList{&peers, checkHostPort}, "peer", "ENRP peer ADDR:PORT (repeatable)")
 	fs.Var(&ifaces, "i", "interface to attach XDP to (repeatable)")
 	fs.Var(&ifaces, "interface", "same as -i")
 	fs.Var(&vips, "vip", "virtual service HANDLE=ADDR:PORT/PROTO, PROTO tcp|udp|sctp (repeatable)")
@@ -88,14 +87,13 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	redirect := fs.Bool("redirect", false, "XDP_REDIRECT every packet, also to PEs behind the ingress interface (PEs behind another interface are always redirected)")
 	keep := fs.Bool("keep-on-exit", false, "leave the program attached and maps pinned on exit (restart without dropping flows)")
 	metrics := fs.String("metrics", d.Metrics, "Prometheus listen address (empty: off)")
-	kaInt := fs.Duration("keepalive-interval", 0, "Endpoint Keep-Alive interval (default 5s)")
-	kaTO := fs.Duration("keepalive-timeout", 0, "Endpoint Keep-Alive timeout (default 5s)")
-	hb := fs.Duration("heartbeat", 0, "ENRP peer heartbeat cycle (default 2.444s)")
-	lastHeard := fs.Duration("max-time-last-heard", 0, "peer max time last heard (default 5s)")
-	noResp := fs.Duration("max-time-no-response", 0, "peer max time no response (default 5s)")
-	drain := fs.Duration("drain-timeout", 0, "how long a deregistered PE keeps its flows (default 30s)")
-	reconcile := fs.Duration("reconcile-every", 0, "drift check period (default 10s)")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	kaInt := newDuration(fs, "keepalive-interval", 0, "Endpoint Keep-Alive interval (default 5s)")
+	kaTO := newDuration(fs, "keepalive-timeout", 0, "Endpoint Keep-Alive timeout (default 5s)")
+	hb := newDuration(fs, "heartbeat", 0, "ENRP peer heartbeat cycle (default 2.444s)")
+	lastHeard := newDuration(fs, "max-time-last-heard", 0, "peer max time last heard (default 5s)")
+	noResp := newDuration(fs, "max-time-no-response", 0, "peer max time no response (default 5s)")
+	drain := newDuration(fs, "drain-timeout", 0, "how long a deregistered PE keeps its flows (default 30s)")
+	reconcile := newDuration(fs, "reconcile-every", 0, "drift check period (default 10s)")
 	// The client-side/control-side model (edge): who may reach the
 	// registrar through the client-facing interfaces.
 	var controlNets listFlag
@@ -108,9 +106,9 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	fs.Var(&bgpPeers, "bgp-peer", "BGP: router ADDR,asn=N[,hold-time=D][,password=MD5][,port=N] (repeatable)")
 	fs.Var(&bgpComms, "bgp-community", "BGP: community on every VIP, ASN:VALUE or no-export (repeatable)")
 	bgpMin := fs.Int("bgp-min-pes", 0, "BGP: active PEs a VIP's pool needs to be announced (default 1)")
-	bgpDrain := fs.Duration("bgp-drain", 0, "BGP: on SIGTERM, forwarding time after the withdrawal (default 5s)")
+	bgpDrain := newDuration(fs, "bgp-drain", 0, "BGP: on SIGTERM, forwarding time after the withdrawal (default 5s)")
 	bgpPort := fs.Int("bgp-listen-port", 0, "BGP: port to accept sessions on (default 179; -1: dial out only)")
-	bgpGR := fs.Duration("bgp-graceful-restart", 0, "BGP: restart time offered; with --keep-on-exit routes stay across a restart (0: off)")
+	bgpGR := newDuration(fs, "bgp-graceful-restart", 0, "BGP: restart time offered; with --keep-on-exit routes stay across a restart (0: off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -236,18 +234,15 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return usagef("configuration: %v", err)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
+	log := env.logger()
+	if !cfg.Registrar.TLS.Enabled() {
+		warnUnauthenticated(log, "node", "any host that reaches the ASAP and ENRP ports may register PEs (and so steer the VIPs' traffic), resolve and peer")
 	}
-	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
 	n, err := node.New(ctx, cfg, log)
 	if err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
-	if cfg.Registrar.TLS.CA != "" {
-		reloadOnHangup(ctx, log, map[string]func() error{"TLS material and policy": n.Reload})
-	}
+	env.onReload("node configuration", n.Reload)
 	fmt.Fprintf(env.stdout, "node $%08x: ASAP %v, ENRP %v, XDP on %v, %d VIPs, metrics %v\n",
 		n.Registrar().ID(), n.Registrar().ASAPAddr(), n.Registrar().ENRPAddr(), cfg.Dataplane.Interfaces, len(cfg.VIPs), n.MetricsAddr())
 	return n.Run(ctx)

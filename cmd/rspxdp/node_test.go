@@ -23,6 +23,8 @@ func TestNodeRefusesBadConfiguration(t *testing.T) {
 			"--bgp-peer", "10.0.0.1,asn=65000,hold-time=1s"}, "bgp.peers[0].hold-time"},
 		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--config", "/nonexistent.yaml"}, "no such file"},
 		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--id", "0"}, "--id"},
+		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--peer", "notanaddr"}, `--peer "notanaddr": not HOST:PORT`},
+		{[]string{"-i", "eth0", "--vip", "web=10.0.0.1:80", "--keepalive-interval", "-1s"}, `--keepalive-interval "-1s": negative duration`},
 	} {
 		code, _, errs := runCLI(t, append([]string{"node"}, tc.args...)...)
 		if code != 2 || !strings.Contains(errs, tc.want) || strings.Contains(errs, "goroutine") {

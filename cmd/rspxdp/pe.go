@@ -68,7 +68,6 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	interval := fs.Duration("reregister-interval", asap.DefaultReregistrationInterval, "re-registration interval (lifetime is 3x)")
 	regTimeout := fs.Duration("register-timeout", 10*time.Second, "give up when no registrar accepted the registration within this time")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, serve open sessions at most this long after deregistering")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	unaware := fs.Bool("unaware", false, "serve RSerPool-unaware clients (e.g. behind rspxdp node's VIP): plain bytes, no session layer")
 	decap := fs.String("decap", "", "attach rspxdp's decapsulation XDP program to this interface, for flows an rspxdp node encapsulated (IPIP) to this PE; the VIP must be on lo")
 	peID := fs.String("id", "", "pool element identifier (decimal or 0x hex, non-zero; default: random)")
@@ -103,11 +102,8 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return usagef("--policy: %v", err)
 	}
-	log, err := newLogger(env, *logLevel)
-	if err != nil {
-		return err
-	}
-	trOpt, err := asapTransportOption(ctx, *asapTr, tf, log)
+	log := env.logger()
+	trOpt, err := asapTransportOption(env, *asapTr, tf, log, "pe")
 	if err != nil {
 		return err
 	}
@@ -190,14 +186,6 @@ func checkHostPorts(flagName string, addrs []string) error {
 		}
 	}
 	return nil
-}
-
-func newLogger(env *cliEnv, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
 var services = map[string]func(s *asap.Session, id uint32, log *slog.Logger){
@@ -286,7 +274,10 @@ func attachDecap(ifname string, log *slog.Logger) (*loader.Decap, error) {
 // asapTransportOption turns --transport and the TLS flags into the ASAP
 // transport to registrars (and, for a PE, of its ASAP endpoint). With TLS,
 // SIGHUP re-reads the certificate files.
-func asapTransportOption(ctx context.Context, kind string, tf *tlsFlags, log *slog.Logger) (asap.Option, error) {
+//
+// who is the subcommand (pe, pu) for the warning when TLS is off; empty
+// for a one-shot client that warns nothing.
+func asapTransportOption(env *cliEnv, kind string, tf *tlsFlags, log *slog.Logger, who string) (asap.Option, error) {
 	switch kind {
 	case "tcp", "sctp", "auto":
 	default:
@@ -300,8 +291,15 @@ func asapTransportOption(ctx context.Context, kind string, tf *tlsFlags, log *sl
 		if kind != "tcp" {
 			return nil, usagef("TLS runs over TCP: drop --transport %s or the TLS flags", kind)
 		}
-		reloadOnHangup(ctx, log, map[string]func() error{"TLS material": rl.Reload})
+		env.onReload("TLS material", rl.Reload)
 		return asap.WithTransport(t), nil
+	}
+	if who != "" {
+		exposure := "registrars are not authenticated and this pool element's registration can be replaced by anyone"
+		if who == "pu" {
+			exposure = "registrars are not authenticated: a forged one can send this pool user anywhere"
+		}
+		warnUnauthenticated(log, who, exposure)
 	}
 	t, err = transport.New(kind, transport.Config{Protocol: transport.ASAP, Logger: log})
 	if err != nil {

@@ -44,7 +44,7 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	interval := fs.Duration("interval", 200*time.Millisecond, "echo: pause between lines")
 	timeout := fs.Duration("timeout", time.Second, "echo: an answer later than this counts as a PE failure")
 	staleness := fs.Duration("cache-staleness", asap.DefaultCacheStaleness, "reuse a resolution this long")
-	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	setDefault(fs, "log-level", "warn")
 	tf := addTLSFlags(fs)
 	asapTr := fs.String("transport", "tcp", "ASAP transport to registrars: tcp, sctp (needs kernel SCTP; what rsplib's rspregistrar speaks) or auto")
 	if err := parseFlags(fs, args); err != nil {
@@ -54,12 +54,8 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 		return usagef("missing action: resolve or echo")
 	}
 	action := fs.Arg(0)
-	// Flags may also follow the action.
-	if err := parseFlags(fs, fs.Args()[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
+	if fs.NArg() > 1 {
+		return usagef("unexpected argument %q", fs.Arg(1))
 	}
 	if *pool == "" {
 		return usagef("--pool is required")
@@ -73,11 +69,8 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	if *count <= 0 {
 		return usagef("--count must be positive")
 	}
-	log, err := newLogger(env, *logLevel)
-	if err != nil {
-		return err
-	}
-	trOpt, err := asapTransportOption(ctx, *asapTr, tf, log)
+	log := env.logger()
+	trOpt, err := asapTransportOption(env, *asapTr, tf, log, "pu")
 	if err != nil {
 		return err
 	}

@@ -5,10 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rspxdp/rspxdp/enrp"
@@ -71,19 +69,6 @@ Examples:
   rspxdp registrar --id 7 --keepalive-interval 1s --keepalive-timeout 1s --announce \
       --allow-handle echo --allow-net 10.0.0.0/8`
 
-// listFlag is a repeatable string flag.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l = append(*l, p)
-		}
-	}
-	return nil
-}
-
 func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "registrar", registrarUsage)
 	id := fs.String("id", "", "server identifier (decimal or 0x hex, non-zero; default: random)")
@@ -92,36 +77,35 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	advASAP := fs.String("advertise-asap", "", "ASAP address announced to PEs and PUs (default: the listen address, loopback if unspecified)")
 	advENRP := fs.String("advertise-enrp", "", "ENRP address announced to peers (default: the listen address, loopback if unspecified)")
 	var peers, allowHandles, allowNets, announceTo listFlag
-	fs.Var(&peers, "peer", "static ENRP peer ADDR:PORT (repeatable or comma-separated)")
+	fs.Var(checkedList{&peers, checkHostPort}, "peer", "static ENRP peer ADDR:PORT (repeatable or comma-separated)")
 	fs.Var(&allowHandles, "allow-handle", "pool handle PEs may register (repeatable; default: any)")
-	fs.Var(&allowNets, "allow-net", "source network PEs may register from, CIDR (repeatable; default: any)")
-	fs.Var(&announceTo, "announce-to", "also send Server Announces to this unicast ADDR:PORT (repeatable; implies --announce)")
+	fs.Var(checkedList{&allowNets, checkPrefix}, "allow-net", "source network PEs may register from, CIDR (repeatable; default: any)")
+	fs.Var(checkedList{&announceTo, checkIPPort}, "announce-to", "also send Server Announces to this unicast ADDR:PORT (repeatable; implies --announce)")
 	tr := fs.String("transport", "tcp", "transport: tcp, sctp or auto")
 	announce := fs.Bool("announce", false, "send ASAP Server Announces over UDP multicast (239.0.0.50:3863)")
 	peerAnnounce := fs.Bool("peer-announce", false, "discover peers by ENRP Presence announces over UDP multicast (239.0.0.51:9901)")
-	kaInt := fs.Duration("keepalive-interval", enrp.DefaultKeepAliveInterval, "Endpoint Keep-Alive interval")
-	kaTO := fs.Duration("keepalive-timeout", enrp.DefaultKeepAliveTimeout, "Endpoint Keep-Alive timeout")
-	hb := fs.Duration("heartbeat", enrp.DefaultPeerHeartbeatCycle, "peer heartbeat cycle")
-	lastHeard := fs.Duration("max-time-last-heard", enrp.DefaultPeerMaxTimeLastHeard, "peer max time last heard")
-	noResp := fs.Duration("max-time-no-response", enrp.DefaultPeerMaxTimeNoResponse, "peer max time no response")
-	takeover := fs.Duration("takeover-expiry", enrp.DefaultTakeoverExpiry, "takeover expiry interval")
-	annInt := fs.Duration("announce-interval", enrp.DefaultAnnounceInterval, "Server Announce interval")
-	dialTO := fs.Duration("dial-timeout", 2*time.Second, "connection set-up timeout to peers and PEs")
-	leaveTO := fs.Duration("leave-timeout", enrp.DefaultLeaveTimeout, "graceful leave: wait for a peer to take over (0: none)")
-	drain := fs.Duration("drain-timeout", 30*time.Second, "drain time of deregistered PEs (0 or negative: none)")
-	maxItems := fs.Int("max-resolution-items", enrp.DefaultMaxResolutionItems, "PEs per handle resolution when the PU does not say")
-	maxInc := fs.Int("max-increment", enrp.DefaultMaxIncrement, "selection state advance per resolution (0: policy default)")
-	maxPerResp := fs.Int("max-pes-per-response", enrp.DefaultMaxPEsPerResponse, "PEs per ENRP Handle Table Response")
-	maxPEs := fs.Int("max-pes", enrp.DefaultMaxPEs, "PEs in the whole handlespace; more are refused with Lack of Resources")
-	maxPools := fs.Int("max-pools", 0, "pools in the handlespace (0: unbounded)")
-	maxPerPool := fs.Int("max-pes-per-pool", 0, "PEs in one pool (0: unbounded)")
-	maxConns := fs.Int("max-connections", enrp.DefaultMaxConnections, "associations accepted per listener (ASAP, ENRP); more are closed at once")
-	maxBad := fs.Int("max-bad-pe-reports", enrp.DefaultMaxBadPEReports, "Endpoint Unreachable reports that remove a PE")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	kaInt := newDuration(fs, "keepalive-interval", enrp.DefaultKeepAliveInterval, "Endpoint Keep-Alive interval")
+	kaTO := newDuration(fs, "keepalive-timeout", enrp.DefaultKeepAliveTimeout, "Endpoint Keep-Alive timeout")
+	hb := newDuration(fs, "heartbeat", enrp.DefaultPeerHeartbeatCycle, "peer heartbeat cycle")
+	lastHeard := newDuration(fs, "max-time-last-heard", enrp.DefaultPeerMaxTimeLastHeard, "peer max time last heard")
+	noResp := newDuration(fs, "max-time-no-response", enrp.DefaultPeerMaxTimeNoResponse, "peer max time no response")
+	takeover := newDuration(fs, "takeover-expiry", enrp.DefaultTakeoverExpiry, "takeover expiry interval")
+	annInt := newDuration(fs, "announce-interval", enrp.DefaultAnnounceInterval, "Server Announce interval")
+	dialTO := newDuration(fs, "dial-timeout", 2*time.Second, "connection set-up timeout to peers and PEs")
+	leaveTO := newDuration(fs, "leave-timeout", enrp.DefaultLeaveTimeout, "graceful leave: wait for a peer to take over (0: none)")
+	drain := newDuration(fs, "drain-timeout", 30*time.Second, "drain time of deregistered PEs (0: none)")
+	maxItems := newCount(fs, "max-resolution-items", enrp.DefaultMaxResolutionItems, "PEs per handle resolution when the PU does not say")
+	maxInc := newCount(fs, "max-increment", enrp.DefaultMaxIncrement, "selection state advance per resolution (0: policy default)")
+	maxPerResp := newCount(fs, "max-pes-per-response", enrp.DefaultMaxPEsPerResponse, "PEs per ENRP Handle Table Response")
+	maxPEs := newCount(fs, "max-pes", enrp.DefaultMaxPEs, "PEs in the whole handlespace; more are refused with Lack of Resources")
+	maxPools := newCount(fs, "max-pools", 0, "pools in the handlespace (0: unbounded)")
+	maxPerPool := newCount(fs, "max-pes-per-pool", 0, "PEs in one pool (0: unbounded)")
+	maxConns := newCount(fs, "max-connections", enrp.DefaultMaxConnections, "associations accepted per listener (ASAP, ENRP); more are closed at once")
+	maxBad := newCount(fs, "max-bad-pe-reports", enrp.DefaultMaxBadPEReports, "Endpoint Unreachable reports that remove a PE")
 	tf := addTLSFlags(fs)
 	policyFile := fs.String("policy", "", "authorisation policy (YAML) mapping certificate identities to pool handles, networks, peering and resolution; required with TLS")
-	hrRate := fs.Float64("max-hr-rate", 0, "handle resolutions per second per client with TLS (0: unlimited, as rsplib)")
-	euRate := fs.Float64("max-eu-rate", 0, "Endpoint Unreachable reports per second per client with TLS (0: unlimited, as rsplib)")
+	hrRate := newRate(fs, "max-hr-rate", 0, "handle resolutions per second per client with TLS (0: unlimited, as rsplib)")
+	euRate := newRate(fs, "max-eu-rate", 0, "Endpoint Unreachable reports per second per client with TLS (0: unlimited, as rsplib)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -203,11 +187,7 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	cfg.AnnounceMulticast = *announce
 	cfg.PeerAnnounce = *peerAnnounce
 	cfg.PeerAnnounceMulticast = *peerAnnounce
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usagef("--log-level %q: want debug, info, warn or error", *logLevel)
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = env.logger()
 
 	rl, err := tf.reloader()
 	if err != nil {
@@ -229,12 +209,12 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 			Unreachables: security.RateConfig{Rate: *euRate},
 			Reports:      security.ReportConfig{Reporters: *maxBad},
 		}
-		reloadOnHangup(ctx, cfg.Logger, map[string]func() error{"TLS material": rl.Reload, "policy": pf.Reload})
+		env.onReload("TLS material", rl.Reload)
+		env.onReload("policy", pf.Reload)
 	}
 
 	if cfg.Security == nil {
-		cfg.Logger.Warn("TLS off: PEs, PUs and peers are not authenticated (RFC 5355); plain " + *tr +
-			" only because no --tls-ca/--tls-cert/--tls-key were given")
+		warnUnauthenticated(cfg.Logger, "registrar", "any host that reaches the ASAP and ENRP ports may register PEs, resolve and peer")
 	}
 	srv, err := enrp.NewServer(ctx, cfg)
 	if err != nil {

@@ -26,6 +26,10 @@ func TestRegistrarHelpDocumentsTimers(t *testing.T) {
 
 func TestRegistrarUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
+		{"--peer", "notanaddr"},
+		{"--keepalive-interval", "-1s"},
+		{"--max-pes", "-1"},
+		{"--max-hr-rate", "-2"},
 		{"--id", "0"},
 		{"--id", "nope"},
 		{"--transport", "carrier-pigeon"},

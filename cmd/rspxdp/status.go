@@ -69,10 +69,11 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	log, _ := newLogger(env, "error")
+	setDefault(fs, "log-level", "error")
+	log := env.logger()
 	// Plain transport only: a registrar with TLS serves ENRP to peer
 	// identities alone; ask its node (--node) instead.
-	trOpt, err := asapTransportOption(ctx, *tr, noTLS(), log)
+	trOpt, err := asapTransportOption(env, *tr, noTLS(), log, "")
 	if err != nil {
 		return err
 	}

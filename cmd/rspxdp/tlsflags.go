@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/rspxdp/rspxdp/asap"
 	"github.com/rspxdp/rspxdp/security"
@@ -63,26 +59,9 @@ func (f *tlsFlags) clientTransport() (transport.Transport, *security.Reloader, e
 	return t, r, err
 }
 
-// reloadOnHangup re-reads each reloadable file set on SIGHUP until ctx
-// ends; a failed reload keeps the old material and says so.
-func reloadOnHangup(ctx context.Context, log *slog.Logger, what map[string]func() error) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(ch)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ch:
-				for name, reload := range what {
-					if err := reload(); err != nil {
-						log.Error("reload failed, keeping the old one", "what", name, "err", err)
-					} else {
-						log.Info("reloaded", "what", name)
-					}
-				}
-			}
-		}
-	}()
+// warnUnauthenticated says loudly, at start, that a daemon runs without
+// authentication (RFC 5355) and what that exposes.
+func warnUnauthenticated(log *slog.Logger, who, exposure string) {
+	log.Warn("UNAUTHENTICATED: TLS is off, "+exposure+"; give --tls-ca, --tls-cert and --tls-key (see 'rspxdp certs')",
+		"mode", who)
 }
