@@ -423,6 +423,15 @@ static __always_inline __u16 csum_fold(__u32 sum)
 	return ~sum;
 }
 
+/* Per-flow bits of the outer source: the client's address folded with its
+ * port, stable for a flow, so every packet of a flow takes one receive queue
+ * on the PE and different flows spread. */
+static __always_inline __u32 src_bits(const struct flow *f)
+{
+	__u32 v = f->src.w[0] ^ f->src.w[1] ^ f->src.w[2] ^ f->src.w[3];
+	return v ^ ((__u32)f->sport << 16) ^ f->sport;
+}
+
 /* Prepends an outer IPv4 header (IPIP, or protocol 41 for IPv6 inside). */
 static __always_inline int encap_v4(struct xdp_md *ctx, const struct backend *be,
 				    const struct config *cfg, const struct pkt *pk)
@@ -448,7 +457,7 @@ static __always_inline int encap_v4(struct xdp_md *ctx, const struct backend *be
 	ip->ttl = 64;
 	ip->protocol = pk->inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
 	ip->check = 0;
-	ip->saddr = cfg->src_v4;
+	ip->saddr = cfg->src_v4 | (src_bits(&pk->flow) & cfg->src_v4_mask);
 	ip->daddr = be->addr.w[0];
 
 	__u32 sum = 0;
@@ -480,7 +489,12 @@ static __always_inline int encap_v6(struct xdp_md *ctx, const struct backend *be
 	ip->payload_len = bpf_htons(pk->l3_len);
 	ip->nexthdr = pk->inner_v6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
 	ip->hop_limit = 64;
-	__builtin_memcpy(&ip->saddr, &cfg->src_v6, 16);
+	__u32 v = src_bits(&pk->flow);
+	__u32 *sa = (__u32 *)&ip->saddr;
+	sa[0] = cfg->src_v6.w[0];
+	sa[1] = cfg->src_v6.w[1];
+	sa[2] = cfg->src_v6.w[2] | (rotl32(v, 16) & cfg->src_v6_mask.w[2]);
+	sa[3] = cfg->src_v6.w[3] | (v & cfg->src_v6_mask.w[3]);
 	__builtin_memcpy(&ip->daddr, &be->addr, 16);
 	return 0;
 }
@@ -596,24 +610,30 @@ int lb_xdp(struct xdp_md *ctx)
 
 	struct global_stats *gs = gstats();
 	struct backend *be = NULL;
+	struct conn *c = NULL;
 	__u32 bid = 0;
 	int new_flow = 0;
 	/* A SYN opens a connection, so it is steered as new even when its
 	 * 5-tuple is in the table (as Katran does): a client reusing a port
-	 * must not land on a draining PE, and the lookup is saved. */
-	struct conn *c = pk.syn ? NULL : bpf_map_lookup_elem(&lb_conns, &pk.flow);
-	if (c) {
-		bid = c->backend;
-		be = bpf_map_lookup_elem(&lb_backends, &bid);
-		/* Draining PEs keep their flows; down ones lose them now. */
-		if (be && be->svc == svc->id &&
-		    (be->state == PE_ACTIVE || be->state == PE_DRAINING)) {
-			if (gs)
-				gs->conn_hit++;
-		} else {
-			be = NULL;
-			if (gs)
-				gs->resteered++;
+	 * must not land on a draining PE. It reads the table only after the
+	 * flood guard let it in (below), so a flood never pays a lookup. */
+	if (!pk.syn) {
+		c = bpf_map_lookup_elem(&lb_conns, &pk.flow);
+		if (c) {
+			bid = c->backend;
+			be = bpf_map_lookup_elem(&lb_backends, &bid);
+			/* Draining PEs keep their flows; down ones lose them now. */
+			if (be && be->svc == svc->id &&
+			    (be->state == PE_ACTIVE || be->state == PE_DRAINING)) {
+				if (gs)
+					gs->conn_hit++;
+			} else {
+				be = NULL;
+				if (gs)
+					gs->resteered++;
+			}
+		} else if (gs) {
+			gs->conn_miss++;
 		}
 	} else if (gs) {
 		gs->conn_miss++;
@@ -628,11 +648,24 @@ int lb_xdp(struct xdp_md *ctx)
 		/* ICMP errors steer with the flow's entry but never create one. */
 		if (!pk.icmp) {
 			new_flow = 1;
-			if (flood_allows(cfg)) {
-				struct conn nc = { .backend = bid, .svc = svc->id };
-				bpf_map_update_elem(&lb_conns, &pk.flow, &nc, BPF_ANY);
-			} else if (gs) {
-				gs->flood_skip++;
+			if (!flood_allows(cfg)) {
+				if (gs)
+					gs->flood_skip++;
+			} else {
+				__u64 v = ((__u64)svc->id << 32) | bid; /* struct conn */
+				if (pk.syn)
+					c = bpf_map_lookup_elem(&lb_conns, &pk.flow);
+				/* An entry that exists (a repeated SYN, a flow off a
+				 * down PE) is rewritten in place with one 8-byte store,
+				 * atomic for concurrent readers, and only if it
+				 * changes: bpf_map_update_elem would take a fresh LRU
+				 * node and the bucket lock for the same result. */
+				if (c) {
+					if (*(__u64 *)c != v)
+						*(__u64 *)c = v;
+				} else {
+					bpf_map_update_elem(&lb_conns, &pk.flow, &v, BPF_ANY);
+				}
 			}
 		}
 	}

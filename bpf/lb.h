@@ -56,6 +56,8 @@ struct conn {
 	__u32 backend;
 	__u32 svc;
 };
+/* lb.c writes a conn as one 8-byte store: backend low, svc high. */
+_Static_assert(sizeof(struct conn) == 8, "struct conn is written as a __u64");
 
 enum pe_state {
 	PE_UNUSED = 0,   /* free slot */
@@ -94,8 +96,13 @@ struct config {
 	__u32 flood_limit; /* new flows per second per CPU before compute-only; 0 = off */
 	__u32 mtu;         /* largest IP packet the egress link carries */
 	__u32 flags;       /* CFG_F_* */
-	__u32 src_v4;      /* outer source of IPIP */
-	struct addr src_v6; /* outer source of IPv6 encapsulation */
+	__u32 src_v4;      /* outer source of IPIP (its prefix if src_v4_mask) */
+	struct addr src_v6; /* outer source of IPv6 encapsulation (or prefix) */
+	/* Host bits of the outer source that vary per flow (network order):
+	 * a PE's NIC then spreads encapsulated flows over its receive queues
+	 * (RSS hashes the outer header). Zero: one fixed source. */
+	__u32 src_v4_mask;
+	struct addr src_v6_mask;
 	/* Destination ports (network order) that a packet arriving on this
 	 * program's interfaces may only be sent to from a network in
 	 * lb_ctrl_allow: the registrar is not for the client side. */

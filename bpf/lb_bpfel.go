@@ -42,6 +42,11 @@ type LbConfig struct {
 		_ structs.HostLayout
 		W [4]uint32
 	}
+	SrcV4Mask uint32
+	SrcV6Mask struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
 	CtrlPorts [4]uint16
 }
 

@@ -830,3 +830,81 @@ func TestLbNodesAgree(t *testing.T) {
 		t.Errorf("flows reached %d of %d PEs", len(used), len(bes))
 	}
 }
+
+// TestLbOuterSourcePerFlow: without a fixed source address the outer source
+// varies per flow inside the configured prefixes (a PE's RSS then spreads
+// the flows over its queues), is stable for a flow, and the outer IPv4
+// checksum covers it.
+func TestLbOuterSourcePerFlow(t *testing.T) {
+	e := newEnv(t, func(o *loader.Options) {
+		o.SourceV4, o.SourceV6 = netip.Addr{}, netip.Addr{}
+		o.SourcePrefixV6 = netip.MustParsePrefix("fc00:ee::/64")
+	})
+	for _, c := range []struct {
+		name   string
+		svc    loader.ServiceKey
+		client netip.Addr
+		prefix netip.Prefix
+	}{
+		{"ipip", svcUDP4, client4.Addr(), loader.DefaultSourcePrefixV4},
+		{"ip6ip6", svcUDP6, client6.Addr(), netip.MustParsePrefix("fc00:ee::/64")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			seen := map[netip.Addr]bool{}
+			const flows = 64
+			for port := uint16(5000); port < 5000+flows; port++ {
+				in := frame(t, netip.AddrPortFrom(c.client, port), c.svc.VIP, c.svc.Proto, []byte("x"))
+				ret, out := e.run(t, in)
+				if ret != xdpTX {
+					t.Fatalf("verdict %d", ret)
+				}
+				checkOuter(t, out)
+				src := outerSrc(t, out)
+				if !c.prefix.Contains(src) {
+					t.Fatalf("outer source %s outside %s", src, c.prefix)
+				}
+				if _, again := e.run(t, in); outerSrc(t, again) != src {
+					t.Fatalf("flow from port %d: outer source %s then %s", port, src, outerSrc(t, again))
+				}
+				seen[src] = true
+			}
+			if len(seen) < flows/2 {
+				t.Errorf("%d flows used only %d outer sources", flows, len(seen))
+			}
+		})
+	}
+}
+
+func outerSrc(t *testing.T, out []byte) netip.Addr {
+	t.Helper()
+	switch binary.BigEndian.Uint16(out[12:]) {
+	case uint16(layers.EthernetTypeIPv4):
+		return netip.AddrFrom4([4]byte(out[14+12 : 14+16]))
+	case uint16(layers.EthernetTypeIPv6):
+		return netip.AddrFrom16([16]byte(out[14+8 : 14+24]))
+	}
+	t.Fatalf("not an encapsulated frame")
+	return netip.Addr{}
+}
+
+// TestLbRepeatedSYN: a SYN repeated on one 5-tuple keeps a single entry and
+// its PE (the entry exists, so it is left alone rather than re-inserted).
+func TestLbRepeatedSYN(t *testing.T) {
+	e := newEnv(t, nil)
+	syn := synFrame(t, client4, svcTCP4.VIP)
+	var first netip.Addr
+	for i := 0; i < 5; i++ {
+		ret, out := e.run(t, syn)
+		if ret != xdpTX {
+			t.Fatalf("SYN %d: verdict %d", i, ret)
+		}
+		if i == 0 {
+			first = outerDst(t, out)
+		} else if outerDst(t, out) != first {
+			t.Fatalf("SYN %d went to %s, the first to %s", i, outerDst(t, out), first)
+		}
+	}
+	if n, err := e.l.ConnCount(); err != nil || n != 1 {
+		t.Fatalf("connection table holds %d entries (%v), want 1", n, err)
+	}
+}

@@ -293,14 +293,24 @@ func TestDecapAddrs(t *testing.T) {
 // TestDecapUndoesLBEncap feeds the load balancer's output for a client's
 // packet to the decapsulation program and expects the client's packet back,
 // byte for byte from the IP header on, for every family combination the
-// LB produces.
+// LB produces, with a fixed outer source and with the default per-flow one.
 func TestDecapUndoesLBEncap(t *testing.T) {
+	for _, src := range []struct {
+		name   string
+		v4, v6 netip.Addr
+	}{{"fixed source", decapLB4, decapLB6}, {"per-flow source", netip.Addr{}, netip.Addr{}}} {
+		t.Run(src.name, func(t *testing.T) { testDecapUndoesLBEncap(t, src.v4, src.v6) })
+	}
+}
+
+func testDecapUndoesLBEncap(t *testing.T, src4, src6 netip.Addr) {
 	d := openDecap(t)
 	l, err := loader.Open(loader.Options{
-		PinDir:   loadertest.PinDir(t),
-		Resolver: loader.StaticResolver{netip.Addr{}: {Ifindex: 1, SrcMAC: decapSrc, DstMAC: decapDst}},
-		SourceV4: decapLB4,
-		SourceV6: decapLB6,
+		PinDir:        loadertest.PinDir(t),
+		Resolver:      loader.StaticResolver{netip.Addr{}: {Ifindex: 1, SrcMAC: decapSrc, DstMAC: decapDst}},
+		SourceV4:      src4,
+		SourceV6:      src6,
+		ConnTableSize: 1 << 18,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -38,10 +39,33 @@ const DefaultSeed uint32 = 0x52535058 // "RSPX"
 
 // Defaults for the sizes that Options leave zero.
 const (
-	DefaultConnTableSize = 262144
-	DefaultMTU           = 1500
-	DefaultMaxServices   = 1024
-	DefaultMaxBackends   = 16384
+	// DefaultConnTableSize is Katran's default capacity: an edge balancer
+	// keeps millions of flows. Open lowers it on a host with little memory
+	// (see connTableDefault) and logs the size it uses.
+	DefaultConnTableSize = 8_000_000
+	// DefaultFloodLimit is the flood guard's new flows per second and CPU,
+	// Katran's default: past it new flows are forwarded by the Maglev hash
+	// alone, so a SYN flood neither pays for table inserts nor evicts the
+	// established flows.
+	DefaultFloodLimit  = 125_000
+	DefaultMTU         = 1500
+	DefaultMaxServices = 1024
+	DefaultMaxBackends = 16384
+)
+
+// NoFloodLimit as Options.FloodLimit turns the flood guard off.
+const NoFloodLimit = math.MaxUint32
+
+// ConnBytesPerFlow is what one connection table entry costs in kernel
+// memory, measured (TestConnTableCapacity): the kernel's hash element
+// header, the 40-byte key, the 8-byte value, the bucket and LRU overhead.
+const ConnBytesPerFlow = 112
+
+// Per-flow outer sources used when Options give no source address: the
+// prefixes Katran uses (RFC 6666's discard-only 100::/64 for IPv6).
+var (
+	DefaultSourcePrefixV4 = netip.MustParsePrefix("172.16.0.0/16")
+	DefaultSourcePrefixV6 = netip.MustParsePrefix("100::/64")
 )
 
 // MaxControlPorts is how many ControlPorts the data path checks.
@@ -59,6 +83,9 @@ const (
 	// ModeGeneric uses generic (skb) mode, which every interface supports.
 	ModeGeneric
 )
+
+// DefaultConnTable is the LRU flavour used unless Options say otherwise.
+const DefaultConnTable = ConnTablePerCPULRU
 
 // ConnTable selects the LRU flavour of the connection table.
 type ConnTable int
@@ -89,21 +116,33 @@ type Options struct {
 	TableSize uint32
 	// Seed of the flow hash (DefaultSeed).
 	Seed uint32
-	// ConnTableSize is the connection table's capacity.
+	// ConnTableSize is the connection table's capacity (DefaultConnTableSize,
+	// or an eighth of the host's memory if that is less). The table is
+	// allocated up front: ConnBytesPerFlow bytes per entry.
 	ConnTableSize uint32
 	// ConnTable selects the LRU flavour.
 	ConnTable ConnTable
 	// MaxServices and MaxBackends size the service and PE tables.
 	MaxServices, MaxBackends uint32
 	// FloodLimit is the number of new flows per second and CPU past which
-	// new flows are forwarded without a connection entry; 0 disables it.
+	// new flows are forwarded without a connection entry
+	// (DefaultFloodLimit); NoFloodLimit disables the guard.
 	FloodLimit uint32
 	// MTU of the egress link: encapsulated packets that would exceed it are
 	// dropped and counted (DefaultMTU).
 	MTU uint32
-	// SourceV4 and SourceV6 are the outer source addresses of IPIP and
-	// IPv6 encapsulation.
+	// SourceV4 and SourceV6 are fixed outer source addresses of IPIP and
+	// IPv6 encapsulation. When one is not set, the outer source of that
+	// family varies per flow within SourcePrefixV4 / SourcePrefixV6.
 	SourceV4, SourceV6 netip.Addr
+	// SourcePrefixV4 and SourcePrefixV6 hold the per-flow outer sources
+	// (DefaultSourcePrefixV4, DefaultSourcePrefixV6): the host bits come
+	// from the client's address and port, so a PE's NIC, which hashes the
+	// outer header for RSS, spreads the flows over its receive queues. The
+	// PE must accept tunnel packets from any source (bpf/decap.c does; a
+	// kernel ipip/ip6tnl device needs remote any and rp_filter off or
+	// loose). An IPv6 prefix must be /64 or longer.
+	SourcePrefixV4, SourcePrefixV6 netip.Prefix
 	// Redirect sends every packet with XDP_REDIRECT through a device map to
 	// the interface of its PE's route. Without it that happens only when the
 	// route leaves by another interface than the packet arrived on (the
@@ -137,7 +176,16 @@ func (o *Options) setDefaults() {
 		o.Seed = DefaultSeed
 	}
 	if o.ConnTableSize == 0 {
-		o.ConnTableSize = DefaultConnTableSize
+		o.ConnTableSize = connTableDefault(memTotal())
+	}
+	if o.FloodLimit == 0 {
+		o.FloodLimit = DefaultFloodLimit
+	}
+	if !o.SourcePrefixV4.IsValid() {
+		o.SourcePrefixV4 = DefaultSourcePrefixV4
+	}
+	if !o.SourcePrefixV6.IsValid() {
+		o.SourcePrefixV6 = DefaultSourcePrefixV6
 	}
 	if o.MaxServices == 0 {
 		o.MaxServices = DefaultMaxServices
@@ -184,6 +232,12 @@ func Open(opts Options) (*Loader, error) {
 	if len(opts.ControlPorts) > MaxControlPorts {
 		return nil, fmt.Errorf("%d control ports: at most %d", len(opts.ControlPorts), MaxControlPorts)
 	}
+	if p := opts.SourcePrefixV4; !p.Addr().Is4() {
+		return nil, fmt.Errorf("outer source prefix %s is not IPv4", p)
+	}
+	if p := opts.SourcePrefixV6; !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() < 64 {
+		return nil, fmt.Errorf("outer source prefix %s is not an IPv6 prefix of /64 or longer", p)
+	}
 	if err := ensureBPFFS(opts.PinDir); err != nil {
 		return nil, err
 	}
@@ -225,6 +279,12 @@ func Open(opts Options) (*Loader, error) {
 		txPorts:  map[int]uint16{},
 	}
 	l.inner.Name = "lb_ring"
+	flavour := "per-CPU LRU"
+	if opts.ConnTable == ConnTableGlobal {
+		flavour = "shared LRU"
+	}
+	opts.Logger.Info("connection table", "flows", opts.ConnTableSize, "lru", flavour,
+		"memory_mib", uint64(opts.ConnTableSize)*ConnBytesPerFlow>>20)
 	err = spec.LoadAndAssign(&l.objs, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: opts.PinDir},
 	})
@@ -273,14 +333,25 @@ func (l *Loader) writeConfig() error {
 		FloodLimit: l.opts.FloodLimit,
 		Mtu:        l.opts.MTU,
 	}
+	if cfg.FloodLimit == NoFloodLimit {
+		cfg.FloodLimit = 0
+	}
 	if l.opts.Redirect {
 		cfg.Flags |= 1 // CFG_F_REDIRECT
 	}
 	if l.opts.SourceV4.IsValid() {
 		cfg.SrcV4 = addrWords(l.opts.SourceV4)[0]
+	} else {
+		p := l.opts.SourcePrefixV4.Masked()
+		cfg.SrcV4 = addrWords(p.Addr())[0]
+		cfg.SrcV4Mask = hostMask(p)[0]
 	}
 	if l.opts.SourceV6.IsValid() {
 		cfg.SrcV6.W = addrWords(l.opts.SourceV6)
+	} else {
+		p := l.opts.SourcePrefixV6.Masked()
+		cfg.SrcV6.W = addrWords(p.Addr())
+		cfg.SrcV6Mask.W = hostMask(p)
 	}
 	for i, p := range l.opts.ControlPorts {
 		cfg.CtrlPorts[i] = htons(p)
@@ -349,6 +420,42 @@ func (l *Loader) writeControlNetworks(nets []netip.Prefix) error {
 		}
 	}
 	return nil
+}
+
+// hostMask is the host part of prefix p as addrWords lays an address out.
+func hostMask(p netip.Prefix) [4]uint32 {
+	var b [16]byte
+	n := p.Addr().BitLen()
+	for i := p.Bits(); i < n; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a := netip.AddrFrom16(b)
+	if n == 32 {
+		a = netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return addrWords(a)
+}
+
+// connTableDefault is DefaultConnTableSize, or as many flows as an eighth
+// of memTotal bytes holds if that is fewer (never under 262,144).
+func connTableDefault(memTotal uint64) uint32 {
+	n := memTotal / 8 / ConnBytesPerFlow
+	switch {
+	case memTotal == 0 || n >= DefaultConnTableSize:
+		return DefaultConnTableSize
+	case n < 1<<18:
+		return 1 << 18
+	}
+	return uint32(n)
+}
+
+// memTotal is the host's memory in bytes, 0 if unknown.
+func memTotal() uint64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
 }
 
 func (l *Loader) attach(ifname string) error {

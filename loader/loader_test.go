@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 
+	"github.com/rspxdp/rspxdp/bpf"
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/loader/loadertest"
 )
@@ -382,5 +383,64 @@ func TestUnresolvableNextHop(t *testing.T) {
 	}
 	if ret, out := runOnce(t, l, synFrame()); ret != 3 || !bytes.Equal(out[:6], mac) {
 		t.Errorf("known PE: verdict %d, dst MAC %x; want XDP_TX to %s", ret, out[:6], mac)
+	}
+}
+
+// TestConnTableDefault: Katran's capacity unless memory is short, then an
+// eighth of it, never under 262,144.
+func TestConnTableDefault(t *testing.T) {
+	for _, c := range []struct {
+		mem  uint64
+		want uint32
+	}{
+		{0, DefaultConnTableSize},
+		{64 << 30, DefaultConnTableSize},
+		{4 << 30, uint32((4 << 30) / 8 / ConnBytesPerFlow)},
+		{128 << 20, 1 << 18},
+	} {
+		if got := connTableDefault(c.mem); got != c.want {
+			t.Errorf("connTableDefault(%d) = %d, want %d", c.mem, got, c.want)
+		}
+	}
+}
+
+// TestDataPlaneDefaults: a loader opened with no sizes has the default
+// connection table, the flood guard on at Katran's limit, per-flow outer
+// sources; NoFloodLimit turns the guard off.
+func TestDataPlaneDefaults(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, c := range []struct {
+		name  string
+		flood uint32
+		want  uint32
+	}{{"default", 0, DefaultFloodLimit}, {"off", NoFloodLimit, 0}, {"set", 1000, 1000}} {
+		t.Run(c.name, func(t *testing.T) {
+			l, err := Open(Options{PinDir: loadertest.PinDir(t), Resolver: StaticResolver{}, FloodLimit: c.flood, ConnTableSize: 1 << 18})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close(false)
+			var cfg bpf.LbConfig
+			if err := l.objs.LbConfig.Lookup(uint32(0), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if cfg.FloodLimit != c.want {
+				t.Errorf("flood limit %d, want %d", cfg.FloodLimit, c.want)
+			}
+			if want := addrWords(netip.MustParseAddr("172.16.0.0"))[0]; cfg.SrcV4 != want || cfg.SrcV4Mask != hostMask(DefaultSourcePrefixV4)[0] {
+				t.Errorf("outer IPv4 source %#x mask %#x, want 172.16.0.0/16", cfg.SrcV4, cfg.SrcV4Mask)
+			}
+			if cfg.SrcV6Mask.W[0] != 0 || cfg.SrcV6Mask.W[1] != 0 || cfg.SrcV6Mask.W[2] != ^uint32(0) || cfg.SrcV6Mask.W[3] != ^uint32(0) {
+				t.Errorf("outer IPv6 source mask %x, want the low 64 bits", cfg.SrcV6Mask.W)
+			}
+		})
+	}
+	var o Options
+	o.setDefaults()
+	if o.ConnTableSize != connTableDefault(memTotal()) || o.ConnTableSize < 1<<18 {
+		t.Errorf("default connection table %d flows", o.ConnTableSize)
+	}
+	if _, err := Open(Options{PinDir: loadertest.PinDir(t), Resolver: StaticResolver{}, SourcePrefixV6: netip.MustParsePrefix("fc00::/48")}); err == nil {
+		t.Errorf("Open accepted an IPv6 source prefix shorter than /64")
 	}
 }

@@ -118,7 +118,7 @@ type DataplaneConfig struct {
 	// ConnTableSize is the connection table capacity.
 	ConnTableSize uint32 `yaml:"conn-table-size"`
 	// FloodLimit is new flows per second and CPU past which new flows get
-	// no connection entry (0: off).
+	// no connection entry (default loader.DefaultFloodLimit; 0: off).
 	FloodLimit uint32 `yaml:"flood-limit"`
 	// SourceV4 and SourceV6 are the outer source addresses of encapsulated
 	// packets.
@@ -235,6 +235,7 @@ func Defaults() Config {
 			Forwarding: "ipip",
 			PinDir:     loader.DefaultPinDir,
 			Seed:       loader.DefaultSeed,
+			FloodLimit: loader.DefaultFloodLimit,
 		},
 		Metrics:        ":9464",
 		ReconcileEvery: Duration(10 * time.Second),

@@ -124,6 +124,9 @@ func loaderOptions(cfg Config, log *slog.Logger) (loader.Options, error) {
 		Redirect:      d.Redirect,
 		Logger:        log,
 	}
+	if d.FloodLimit == 0 {
+		o.FloodLimit = loader.NoFloodLimit
+	}
 	if d.SourceV4 != "" {
 		o.SourceV4 = netip.MustParseAddr(d.SourceV4)
 	}

@@ -81,7 +81,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	pinDir := fs.String("pin-dir", d.Dataplane.PinDir, "bpffs directory for pinned maps and links")
 	tableSize := fs.Uint("table-size", 0, "Maglev ring size per VIP, a prime (default 65537)")
 	seed := fs.String("seed", "", "flow hash seed, the same on every node (default 0x52535058)")
-	flood := fs.Uint("flood-limit", 0, "new flows/s per CPU past which flows get no connection entry (0: off)")
+	flood := fs.Uint("flood-limit", 0, "new flows/s per CPU past which flows get no connection entry (default 125000; 0: off)")
 	src4 := fs.String("source-v4", "", "outer source address of IPIP packets")
 	src6 := fs.String("source-v6", "", "outer source address of IPv6-in-IPv6 packets")
 	redirect := fs.Bool("redirect", false, "XDP_REDIRECT every packet, also to PEs behind the ingress interface (PEs behind another interface are always redirected)")
