@@ -22,14 +22,40 @@ type LbBenchBenchFrame struct {
 	Data      [256]uint8
 }
 
+type LbBenchConn struct {
+	_       structs.HostLayout
+	Backend uint32
+	Svc     uint32
+}
+
+type LbBenchFlow struct {
+	_   structs.HostLayout
+	Src struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Dst struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Sport  uint16
+	Dport  uint16
+	Proto  uint8
+	Family uint8
+	Pad    uint16
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	LbBenchMapLbBenchFrame    = "lb_bench_frame"
 	LbBenchMapLbBenchJmp      = "lb_bench_jmp"
+	LbBenchMapLbRefConns      = "lb_ref_conns"
 	LbBenchProgLbBench        = "lb_bench"
 	LbBenchProgLbBenchTrivial = "lb_bench_trivial"
+	LbBenchProgLbRefEncap     = "lb_ref_encap"
+	LbBenchProgLbRefInsert    = "lb_ref_insert"
 )
 
 // LoadLbBench returns the embedded CollectionSpec for LbBench.
@@ -76,6 +102,8 @@ type LbBenchSpecs struct {
 type LbBenchProgramSpecs struct {
 	LbBench        *ebpf.ProgramSpec `ebpf:"lb_bench"`
 	LbBenchTrivial *ebpf.ProgramSpec `ebpf:"lb_bench_trivial"`
+	LbRefEncap     *ebpf.ProgramSpec `ebpf:"lb_ref_encap"`
+	LbRefInsert    *ebpf.ProgramSpec `ebpf:"lb_ref_insert"`
 }
 
 // LbBenchMapSpecs contains maps before they are loaded into the kernel.
@@ -84,6 +112,7 @@ type LbBenchProgramSpecs struct {
 type LbBenchMapSpecs struct {
 	LbBenchFrame *ebpf.MapSpec `ebpf:"lb_bench_frame"`
 	LbBenchJmp   *ebpf.MapSpec `ebpf:"lb_bench_jmp"`
+	LbRefConns   *ebpf.MapSpec `ebpf:"lb_ref_conns"`
 }
 
 // LbBenchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -114,12 +143,14 @@ func (o *LbBenchObjects) Close() error {
 type LbBenchMaps struct {
 	LbBenchFrame *ebpf.Map `ebpf:"lb_bench_frame"`
 	LbBenchJmp   *ebpf.Map `ebpf:"lb_bench_jmp"`
+	LbRefConns   *ebpf.Map `ebpf:"lb_ref_conns"`
 }
 
 func (m *LbBenchMaps) Close() error {
 	return _LbBenchClose(
 		m.LbBenchFrame,
 		m.LbBenchJmp,
+		m.LbRefConns,
 	)
 }
 
@@ -135,12 +166,16 @@ type LbBenchVariables struct {
 type LbBenchPrograms struct {
 	LbBench        *ebpf.Program `ebpf:"lb_bench"`
 	LbBenchTrivial *ebpf.Program `ebpf:"lb_bench_trivial"`
+	LbRefEncap     *ebpf.Program `ebpf:"lb_ref_encap"`
+	LbRefInsert    *ebpf.Program `ebpf:"lb_ref_insert"`
 }
 
 func (p *LbBenchPrograms) Close() error {
 	return _LbBenchClose(
 		p.LbBench,
 		p.LbBenchTrivial,
+		p.LbRefEncap,
+		p.LbRefInsert,
 	)
 }
 

@@ -73,14 +73,20 @@ func ModuleRoot() (string, error) {
 // SharedFixture returns the path of a file in ../shared/fixtures beside the
 // project root (the team's shared material, never copied into the repo). The
 // test is skipped outside CI, failed in CI, when the file is not there.
+// RSPXDP_SHARED names another shared directory (for a worktree that is not
+// beside it).
 func SharedFixture(t testing.TB, name string) string {
 	t.Helper()
-	root, err := ModuleRoot()
-	if err != nil {
-		t.Fatalf("shared fixture %s: %v", name, err)
+	shared := os.Getenv("RSPXDP_SHARED")
+	if shared == "" {
+		root, err := ModuleRoot()
+		if err != nil {
+			t.Fatalf("shared fixture %s: %v", name, err)
+		}
+		shared = filepath.Join(root, "..", "shared")
 	}
-	p := filepath.Join(root, "..", "shared", "fixtures", name)
-	_, err = os.Stat(p)
+	p := filepath.Join(shared, "fixtures", name)
+	_, err := os.Stat(p)
 	Require(t, err == nil, "shared fixture "+p+" not present")
 	return p
 }
