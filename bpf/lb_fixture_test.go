@@ -90,6 +90,9 @@ func newEnv(t testing.TB, mod func(*loader.Options)) *lbEnv {
 		SourceV4: src4,
 		SourceV6: src6,
 		Resolver: testResolver(),
+		// Small: the default table (millions of flows) is allocated up
+		// front, which these tests do not need.
+		ConnTableSize: 1 << 18,
 	}
 	if mod != nil {
 		mod(&opts)
