@@ -32,6 +32,10 @@ func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {
 	case m.PE.ID == 0 || len(m.PE.Transport.Addrs) == 0 || m.PE.Transport.Port == 0:
 		c.reject(link, m, src, CauseInvalidValues, "PE identifier or user transport missing")
 		return
+	case len(m.PE.Transport.Addrs) > MaxPEAddresses:
+		c.reject(link, m, src, CauseInvalidValues, fmt.Sprintf("%d transport addresses, at most %d (its replication must fit one message)",
+			len(m.PE.Transport.Addrs), MaxPEAddresses))
+		return
 	}
 	if m.PE.Owner != "" {
 		// The identity that registered a PE identifier owns it: another
@@ -144,8 +148,16 @@ func (c *Core) Resolve(m HandleResolution) HandleResolutionResponse {
 		return HandleResolutionResponse{Handle: m.Handle, Cause: CauseUnknownPoolHandle}
 	}
 	resp := HandleResolutionResponse{Handle: m.Handle, PolicyType: uint32(els[0].Policy.Type), PEs: make([]PoolElement, len(els))}
+	size := asapResolutionOverhead + handleWireSize(m.Handle)
 	for i, el := range els {
-		resp.PEs[i] = fromSelShared(el, c.lifetimeOf(m.Handle, el.ID))
+		pe := fromSelShared(el, c.lifetimeOf(m.Handle, el.ID))
+		if size += peWireSize(pe, false); size > maxMessageBudget && i > 0 {
+			// RFC 5352 lets the registrar return fewer than asked: as
+			// many as one message holds.
+			resp.PEs = resp.PEs[:i]
+			break
+		}
+		resp.PEs[i] = pe
 	}
 	return resp
 }

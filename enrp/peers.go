@@ -147,16 +147,25 @@ func (c *Core) onHandleTableRequest(link LinkID, m HandleTableRequest) {
 	}
 	p.htServedAt = c.now
 	resp := HandleTableResponse{Header: Header{Sender: c.cfg.ID, Receiver: p.id}}
-	n := 0
+	n, size := 0, enrpHeaderSize
 	idx := map[string]int{}
 	for n < c.cfg.MaxPEsPerResponse && len(p.htKeys) > 0 {
 		k := p.htKeys[0]
-		p.htKeys = p.htKeys[1:]
 		pe, ok := c.lookup(k.handle, k.id)
 		if !ok || (m.OwnOnly && pe.Home != c.cfg.ID) {
+			p.htKeys = p.htKeys[1:]
 			continue
 		}
 		i, ok := idx[k.handle]
+		grow := peWireSize(pe, true)
+		if !ok {
+			grow += handleWireSize(k.handle)
+		}
+		if n > 0 && size+grow > maxMessageBudget {
+			break // the rest follows with the more-to-send flag (sizes.go)
+		}
+		p.htKeys = p.htKeys[1:]
+		size += grow
 		if !ok {
 			i = len(resp.Pools)
 			idx[k.handle] = i

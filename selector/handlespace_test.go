@@ -171,7 +171,7 @@ func TestExpiry(t *testing.T) {
 		t.Fatalf("left %v", got)
 	}
 	h.Sweep(t0.Add(time.Hour))
-	if _, ok := h.SteeringSet("p"); ok || len(h.Pools()) != 0 || h.Len() != 0 || len(*h.pools.Load()) != 0 {
+	if _, ok := h.SteeringSet("p"); ok || len(h.Pools()) != 0 || h.Len() != 0 || h.npools != 0 {
 		t.Fatal("empty pool kept")
 	}
 	// Lifetime 0 never expires.

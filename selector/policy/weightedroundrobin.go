@@ -1,10 +1,14 @@
 package policy
 
 // weightedRoundRobin (RFC 5356 section 4.1.2): each element is returned
-// Weight times per round. Entries are ordered by round, then by remaining
-// virtual count, then by sequence number (rsplib's order). A new element
-// joins the round the pool's head is in, with a full virtual count; a weight
-// 0 element is returned once per round, as in rsplib.
+// Weight times per round. Entries are ordered by round, then by the most
+// selections still due in the round, then by sequence number, so within a
+// round the elements interleave: ordering by the fewest due instead sent
+// an element all its Weight selections in a row, and with two weights of
+// 2^32-1 every selection for billions went to one element (issue 19 item
+// 8). A new element joins the round the pool's head is in, with a full
+// virtual count; a weight 0 element is returned once per round, as in
+// rsplib.
 // Data plane: the registered weights.
 var weightedRoundRobin = Algorithm{
 	Type: TypeWeightedRoundRobin, Name: "WeightedRoundRobin", Kind: Ordered,
@@ -14,7 +18,7 @@ var weightedRoundRobin = Algorithm{
 			return a.Round < b.Round
 		}
 		if a.Virtual != b.Virtual {
-			return a.Virtual < b.Virtual
+			return a.Virtual > b.Virtual
 		}
 		return a.Seq < b.Seq
 	},
