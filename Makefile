@@ -6,6 +6,11 @@
 
 GO        ?= go
 BIN       ?= bin/rspxdp
+# What `rspxdp --version` and rspxdp_build_info report (internal/telemetry).
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS   ?= -X github.com/rspxdp/rspxdp/internal/telemetry.version=$(VERSION) \
+	-X github.com/rspxdp/rspxdp/internal/telemetry.commit=$(COMMIT)
 # Per-target fuzz budget, in executions rather than seconds: Go 1.26's fuzz
 # coordinator can report a spurious "context deadline exceeded" when a
 # duration runs out while a starved worker is mid-call (golang/go#75804,
@@ -21,7 +26,7 @@ TESTFLAGS ?= -count=1 -timeout 15m
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/rspxdp
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/rspxdp
 
 test: lint unit fuzz vmtest
 

@@ -15,6 +15,11 @@ const minLifetime = time.Second
 
 func (c *Core) reject(link LinkID, m Registration, src netip.Addr, cause Cause, detail string) {
 	c.counts.RegistrationsRejected++
+	if int(cause) < len(c.counts.RejectedByCause) {
+		c.counts.RejectedByCause[cause]++
+	} else {
+		c.counts.RejectedByCause[0]++
+	}
 	c.log.Warn("registration rejected", "pool", m.Handle, "pe", idString(m.PE.ID),
 		"source", src.String(), "cause", uint16(cause), "reason", cause.String(), "detail", detail)
 	c.send(Output{Link: link, Msg: RegistrationResponse{Handle: m.Handle, PEID: m.PE.ID, Reject: true, Cause: cause,

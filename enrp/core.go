@@ -473,6 +473,10 @@ type Counters struct {
 	QueueOverflows, FirstMessageTimeouts                 uint64
 	// Goroutines is the process's goroutine count when read.
 	Goroutines uint64
+	// RejectedByCause splits RegistrationsRejected by the cause sent back,
+	// indexed by the cause code (an array, so a copy of Counters shares
+	// nothing with the core); causes past its end count at index 0.
+	RejectedByCause [16]uint64
 }
 
 // Counters returns the registrar's counters.

@@ -468,6 +468,7 @@ func TestCountersCountWhatHappened(t *testing.T) {
 	s.advance(500 * time.Millisecond)
 	want := Counters{Registrations: 3, Reregistrations: 1, RegistrationsRejected: 1, Deregistrations: 1,
 		KeepAliveFailures: 1, Resolutions: 2, ResolutionsFailed: 1}
+	want.RejectedByCause[CauseInconsistentPolicy] = 1
 	if got := a.Counters(); got != want {
 		t.Fatalf("counters\n got %+v\nwant %+v", got, want)
 	}

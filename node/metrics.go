@@ -3,11 +3,14 @@ package node
 import (
 	"log/slog"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/internal/telemetry"
 	"github.com/rspxdp/rspxdp/loader"
 	"github.com/rspxdp/rspxdp/selector"
 )
@@ -50,22 +53,33 @@ type Metrics struct {
 	descPEPackets, descPEBytes, descPENewFlows       *prometheus.Desc
 	descDrops, descConn, descResteered, descFlood    *prometheus.Desc
 	descICMP, descPools, descPEs, descPeers, descDPE *prometheus.Desc
+	descPeerUp, descRejected                         *prometheus.Desc
 	descReg                                          map[string]*prometheus.Desc
 	descGoroutines                                   *prometheus.Desc
+
+	// peersSeen holds every ENRP peer ever alive, so rspxdp_enrp_peer_up
+	// keeps a 0 series for a peer that died (and was taken over) instead
+	// of the series vanishing, which an alert could not tell from "never
+	// configured".
+	peersMu   sync.Mutex
+	peersSeen map[uint32]bool
 }
 
-// NewMetrics builds the node's registry. stats and rv may be nil (the
-// corresponding metrics are then absent).
+// NewMetrics builds the node's registry, which also holds the standard
+// collectors (go_*, process_*, rspxdp_build_info; see package telemetry).
+// stats and rv may be nil (the corresponding metrics are then absent): a
+// registrar without a data plane passes nil stats and no VIPs.
 func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logger) *Metrics {
 	if log == nil {
 		log = slog.Default()
 	}
 	m := &Metrics{
-		reg:   prometheus.NewRegistry(),
-		stats: stats,
-		rv:    rv,
-		vips:  map[loader.ServiceKey]VIP{},
-		log:   log,
+		reg:       telemetry.NewRegistry(),
+		peersSeen: map[uint32]bool{},
+		stats:     stats,
+		rv:        rv,
+		vips:      map[loader.ServiceKey]VIP{},
+		log:       log,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rspxdp_pool_element_events_total",
 			Help: "Handlespace changes applied to the data plane, by kind (added, removed, state_changed, weights_changed).",
@@ -108,10 +122,12 @@ func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logge
 	m.descFlood = prometheus.NewDesc("rspxdp_flood_guard_skipped_total", "New flows forwarded without a connection entry by the flood guard.", nil, nil)
 	m.descICMP = prometheus.NewDesc("rspxdp_icmp_forwarded_total", "ICMP too-big errors forwarded to the pool element of the flow they quote.", nil, nil)
 	m.descPools = prometheus.NewDesc("rspxdp_pools", "Pools in the handlespace.", nil, nil)
-	m.descPEs = prometheus.NewDesc("rspxdp_pool_elements", "Pool elements in the handlespace, by state.", []string{"state"}, nil)
+	m.descPEs = prometheus.NewDesc("rspxdp_pool_elements", "Pool elements in the handlespace, by pool and state.", []string{"pool", "state"}, nil)
 	m.descPeers = prometheus.NewDesc("rspxdp_enrp_peers", "ENRP peers currently alive.", nil, nil)
 	m.descGoroutines = prometheus.NewDesc("rspxdp_registrar_goroutines", "Goroutines of the process (about two per open connection).", nil, nil)
-	m.descDPE = prometheus.NewDesc("rspxdp_dataplane_pool_elements", "Pool elements programmed in the data plane, by state.", []string{"state"}, nil)
+	m.descPeerUp = prometheus.NewDesc("rspxdp_enrp_peer_up", "1 while the ENRP peer (server id) is alive, 0 once it died or left.", []string{"peer"}, nil)
+	m.descRejected = prometheus.NewDesc("rspxdp_registrations_rejected_total", "Registrations refused, by the cause sent back.", []string{"cause"}, nil)
+	m.descDPE = prometheus.NewDesc("rspxdp_dataplane_pool_elements", "Pool elements programmed in the data plane, by pool, virtual service and state.", []string{"pool", "vip", "state"}, nil)
 	m.reg.MustRegister(m.events, m.syncs, m.syncErrors, m.repairs, m.resolutions, collector{m})
 	return m
 }
@@ -120,7 +136,6 @@ func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logge
 var registrarCounterHelp = map[string]string{
 	"rspxdp_registrations_total":                  "Registrations of new pool elements accepted by this registrar.",
 	"rspxdp_reregistrations_total":                "Re-registrations (refreshes) of known pool elements.",
-	"rspxdp_registrations_rejected_total":         "Registrations refused, any cause.",
 	"rspxdp_deregistrations_total":                "Deregistrations accepted.",
 	"rspxdp_keepalive_failures_total":             "Pool elements this registrar removed for a missed keep-alive.",
 	"rspxdp_unreachable_removals_total":           "Pool elements removed after too many Endpoint Unreachable reports.",
@@ -141,7 +156,6 @@ func registrarCounterValues(c enrp.Counters) map[string]uint64 {
 	return map[string]uint64{
 		"rspxdp_registrations_total":                  c.Registrations,
 		"rspxdp_reregistrations_total":                c.Reregistrations,
-		"rspxdp_registrations_rejected_total":         c.RegistrationsRejected,
 		"rspxdp_deregistrations_total":                c.Deregistrations,
 		"rspxdp_keepalive_failures_total":             c.KeepAliveFailures,
 		"rspxdp_unreachable_removals_total":           c.UnreachableRemovals,
@@ -161,6 +175,11 @@ func registrarCounterValues(c enrp.Counters) map[string]uint64 {
 
 // ObserveResolution records one Handle Resolution's latency.
 func (m *Metrics) ObserveResolution(d time.Duration) { m.resolutions.Observe(d.Seconds()) }
+
+// SetRegistrar sets the registrar the metrics read, for a caller that
+// creates the registrar after the metrics (its config needs
+// ObserveResolution). Call it before the registry is first gathered.
+func (m *Metrics) SetRegistrar(rv RegistrarView) { m.rv = rv }
 
 // Registry is the registry to serve (promhttp.HandlerFor) or to register
 // more collectors with (the registrar's).
@@ -190,7 +209,8 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	for _, d := range []*prometheus.Desc{m.descVIPPackets, m.descVIPBytes, m.descPEPackets, m.descPEBytes, m.descPENewFlows,
-		m.descDrops, m.descConn, m.descResteered, m.descFlood, m.descICMP, m.descPools, m.descPEs, m.descPeers, m.descDPE, m.descGoroutines} {
+		m.descDrops, m.descConn, m.descResteered, m.descFlood, m.descICMP, m.descPools, m.descPEs, m.descPeers, m.descDPE, m.descGoroutines,
+		m.descPeerUp, m.descRejected} {
 		ch <- d
 	}
 }
@@ -207,9 +227,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		hs := m.rv.Handlespace()
 		pools := hs.Pools()
 		gauge(m.descPools, len(pools))
-		active, draining := 0, 0
 		for _, p := range pools {
 			set, _ := hs.SteeringSet(p)
+			active, draining := 0, 0
 			for _, mem := range set.Members {
 				if mem.State == selector.Draining {
 					draining++
@@ -217,15 +237,32 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 					active++
 				}
 			}
+			gauge(m.descPEs, active, p, "active")
+			gauge(m.descPEs, draining, p, "draining")
 		}
-		gauge(m.descPEs, active, "active")
-		gauge(m.descPEs, draining, "draining")
-		gauge(m.descPeers, len(m.rv.Peers()))
-		rc := m.rv.Counters()
-		for name, v := range registrarCounterValues(rc) {
+		peers := m.rv.Peers()
+		gauge(m.descPeers, len(peers))
+		for id, up := range m.peerStates(peers) {
+			v := 0
+			if up {
+				v = 1
+			}
+			gauge(m.descPeerUp, v, idLabel(id))
+		}
+		cs := m.rv.Counters()
+		for name, v := range registrarCounterValues(cs) {
 			counter(m.descReg[name], v)
 		}
-		gauge(m.descGoroutines, int(rc.Goroutines))
+		gauge(m.descGoroutines, int(cs.Goroutines))
+		for code, v := range cs.RejectedByCause {
+			if code == 0 && v == 0 {
+				continue // no cause 0 on the wire: only unknown codes land here
+			}
+			if code > int(enrp.CauseRejectionDueToSecurity) && v == 0 {
+				continue
+			}
+			counter(m.descRejected, v, causeLabel(enrp.Cause(code)))
+		}
 	}
 	if m.stats == nil {
 		return
@@ -250,7 +287,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for k, pes := range st.Backends {
 		pool, vip := label(k)
 		for id, b := range pes {
-			pe := strconv.FormatUint(uint64(id), 10)
+			pe := idLabel(id)
 			counter(m.descPEPackets, b.Packets, pool, vip, pe)
 			counter(m.descPEBytes, b.Bytes, pool, vip, pe)
 			counter(m.descPENewFlows, b.NewFlows, pool, vip, pe)
@@ -268,15 +305,51 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	counter(m.descICMP, st.ICMPForwarded)
 	if dp, ok := m.stats.(Dataplane); ok {
 		if svcs, err := dp.Services(); err == nil {
-			n := map[string]int{"active": 0, "draining": 0, "down": 0}
-			for _, bs := range svcs {
+			for k, bs := range svcs {
+				pool, vip := label(k)
+				n := map[string]int{"active": 0, "draining": 0, "down": 0}
 				for _, b := range bs {
 					n[b.State.String()]++
 				}
-			}
-			for _, s := range []string{"active", "draining", "down"} {
-				gauge(m.descDPE, n[s], s)
+				for _, s := range []string{"active", "draining", "down"} {
+					gauge(m.descDPE, n[s], pool, vip, s)
+				}
 			}
 		}
 	}
+}
+
+// peerStates merges the live peers into the peers ever seen: true for the
+// live ones, false for the others.
+func (m *Metrics) peerStates(alive []uint32) map[uint32]bool {
+	m.peersMu.Lock()
+	defer m.peersMu.Unlock()
+	for id := range m.peersSeen {
+		m.peersSeen[id] = false
+	}
+	for _, id := range alive {
+		m.peersSeen[id] = true
+	}
+	out := make(map[uint32]bool, len(m.peersSeen))
+	for id, up := range m.peersSeen {
+		out[id] = up
+	}
+	return out
+}
+
+// idLabel is the one form of a PE or registrar identifier in metric labels.
+func idLabel(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
+
+// causeLabel turns a cause into a label value: "lack_of_resources",
+// "rejection_due_to_security_considerations"; unknown codes keep their hex.
+func causeLabel(c enrp.Cause) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return '_'
+	}, c.String())
 }

@@ -15,20 +15,17 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/rspxdp/rspxdp/enrp"
+	"github.com/rspxdp/rspxdp/internal/telemetry"
 	"github.com/rspxdp/rspxdp/loader"
 	"github.com/rspxdp/rspxdp/security"
 	"github.com/rspxdp/rspxdp/selector"
@@ -42,6 +39,7 @@ type Node struct {
 	lb      *loader.Loader
 	sync    *Syncer
 	metrics *Metrics
+	ready   *Readiness
 	mln     net.Listener
 	sub     *selector.Subscription
 	secure  *enrp.Security // nil without TLS
@@ -94,6 +92,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	n.reg = reg
 	n.sync = NewSyncer(reg.Handlespace(), lb, cfg.VIPs, cfg.Dataplane.Forwarding == "l2dsr", log)
 	n.metrics.rv = reg
+	n.ready = NewReadiness(reg, len(cfg.Registrar.Peers),
+		PeerWait(cfg.Registrar.Timers.PeerMaxTimeLastHeard.D(), cfg.Registrar.Timers.PeerMaxTimeNoResponse.D()))
+	// Loaded but not yet programmed: Run's first sync makes it ready.
+	n.ready.SetDataplane(false, nil)
 	n.sub = reg.Handlespace().Subscribe()
 	if err := n.newBGP(); err != nil {
 		return fail(err)
@@ -281,6 +283,9 @@ func (n *Node) Registrar() *enrp.Server { return n.reg }
 // Loader returns the data plane.
 func (n *Node) Loader() *loader.Loader { return n.lb }
 
+// Readiness returns what /readyz reports.
+func (n *Node) Readiness() *Readiness { return n.ready }
+
 // Metrics returns the node's metrics.
 func (n *Node) Metrics() *Metrics { return n.metrics }
 
@@ -309,6 +314,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.close()
 		return fmt.Errorf("program data plane: %w", err)
 	}
+	n.ready.SetDataplane(true, nil)
 	if adopted > 0 {
 		n.log.Info("adopted pinned data-plane state", "pool_elements", adopted, "grace", grace)
 	}
@@ -327,17 +333,24 @@ func (n *Node) Run(ctx context.Context) error {
 		n.close()
 		return err
 	}
-	var srv *http.Server
+	n.ready.SetServing(true)
+	defer n.ready.SetServing(false)
+	var srv *telemetry.Server
+	mctx, mcancel := context.WithCancel(context.Background())
+	defer mcancel()
+	mdone := make(chan struct{})
 	if n.mln != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(n.metrics.Registry(), promhttp.HandlerOpts{}))
+		mux := telemetry.Mux(n.metrics.Registry(), n.ready.Checks())
 		mux.HandleFunc("/status", n.serveStatus)
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		srv = telemetry.NewServer(n.mln, mux)
 		go func() {
-			if err := srv.Serve(n.mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("metrics: %w", err)
+			defer close(mdone)
+			if err := srv.Serve(mctx, n.log); err != nil {
+				errc <- err
 			}
 		}()
+	} else {
+		close(mdone)
 	}
 	n.log.Info("node running", "registrar_id", n.reg.ID(), "asap", n.reg.ASAPAddr(), "enrp", n.reg.ENRPAddr(),
 		"interfaces", n.cfg.Dataplane.Interfaces, "vips", len(n.cfg.VIPs), "metrics", n.MetricsAddr())
@@ -358,6 +371,7 @@ loop:
 	for {
 		select {
 		case <-stopping:
+			n.ready.SetServing(false) // leaving: /readyz fails first
 			stopping, drained = nil, n.beginStop()
 		case <-drained:
 			break loop
@@ -387,6 +401,7 @@ loop:
 				n.log.Warn("reconcile: repaired drift", "service", r.Service, "what", r.What)
 			}
 			n.metrics.repairs.Add(float64(len(repairs)))
+			n.ready.SetDataplane(true, err)
 			if err != nil {
 				n.metrics.syncErrors.Inc()
 				n.log.Error("reconcile failed", "err", err)
@@ -401,11 +416,9 @@ loop:
 		}
 	}
 	cancel()
-	if srv != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = srv.Shutdown(sctx)
-		scancel()
-	}
+	n.ready.SetServing(false)
+	mcancel()
+	<-mdone
 	n.close()
 	return runErr
 }
@@ -432,7 +445,9 @@ func (n *Node) applyPending() {
 	}
 	n.metrics.observeChanges(changes)
 	n.metrics.syncs.Inc()
-	if err := n.sync.Apply(changes); err != nil {
+	err := n.sync.Apply(changes)
+	n.ready.SetDataplane(true, err)
+	if err != nil {
 		n.metrics.syncErrors.Inc()
 		n.log.Error("data plane sync failed; reconciliation will retry", "err", err)
 	}

@@ -100,6 +100,7 @@ func commands() []command {
 		{name: "pu", summary: "act as a pool user: resolve a pool, or run an echo session with failover", run: runPU},
 		{name: "registrar", summary: "run an RSerPool registrar (ASAP server, ENRP peer)", run: runRegistrar},
 		{name: "status", summary: "dump a registrar's handlespace: pools, PEs, owners, policies, checksums", run: runStatus},
+		{name: "version", summary: "print the version, commit and Go version of this binary", run: runVersion},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
@@ -163,6 +164,9 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
 	}
 	for _, c := range cmds {
 		if c.name != args[0] {

@@ -73,6 +73,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	peID := fs.String("id", "", "pool element identifier (decimal or 0x hex, non-zero; default: random)")
 	tf := addTLSFlags(fs)
 	asapTr := fs.String("transport", "tcp", "ASAP transport to registrars: tcp, sctp (needs kernel SCTP; what rsplib's rspregistrar speaks) or auto")
+	metrics := fs.String("metrics", "", "Prometheus /metrics, /healthz and /readyz listen address, e.g. :9466 (empty: off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -122,6 +123,12 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		defer d.Close()
 	}
+	obs, err := newPEObs(*metrics)
+	if err != nil {
+		return err
+	}
+	defer obs.close()
+	obs.serve(context.WithoutCancel(ctx), log) // on through the drain, until close
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
@@ -154,6 +161,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		return err
 	}
+	obs.setRegistered(true)
 	fmt.Fprintf(env.stdout, "pe $%08x: pool %q, %s on %s, policy %s\n", pe.ID(), *pool, *service, ln.Addr(), settings.Type)
 	go func() {
 		for {
@@ -161,13 +169,16 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 			if err != nil {
 				return
 			}
+			done := obs.session()
 			go func() {
+				defer done()
 				defer s.Close()
 				serve(s, pe.ID(), log)
 			}()
 		}
 	}()
 	<-ctx.Done()
+	obs.setRegistered(false)
 	fmt.Fprintf(env.stdout, "pe $%08x: draining (at most %v)\n", pe.ID(), *drain)
 	dctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()

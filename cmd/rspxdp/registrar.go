@@ -106,6 +106,7 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	policyFile := fs.String("policy", "", "authorisation policy (YAML) mapping certificate identities to pool handles, networks, peering and resolution; required with TLS")
 	hrRate := newRate(fs, "max-hr-rate", 0, "handle resolutions per second per client with TLS (0: unlimited, as rsplib)")
 	euRate := newRate(fs, "max-eu-rate", 0, "Endpoint Unreachable reports per second per client with TLS (0: unlimited, as rsplib)")
+	metrics := fs.String("metrics", "", "Prometheus /metrics, /healthz and /readyz listen address, e.g. :9465 (empty: off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -216,10 +217,17 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	if cfg.Security == nil {
 		warnUnauthenticated(cfg.Logger, "registrar", "any host that reaches the ASAP and ENRP ports may register PEs, resolve and peer")
 	}
+	obs, err := newRegistrarObs(*metrics, &cfg)
+	if err != nil {
+		return err
+	}
 	srv, err := enrp.NewServer(ctx, cfg)
 	if err != nil {
+		obs.close()
 		return fmt.Errorf("start registrar: %w", err)
 	}
+	obs.start(ctx, srv, cfg.Logger)
+	defer obs.close()
 	fmt.Fprintf(env.stdout, "registrar $%08x: ASAP %v, ENRP %v\n", srv.ID(), srv.ASAPAddr(), srv.ENRPAddr())
 	if err := srv.Run(ctx); err != nil {
 		return fmt.Errorf("registrar: %w", err)

@@ -374,7 +374,9 @@ func (w *world) mustScrape(t *testing.T, i int) metricSet {
 	return m
 }
 
-// waitGauge waits until node i's metric name{labels} equals want.
+// waitGauge waits until node i's metric name{labels} equals want, summed
+// over the series whose labels include labels (the pool-element gauges are
+// per pool and VIP).
 func (w *world) waitGauge(t *testing.T, i int, name, labels string, want float64, timeout time.Duration) {
 	t.Helper()
 	if err := w.gaugeWithin(i, name, labels, want, timeout); err != nil {
@@ -388,7 +390,7 @@ func (w *world) gaugeWithin(i int, name, labels string, want float64, timeout ti
 	for time.Now().Before(deadline) {
 		m, err := w.scrape(i)
 		if err == nil {
-			if got = m[name][labels]; got == want {
+			if got = m.sum(name, strings.Trim(labels, "{}")); got == want {
 				return nil
 			}
 		}
@@ -620,7 +622,8 @@ func testMetrics(t *testing.T, w *world) {
 		{"rspxdp_enrp_peers", "", 1},
 	} {
 		for i, m := range []metricSet{after1, after2} {
-			if got, ok := m[g.name][g.labels]; !ok || got != g.want {
+			_, ok := m[g.name]
+			if got := m.sum(g.name, strings.Trim(g.labels, "{}")); !ok || got != g.want {
 				t.Errorf("node %d: %s%s = %v (present %v), want %v", i+1, g.name, g.labels, got, ok, g.want)
 			}
 		}
@@ -699,7 +702,7 @@ func testRestart(t *testing.T, w *world) {
 	}
 	// The PEs alive now (earlier steps drained and killed some), as node 2
 	// sees them: the restarted node 1 must end up with the same.
-	active := w.mustScrape(t, 2)["rspxdp_dataplane_pool_elements"][`{state="active"}`]
+	active := w.mustScrape(t, 2).sum("rspxdp_dataplane_pool_elements", `state="active"`)
 	if active == 0 {
 		t.Fatal("no active PE left for the restart step")
 	}
