@@ -89,11 +89,18 @@ func (s *Server) peerLoop(ctx context.Context, addr string, id uint32) {
 			if time.Since(up) > s.core.cfg.PeerMaxTimeLastHeard {
 				pause = first // it was up for a while: a fresh failure
 			}
+		}
+		switch {
+		case id == 0 && !s.staticPeer(addr):
+			// SetPeers dropped it on a configuration reload.
+			s.log.Info("static peer removed from the configuration: not redialled", "addr", addr)
+			return
+		case l != nil:
 			s.log.Info("peer connection closed; redialling", "addr", addr, "in", pause)
-		} else if id != 0 && !s.peerAlive(id) {
+		case id != 0 && !s.peerAlive(id):
 			s.log.Info("learned peer unreachable and no longer alive: not redialled", "addr", addr, "peer", idString(id))
 			return
-		} else {
+		default:
 			s.log.Debug("peer dial failed", "addr", addr, "err", err)
 		}
 		// Jitter of ±25% keeps two registrars that lost each other at the

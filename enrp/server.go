@@ -460,12 +460,12 @@ func (s *Server) Run(ctx context.Context) error {
 	s.dialCtx, s.stopDials = context.WithCancel(ctx)
 	s.mu.Unlock()
 	s.log.Info("registrar started", "asap", s.asapLn.Addr().String(), "enrp", s.enrpLn.Addr().String(),
-		"transport", s.asapT.Name(), "peers", s.cfg.Peers)
+		"transport", s.asapT.Name(), "peers", s.StaticPeers())
 	s.wg.Add(3)
 	go s.acceptLoop(s.dialCtx, s.asapLn, wire.ASAP)
 	go s.acceptLoop(s.dialCtx, s.enrpLn, wire.ENRP)
 	go s.timerLoop(ctx)
-	for _, p := range s.cfg.Peers {
+	for _, p := range s.StaticPeers() {
 		s.keepPeer(p, 0)
 	}
 	if s.peerRx != nil {

@@ -32,6 +32,9 @@ type Config struct {
 	ReconcileEvery Duration `yaml:"reconcile-every"`
 	// BGP announces the VIPs to upstream routers (off without peers).
 	BGP bgp.Config `yaml:"bgp"`
+	// LogLevel is debug, info, warn or error ("": info, or the flag's);
+	// a reload (SIGHUP) applies a changed one.
+	LogLevel string `yaml:"log-level"`
 }
 
 // RegistrarConfig configures the embedded registrar.
@@ -331,10 +334,8 @@ func (c *Config) Validate() error {
 	if _, err := d.mode(); err != nil {
 		return err
 	}
-	for i, n := range d.ControlNetworks {
-		if _, err := netip.ParsePrefix(n); err != nil {
-			return fmt.Errorf("dataplane.control-networks[%d]: %q is not a prefix like 192.0.2.0/24", i, n)
-		}
+	if _, err := parsePrefixes(d.ControlNetworks); err != nil {
+		return err
 	}
 	switch d.Forwarding {
 	case "ipip", "l2dsr":
@@ -373,6 +374,9 @@ func (c *Config) Validate() error {
 		if _, _, err := splitHostPort(c.Metrics); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
 	}
 	if c.ReconcileEvery.D() < 100*time.Millisecond {
 		return fmt.Errorf("reconcile-every: %s is below 100ms", c.ReconcileEvery.D())

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"sync"
+
 	"github.com/rspxdp/rspxdp/loader"
 	"github.com/rspxdp/rspxdp/selector"
 )
@@ -12,16 +14,26 @@ import (
 // resolutions do for RSerPool-aware users.
 type flowFeedback struct {
 	hs   *selector.Handlespace
+	mu   sync.Mutex                   // guards vips, replaced on a reload
 	vips map[loader.ServiceKey]string // service -> pool handle
 	last map[loader.ServiceKey]map[uint32]uint64
 }
 
 func newFlowFeedback(hs *selector.Handlespace, vips []VIP) *flowFeedback {
-	f := &flowFeedback{hs: hs, vips: map[loader.ServiceKey]string{}, last: map[loader.ServiceKey]map[uint32]uint64{}}
-	for _, v := range vips {
-		f.vips[v.Key()] = v.Handle
-	}
+	f := &flowFeedback{hs: hs, last: map[loader.ServiceKey]map[uint32]uint64{}}
+	f.setVIPs(vips)
 	return f
+}
+
+// setVIPs replaces the services whose counters are fed back.
+func (f *flowFeedback) setVIPs(vips []VIP) {
+	m := make(map[loader.ServiceKey]string, len(vips))
+	for _, v := range vips {
+		m[v.Key()] = v.Handle
+	}
+	f.mu.Lock()
+	f.vips = m
+	f.mu.Unlock()
 }
 
 // step hands the new flows counted since the previous step to the
@@ -29,9 +41,12 @@ func newFlowFeedback(hs *selector.Handlespace, vips []VIP) *flowFeedback {
 // only learns the counters: flows before the node started (a previous
 // run's, adopted with the pinned maps) are not charged again.
 func (f *flowFeedback) step(st loader.Stats) int {
+	f.mu.Lock()
+	vips := f.vips
+	f.mu.Unlock()
 	changed := 0
 	for k, pes := range st.Backends {
-		handle, ok := f.vips[k]
+		handle, ok := vips[k]
 		if !ok {
 			continue
 		}

@@ -46,6 +46,7 @@ type Metrics struct {
 
 	stats StatsSource
 	rv    RegistrarView
+	vipMu sync.Mutex // guards vips, replaced on a reload
 	vips  map[loader.ServiceKey]VIP
 	log   *slog.Logger
 
@@ -63,6 +64,17 @@ type Metrics struct {
 	// configured".
 	peersMu   sync.Mutex
 	peersSeen map[uint32]bool
+}
+
+// setVIPs replaces the VIPs whose pool labels the counters carry.
+func (m *Metrics) setVIPs(vips []VIP) {
+	next := make(map[loader.ServiceKey]VIP, len(vips))
+	for _, v := range vips {
+		next[v.key] = v
+	}
+	m.vipMu.Lock()
+	m.vips = next
+	m.vipMu.Unlock()
 }
 
 // NewMetrics builds the node's registry, which also holds the standard
@@ -106,9 +118,7 @@ func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logge
 	for name, help := range registrarCounterHelp {
 		m.descReg[name] = prometheus.NewDesc(name, help, nil, nil)
 	}
-	for _, v := range vips {
-		m.vips[v.key] = v
-	}
+	m.setVIPs(vips)
 	vl := []string{"pool", "vip"}
 	m.descVIPPackets = prometheus.NewDesc("rspxdp_vip_packets_total", "Packets forwarded for a virtual service.", vl, nil)
 	m.descVIPBytes = prometheus.NewDesc("rspxdp_vip_bytes_total", "Bytes forwarded for a virtual service.", vl, nil)
@@ -272,8 +282,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		m.log.Warn("metrics: read data-plane counters", "err", err)
 		return
 	}
+	m.vipMu.Lock()
+	vips := m.vips
+	m.vipMu.Unlock()
 	label := func(k loader.ServiceKey) (string, string) {
-		v, ok := m.vips[k]
+		v, ok := vips[k]
 		if !ok {
 			return "", fmtKey(k)
 		}

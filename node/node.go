@@ -33,17 +33,21 @@ import (
 
 // Node is a running registrar with its data plane.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	reg     *enrp.Server
-	lb      *loader.Loader
-	sync    *Syncer
-	metrics *Metrics
-	ready   *Readiness
-	mln     net.Listener
-	sub     *selector.Subscription
-	secure  *enrp.Security // nil without TLS
-	bgp     *nodeBGP       // nil without BGP
+	cfgMu sync.Mutex // guards cfg, replaced by Reload
+	cfg   Config
+	log   *slog.Logger
+	level *slog.LevelVar // nil: the log level is not adjustable
+	// feedback turns new-flow counters into least-used degradation.
+	feedback *flowFeedback
+	reg      *enrp.Server
+	lb       *loader.Loader
+	sync     *Syncer
+	metrics  *Metrics
+	ready    *Readiness
+	mln      net.Listener
+	sub      *selector.Subscription
+	secure   *enrp.Security // nil without TLS
+	bgp      *nodeBGP       // nil without BGP
 	// apply serialises programming the maps between the registrar's
 	// BeforeSend hook and the Run loop.
 	apply sync.Mutex
@@ -53,7 +57,7 @@ type Node struct {
 // registrar's listeners. On any error nothing is left attached (unless the
 // pinned state belonged to a previous run and KeepOnExit is set, which
 // leaves that run's state as it found it).
-func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
+func New(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -82,6 +86,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, lb: lb, secure: scfg.Security}
+	for _, o := range opts {
+		o(n)
+	}
 	n.metrics = NewMetrics(lb, nil, cfg.VIPs, log)
 	scfg.BeforeSend = n.beforeSend
 	scfg.ObserveResolution = n.metrics.ObserveResolution
@@ -100,6 +107,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if err := n.newBGP(); err != nil {
 		return fail(err)
 	}
+	// New-flow counters feed least-used-with-degradation pools once a
+	// second (Run): often enough to spread a burst, rare enough that the
+	// Maglev ring of a busy pool is not rebuilt on every flow.
+	n.feedback = newFlowFeedback(reg.Handlespace(), cfg.VIPs)
 	if cfg.Metrics != "" {
 		n.mln, err = net.Listen("tcp", cfg.Metrics)
 		if err != nil {
@@ -136,14 +147,8 @@ func loaderOptions(cfg Config, log *slog.Logger) (loader.Options, error) {
 		o.SourceV6 = netip.MustParseAddr(d.SourceV6)
 	}
 	o.ControlPorts = controlPorts(cfg)
-	for i, s := range d.ControlNetworks {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return o, fmt.Errorf("dataplane.control-networks[%d]: %q: %w", i, s, err)
-		}
-		o.ControlNetworks = append(o.ControlNetworks, p)
-	}
-	return o, nil
+	o.ControlNetworks, err = parsePrefixes(d.ControlNetworks)
+	return o, err
 }
 
 // controlPorts are the ports the data plane closes to the client side: the
@@ -260,23 +265,6 @@ func registrarConfig(r RegistrarConfig, log *slog.Logger) (enrp.ServerConfig, er
 	return c, nil
 }
 
-// Reload re-reads the registrar's TLS material and policy (on SIGHUP);
-// without TLS there is nothing to reload. Open sessions are kept; on error
-// the old material stays in use.
-func (n *Node) Reload() error {
-	sec := n.secure
-	if sec == nil {
-		return nil
-	}
-	if err := sec.TLS.Reload(); err != nil {
-		return fmt.Errorf("reload TLS material: %w", err)
-	}
-	if err := sec.Policy.Reload(); err != nil {
-		return fmt.Errorf("reload policy: %w", err)
-	}
-	return nil
-}
-
 // Registrar returns the embedded registrar.
 func (n *Node) Registrar() *enrp.Server { return n.reg }
 
@@ -353,16 +341,12 @@ func (n *Node) Run(ctx context.Context) error {
 		close(mdone)
 	}
 	n.log.Info("node running", "registrar_id", n.reg.ID(), "asap", n.reg.ASAPAddr(), "enrp", n.reg.ENRPAddr(),
-		"interfaces", n.cfg.Dataplane.Interfaces, "vips", len(n.cfg.VIPs), "metrics", n.MetricsAddr())
+		"interfaces", n.cfg.Dataplane.Interfaces, "vips", len(n.config().VIPs), "metrics", n.MetricsAddr())
 	n.log.Info("control ports closed to the client-facing interfaces", "ports", controlPorts(n.cfg),
-		"interfaces", n.cfg.Dataplane.Interfaces, "allowed_sources", n.cfg.Dataplane.ControlNetworks)
+		"interfaces", n.cfg.Dataplane.Interfaces, "allowed_sources", n.config().Dataplane.ControlNetworks)
 
 	tick := time.NewTicker(n.cfg.ReconcileEvery.D())
 	defer tick.Stop()
-	// New-flow counters feed least-used-with-degradation pools once a
-	// second: often enough to spread a burst, rare enough that the Maglev
-	// ring of a busy pool is not rebuilt on every flow.
-	feedback := newFlowFeedback(n.reg.Handlespace(), n.cfg.VIPs)
 	fbTick := time.NewTicker(time.Second)
 	defer fbTick.Stop()
 	var runErr error
@@ -391,12 +375,14 @@ loop:
 			n.applyPending()
 		case <-fbTick.C:
 			if st, err := n.lb.Stats(); err == nil {
-				if k := feedback.step(st); k > 0 {
+				if k := n.feedback.step(st); k > 0 {
 					n.log.Debug("new flows degraded least-used PEs", "pes", k)
 				}
 			}
 		case <-tick.C:
+			n.apply.Lock()
 			repairs, err := n.sync.Reconcile()
+			n.apply.Unlock()
 			for _, r := range repairs {
 				n.log.Warn("reconcile: repaired drift", "service", r.Service, "what", r.What)
 			}

@@ -63,7 +63,7 @@ type DataplaneStatus struct {
 // Status reads the node's state: the PE tables from the maps, the counters
 // from the per-CPU maps.
 func (n *Node) Status() (Status, error) {
-	st, err := buildStatus(n.lb, n.lb, n.reg.ID(), n.reg.Peers(), len(n.reg.Handlespace().Pools()), n.cfg.VIPs)
+	st, err := buildStatus(n.lb, n.lb, n.reg.ID(), n.reg.Peers(), len(n.reg.Handlespace().Pools()), n.config().VIPs)
 	st.BGP = n.bgpStatus()
 	return st, err
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -50,11 +51,61 @@ func NewSyncer(hs *selector.Handlespace, dp Dataplane, vips []VIP, l2dsr bool, l
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Syncer{hs: hs, dp: dp, vips: map[string][]VIP{}, l2dsr: l2dsr, log: log, now: time.Now}
+	return &Syncer{hs: hs, dp: dp, vips: byHandle(vips), l2dsr: l2dsr, log: log, now: time.Now}
+}
+
+func byHandle(vips []VIP) map[string][]VIP {
+	m := map[string][]VIP{}
 	for _, v := range vips {
-		s.vips[v.Handle] = append(s.vips[v.Handle], v)
+		m[v.Handle] = append(m[v.Handle], v)
 	}
-	return s
+	return m
+}
+
+// SetVIPs replaces the configured virtual services (a configuration
+// reload). Services that stay, with the same pool, are not touched, so their
+// established flows go on; a removed one stops being steered; a new one is
+// programmed from its pool's steering set at once. If any step fails the old
+// list is restored, and programmed back, before the error is returned.
+func (s *Syncer) SetVIPs(vips []VIP) error {
+	old := s.vips
+	oldKeys := s.configuredKeys()
+	s.vips = byHandle(vips)
+	newKeys := s.configuredKeys()
+	err := s.switchVIPs(oldKeys, newKeys)
+	if err == nil {
+		return nil
+	}
+	s.vips = old
+	if rerr := s.switchVIPs(newKeys, oldKeys); rerr != nil {
+		return errors.Join(err, fmt.Errorf("restore the previous VIPs: %w", rerr))
+	}
+	return err
+}
+
+func (s *Syncer) switchVIPs(from, to map[loader.ServiceKey]VIP) error {
+	for k, v := range from {
+		if w, ok := to[k]; ok && w.Handle == v.Handle {
+			continue
+		}
+		if err := s.dp.RemoveService(k); err != nil && !errors.Is(err, loader.ErrNotFound) {
+			return fmt.Errorf("remove %s: %w", v, err)
+		}
+	}
+	for k, v := range to {
+		if w, ok := from[k]; ok && w.Handle == v.Handle {
+			continue
+		}
+		if err := s.dp.UpsertService(loader.Service{ServiceKey: k, L2DSR: s.l2dsr}); err != nil {
+			return fmt.Errorf("program service %s: %w", v, err)
+		}
+		// Only the new service: its pool's other services keep theirs.
+		set, _ := s.hs.SteeringSet(v.Handle)
+		if err := s.dp.SetBackends(k, s.desired(v, set)); err != nil {
+			return fmt.Errorf("program %s: %w", v, err)
+		}
+	}
+	return nil
 }
 
 // Start programs every virtual service from the handlespace. Services the

@@ -29,13 +29,13 @@ func TestRegistrarTLSConfig(t *testing.T) {
 		t.Fatalf("certificate %s loaded, want rspxdp://registrar/n1", got)
 	}
 	n := &Node{secure: c.Security}
-	if err := n.Reload(); err != nil {
+	if err := n.reloadSecurity(); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	if err := os.WriteFile(r.TLS.Policy, []byte("rules: [oops"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Reload(); err == nil {
+	if err := n.reloadSecurity(); err == nil {
 		t.Fatal("reload of a broken policy succeeded")
 	}
 

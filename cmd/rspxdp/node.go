@@ -115,134 +115,164 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := d
-	if *cfgPath != "" {
-		var err error
-		if cfg, err = node.LoadFile(*cfgPath); err != nil {
-			return usagef("%v", err)
-		}
-	}
-	var flagErr error
-	fs.Visit(func(f *flag.Flag) {
-		r, dp := &cfg.Registrar, &cfg.Dataplane
-		switch f.Name {
-		case "asap":
-			r.ASAP = *asap
-		case "enrp":
-			r.ENRP = *enrpA
-		case "advertise-asap":
-			r.AdvertiseASAP = *advASAP
-		case "advertise-enrp":
-			r.AdvertiseENRP = *advENRP
-		case "peer":
-			r.Peers = peers
-		case "i", "interface":
-			dp.Interfaces = ifaces
-		case "transport":
-			r.Transport = *transport
-		case "announce":
-			r.Announce = *announce
-		case "mode":
-			dp.Mode = *mode
-		case "forwarding":
-			dp.Forwarding = *fwd
-		case "pin-dir":
-			dp.PinDir = *pinDir
-		case "table-size":
-			dp.TableSize = uint32(*tableSize)
-		case "seed":
-			v, err := strconv.ParseUint(*seed, 0, 32)
-			if err != nil {
-				flagErr = usagef("--seed %q: want a 32-bit number", *seed)
+	// buildConfig reads the file and lays the flags over it: at start, and
+	// again on SIGHUP so a reload sees the file's new content.
+	buildConfig := func() (node.Config, error) {
+		cfg := d
+		if *cfgPath != "" {
+			var err error
+			if cfg, err = node.LoadFile(*cfgPath); err != nil {
+				return cfg, usagef("%v", err)
 			}
-			dp.Seed = uint32(v)
-		case "flood-limit":
-			dp.FloodLimit = uint32(*flood)
-		case "source-v4":
-			dp.SourceV4 = *src4
-		case "source-v6":
-			dp.SourceV6 = *src6
-		case "redirect":
-			dp.Redirect = *redirect
-		case "keep-on-exit":
-			dp.KeepOnExit = *keep
-		case "metrics":
-			cfg.Metrics = *metrics
-		case "keepalive-interval":
-			r.Timers.KeepAliveInterval = node.Duration(*kaInt)
-		case "keepalive-timeout":
-			r.Timers.KeepAliveTimeout = node.Duration(*kaTO)
-		case "heartbeat":
-			r.Timers.PeerHeartbeatCycle = node.Duration(*hb)
-		case "max-time-last-heard":
-			r.Timers.PeerMaxTimeLastHeard = node.Duration(*lastHeard)
-		case "max-time-no-response":
-			r.Timers.PeerMaxTimeNoResponse = node.Duration(*noResp)
-		case "drain-timeout":
-			r.Timers.DrainTimeout = node.Duration(*drain)
-		case "reconcile-every":
-			cfg.ReconcileEvery = node.Duration(*reconcile)
-		case "control-net":
-			dp.ControlNetworks = controlNets
-		case "listen-on-client-side":
-			r.ListenOnClientSide = *clientSide
-		case "bgp-asn":
-			cfg.BGP.ASN = uint32(*bgpASN)
-		case "bgp-router-id":
-			cfg.BGP.RouterID = *bgpRID
-		case "bgp-peer":
-			cfg.BGP.Peers = nil // flags replace the file's list
-			for _, s := range bgpPeers {
-				p, err := bgp.ParsePeer(s)
-				if err != nil && flagErr == nil {
-					flagErr = usagef("--bgp-peer: %v", err)
+		}
+		var flagErr error
+		fs.Visit(func(f *flag.Flag) {
+			r, dp := &cfg.Registrar, &cfg.Dataplane
+			switch f.Name {
+			case "asap":
+				r.ASAP = *asap
+			case "enrp":
+				r.ENRP = *enrpA
+			case "advertise-asap":
+				r.AdvertiseASAP = *advASAP
+			case "advertise-enrp":
+				r.AdvertiseENRP = *advENRP
+			case "peer":
+				r.Peers = peers
+			case "i", "interface":
+				dp.Interfaces = ifaces
+			case "transport":
+				r.Transport = *transport
+			case "announce":
+				r.Announce = *announce
+			case "mode":
+				dp.Mode = *mode
+			case "forwarding":
+				dp.Forwarding = *fwd
+			case "pin-dir":
+				dp.PinDir = *pinDir
+			case "table-size":
+				dp.TableSize = uint32(*tableSize)
+			case "seed":
+				v, err := strconv.ParseUint(*seed, 0, 32)
+				if err != nil {
+					flagErr = usagef("--seed %q: want a 32-bit number", *seed)
 				}
-				cfg.BGP.Peers = append(cfg.BGP.Peers, p)
+				dp.Seed = uint32(v)
+			case "flood-limit":
+				dp.FloodLimit = uint32(*flood)
+			case "source-v4":
+				dp.SourceV4 = *src4
+			case "source-v6":
+				dp.SourceV6 = *src6
+			case "redirect":
+				dp.Redirect = *redirect
+			case "keep-on-exit":
+				dp.KeepOnExit = *keep
+			case "metrics":
+				cfg.Metrics = *metrics
+			case "keepalive-interval":
+				r.Timers.KeepAliveInterval = node.Duration(*kaInt)
+			case "keepalive-timeout":
+				r.Timers.KeepAliveTimeout = node.Duration(*kaTO)
+			case "heartbeat":
+				r.Timers.PeerHeartbeatCycle = node.Duration(*hb)
+			case "max-time-last-heard":
+				r.Timers.PeerMaxTimeLastHeard = node.Duration(*lastHeard)
+			case "max-time-no-response":
+				r.Timers.PeerMaxTimeNoResponse = node.Duration(*noResp)
+			case "drain-timeout":
+				r.Timers.DrainTimeout = node.Duration(*drain)
+			case "reconcile-every":
+				cfg.ReconcileEvery = node.Duration(*reconcile)
+			case "control-net":
+				dp.ControlNetworks = controlNets
+			case "listen-on-client-side":
+				r.ListenOnClientSide = *clientSide
+			case "log-level":
+				cfg.LogLevel = env.logLevel
+			case "bgp-asn":
+				cfg.BGP.ASN = uint32(*bgpASN)
+			case "bgp-router-id":
+				cfg.BGP.RouterID = *bgpRID
+			case "bgp-peer":
+				cfg.BGP.Peers = nil // flags replace the file's list
+				for _, s := range bgpPeers {
+					p, err := bgp.ParsePeer(s)
+					if err != nil && flagErr == nil {
+						flagErr = usagef("--bgp-peer: %v", err)
+					}
+					cfg.BGP.Peers = append(cfg.BGP.Peers, p)
+				}
+			case "bgp-community":
+				cfg.BGP.Communities = bgpComms
+			case "bgp-min-pes":
+				cfg.BGP.MinPEs = *bgpMin
+			case "bgp-drain":
+				cfg.BGP.Drain = *bgpDrain
+			case "bgp-listen-port":
+				cfg.BGP.ListenPort = int32(*bgpPort)
+			case "bgp-graceful-restart":
+				cfg.BGP.GracefulRestart = *bgpGR
 			}
-		case "bgp-community":
-			cfg.BGP.Communities = bgpComms
-		case "bgp-min-pes":
-			cfg.BGP.MinPEs = *bgpMin
-		case "bgp-drain":
-			cfg.BGP.Drain = *bgpDrain
-		case "bgp-listen-port":
-			cfg.BGP.ListenPort = int32(*bgpPort)
-		case "bgp-graceful-restart":
-			cfg.BGP.GracefulRestart = *bgpGR
+		})
+		if flagErr != nil {
+			return cfg, flagErr
 		}
-	})
-	if flagErr != nil {
-		return flagErr
-	}
-	if len(vips) > 0 {
-		cfg.VIPs = nil // flags replace the file's list
-		for _, s := range vips {
-			v, err := node.ParseVIP(s)
+		if len(vips) > 0 {
+			cfg.VIPs = nil // flags replace the file's list
+			for _, s := range vips {
+				v, err := node.ParseVIP(s)
+				if err != nil {
+					return cfg, usagef("--%v", err)
+				}
+				cfg.VIPs = append(cfg.VIPs, v)
+			}
+		}
+		if *id != "" {
+			v, err := parseServerID(*id)
 			if err != nil {
-				return usagef("--%v", err)
+				return cfg, err
 			}
-			cfg.VIPs = append(cfg.VIPs, v)
+			cfg.Registrar.ID = v
 		}
+		if cfg.LogLevel == "" {
+			cfg.LogLevel = env.logLevel
+		}
+		if err := cfg.Validate(); err != nil {
+			return cfg, usagef("configuration: %v", err)
+		}
+		return cfg, nil
 	}
-	if *id != "" || cfg.Registrar.ID == 0 {
-		v, err := parseServerID(*id)
-		if err != nil {
+	cfg, err := buildConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.Registrar.ID == 0 {
+		// A random id, kept by reloads (node.Reload treats 0 as "same").
+		if cfg.Registrar.ID, err = parseServerID(""); err != nil {
 			return err
 		}
-		cfg.Registrar.ID = v
 	}
-	if err := cfg.Validate(); err != nil {
-		return usagef("configuration: %v", err)
-	}
+	env.logLevel = cfg.LogLevel // the file's, unless --log-level
 	log := env.logger()
 	if !cfg.Registrar.TLS.Enabled() {
 		warnUnauthenticated(log, "node", "any host that reaches the ASAP and ENRP ports may register PEs (and so steer the VIPs' traffic), resolve and peer")
 	}
-	n, err := node.New(ctx, cfg, log)
+	n, err := node.New(ctx, cfg, log, node.WithLevel(env.level))
 	if err != nil {
 		return fmt.Errorf("start node: %w", err)
 	}
-	env.onReload("node configuration", n.Reload)
+	// SIGHUP: the file and flags again (VIPs, peers, log level, control
+	// networks; certificates and policy re-read). node.Reload keeps the
+	// old state when anything is wrong.
+	env.onReload("node configuration", func() error {
+		c, err := buildConfig()
+		if err != nil {
+			return err
+		}
+		return n.Reload(c)
+	})
 	fmt.Fprintf(env.stdout, "node $%08x: ASAP %v, ENRP %v, XDP on %v, %d VIPs, metrics %v\n",
 		n.Registrar().ID(), n.Registrar().ASAPAddr(), n.Registrar().ENRPAddr(), cfg.Dataplane.Interfaces, len(cfg.VIPs), n.MetricsAddr())
 	return n.Run(ctx)

@@ -1,0 +1,33 @@
+package enrp
+
+import "slices"
+
+// SetPeers replaces the static peers, for a configuration reload: a new
+// peer is dialled at once; a removed one is no longer redialled once its
+// connection closes (an established association stays until then, and the
+// peer ages out as any other). Peers learned over ENRP are not affected.
+func (s *Server) SetPeers(peers []string) {
+	s.mu.Lock()
+	old := s.cfg.Peers
+	s.cfg.Peers = slices.Clone(peers)
+	s.mu.Unlock()
+	for _, p := range peers {
+		if !slices.Contains(old, p) {
+			s.keepPeer(p, 0)
+		}
+	}
+}
+
+// StaticPeers returns the configured static peers.
+func (s *Server) StaticPeers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.cfg.Peers)
+}
+
+// staticPeer reports whether addr is (still) a configured static peer.
+func (s *Server) staticPeer(addr string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.cfg.Peers, addr)
+}
