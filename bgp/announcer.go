@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"context"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -43,14 +42,15 @@ type Announcer struct {
 	session       *prometheus.GaugeVec
 }
 
-// NewAnnouncer returns an announcer for prefixes over routes, its metrics
-// registered with reg (nil: not registered).
-func NewAnnouncer(routes Routes, prefixes []netip.Prefix, minPEs int, reg prometheus.Registerer, log *slog.Logger) *Announcer {
+// NewAnnouncer returns an announcer for prefixes over routes (see
+// NewDecider for minPEs and settle), its metrics registered with reg (nil:
+// not registered).
+func NewAnnouncer(routes Routes, prefixes []netip.Prefix, minPEs int, settle time.Duration, reg prometheus.Registerer, log *slog.Logger) *Announcer {
 	if log == nil {
 		log = slog.Default()
 	}
 	a := &Announcer{
-		log: log, routes: routes, dec: NewDecider(prefixes, minPEs), withdrawals: map[Reason]uint64{},
+		log: log, routes: routes, dec: NewDecider(prefixes, minPEs, settle), withdrawals: map[Reason]uint64{},
 		announced: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rspxdp_bgp_vip_announced",
 			Help: "1 while the VIP prefix is announced to the BGP peers, 0 while it is withdrawn."}, []string{"vip"}),
 		announcedN: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rspxdp_bgp_announced_vips",
@@ -118,30 +118,12 @@ func (a *Announcer) WithdrawAll() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n := 0
-	h := Health{ShuttingDown: true}
+	h := Health{ShuttingDown: true, Now: time.Now()}
 	for _, c := range a.dec.Step(h) {
 		a.apply(c, h)
 		n++
 	}
 	a.dec.stopped = true
-	return n
-}
-
-// Drain withdraws every prefix and then waits d (or until ctx ends) while
-// the routers move flows to other nodes; it returns how many prefixes it
-// withdrew. Nothing is waited for when none was announced.
-func (a *Announcer) Drain(ctx context.Context, d time.Duration) int {
-	n := a.WithdrawAll()
-	if n == 0 || d <= 0 {
-		return n
-	}
-	a.log.Info("bgp: VIPs withdrawn; draining before leaving ENRP", "withdrawn", n, "drain", d)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 	return n
 }
 

@@ -1,13 +1,11 @@
 package bgp
 
 import (
-	"context"
 	"errors"
 	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -32,7 +30,7 @@ func (f *fakeRoutes) do(s string) error {
 func TestAnnouncerMetricsAndStatus(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	f := &fakeRoutes{}
-	a := NewAnnouncer(f, []netip.Prefix{vip4, vip6}, 1, reg, testLogger())
+	a := NewAnnouncer(f, []netip.Prefix{vip4, vip6}, 1, 0, reg, testLogger())
 	a.Update(healthy(2, 1))
 	a.Update(healthy(2, 0))
 	a.SessionChanged(PeerStatus{Address: "10.0.0.1", State: "established"})
@@ -65,13 +63,9 @@ rspxdp_bgp_withdrawals_total{reason="too-few-pes"} 1
 		t.Errorf("status %+v", st)
 	}
 
-	// Shutdown: withdraw, wait the drain, and never announce again.
-	start := time.Now()
-	if n := a.Drain(context.Background(), 50*time.Millisecond); n != 1 {
-		t.Errorf("Drain withdrew %d, want 1", n)
-	}
-	if d := time.Since(start); d < 50*time.Millisecond {
-		t.Errorf("Drain returned after %v, before the drain time", d)
+	// Shutdown: withdraw, and never announce again.
+	if n := a.WithdrawAll(); n != 1 {
+		t.Errorf("WithdrawAll withdrew %d, want 1", n)
 	}
 	a.Update(healthy(3, 3))
 	if last := f.calls[len(f.calls)-1]; last != "-10.99.0.1/32" || len(f.calls) != 4 {
@@ -80,17 +74,15 @@ rspxdp_bgp_withdrawals_total{reason="too-few-pes"} 1
 	if v := testutil.ToFloat64(a.withdrawn.WithLabelValues("shutdown")); v != 1 {
 		t.Errorf("withdrawals{shutdown} = %v", v)
 	}
-	// Nothing announced: no drain wait.
-	start = time.Now()
-	if n := a.Drain(context.Background(), time.Hour); n != 0 || time.Since(start) > time.Second {
-		t.Errorf("second Drain withdrew %d and took %v", n, time.Since(start))
+	if n := a.WithdrawAll(); n != 0 {
+		t.Errorf("second WithdrawAll withdrew %d", n)
 	}
 }
 
 func TestAnnouncerSpeakerFailure(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	f := &fakeRoutes{fail: true}
-	a := NewAnnouncer(f, []netip.Prefix{vip4}, 1, reg, testLogger())
+	a := NewAnnouncer(f, []netip.Prefix{vip4}, 1, 0, reg, testLogger())
 	a.Update(healthy(1, 0))
 	if v := testutil.ToFloat64(a.failures); v != 1 {
 		t.Errorf("route_errors_total = %v", v)

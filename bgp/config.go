@@ -26,6 +26,10 @@ type Config struct {
 	// MinPEs is how many active PEs a VIP's pool needs before the VIP is
 	// announced (default 1).
 	MinPEs int `yaml:"min-pes"`
+	// Settle is how long a VIP must be healthy without a break before it
+	// is announced (default 1s): a node that just started is still
+	// learning the PE set from its ENRP peers.
+	Settle time.Duration `yaml:"settle"`
 	// Drain is how long a stopping node keeps forwarding after it has
 	// withdrawn its VIPs, while the routers move flows to other nodes.
 	Drain time.Duration `yaml:"drain"`
@@ -64,6 +68,7 @@ const (
 	DefaultPort     = 179
 	DefaultHoldTime = 90 * time.Second
 	DefaultDrain    = 5 * time.Second
+	DefaultSettle   = time.Second
 	// DefaultConnectRetry is far below GoBGP's own 120s: a node that
 	// starts before its router must not wait two minutes to announce.
 	DefaultConnectRetry = 5 * time.Second
@@ -82,6 +87,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Drain == 0 {
 		c.Drain = DefaultDrain
+	}
+	if c.Settle == 0 {
+		c.Settle = DefaultSettle
 	}
 	peers := make([]PeerConfig, len(c.Peers))
 	for i, p := range c.Peers {
@@ -153,6 +161,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Drain < 0 {
 		return fmt.Errorf("bgp.drain: %s is negative", c.Drain)
+	}
+	if c.Settle < 0 {
+		return fmt.Errorf("bgp.settle: %s is negative", c.Settle)
 	}
 	if c.GracefulRestart < 0 || c.GracefulRestart > 4095*time.Second {
 		return fmt.Errorf("bgp.graceful-restart: %s: the restart time is 0 to 4095s (RFC 4724)", c.GracefulRestart)

@@ -3,6 +3,7 @@ package bgp
 import (
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // Reason says why a VIP prefix is announced or withdrawn; it is the
@@ -23,6 +24,9 @@ const (
 	// ReasonTooFewPEs: no service on the prefix has the minimum number
 	// of active PEs (all gone or draining).
 	ReasonTooFewPEs Reason = "too-few-pes"
+	// ReasonSettling: every condition holds, but not yet for the settle
+	// time; the prefix is not announced yet.
+	ReasonSettling Reason = "settling"
 	// ReasonHealthy: every condition holds; the prefix is announced.
 	ReasonHealthy Reason = "healthy"
 )
@@ -41,6 +45,8 @@ type Health struct {
 	ActivePEs map[netip.Prefix]int
 	// ShuttingDown is true once the node has been told to stop.
 	ShuttingDown bool
+	// Now is when the observation was made (for the settle time).
+	Now time.Time
 }
 
 // Evaluate is the announcement rule for one prefix: announce only when the
@@ -74,6 +80,8 @@ type Change struct {
 type Decider struct {
 	prefixes  []netip.Prefix
 	minPEs    int
+	settle    time.Duration
+	since     map[netip.Prefix]time.Time // healthy without a break since
 	announced map[netip.Prefix]bool
 	reason    map[netip.Prefix]Reason
 	// stopped latches shutdown: once the node withdrew for good, no
@@ -83,9 +91,14 @@ type Decider struct {
 
 // NewDecider returns a decider for prefixes (duplicates are folded), none
 // of them announced yet. minPEs below 1 counts as 1: a VIP without a single
-// active PE is never worth attracting traffic to.
-func NewDecider(prefixes []netip.Prefix, minPEs int) *Decider {
-	d := &Decider{minPEs: max(minPEs, 1), announced: map[netip.Prefix]bool{}, reason: map[netip.Prefix]Reason{}}
+// active PE is never worth attracting traffic to. A prefix is announced
+// only once it has been healthy for settle without a break (a node that
+// just joined is still learning the handlespace from its ENRP peers, and
+// a Maglev ring built from part of the PE set would send established
+// flows to other PEs than the other nodes do); withdrawal is immediate.
+func NewDecider(prefixes []netip.Prefix, minPEs int, settle time.Duration) *Decider {
+	d := &Decider{minPEs: max(minPEs, 1), settle: settle, since: map[netip.Prefix]time.Time{},
+		announced: map[netip.Prefix]bool{}, reason: map[netip.Prefix]Reason{}}
 	for _, p := range prefixes {
 		p = p.Masked()
 		if !slices.Contains(d.prefixes, p) {
@@ -107,6 +120,18 @@ func (d *Decider) Step(h Health) []Change {
 	}
 	for _, p := range d.prefixes {
 		ok, why := Evaluate(h, p, d.minPEs)
+		switch {
+		case !ok:
+			delete(d.since, p)
+		case d.announced[p]:
+		case d.since[p].IsZero():
+			d.since[p] = h.Now
+			fallthrough
+		default:
+			if h.Now.Sub(d.since[p]) < d.settle {
+				ok, why = false, ReasonSettling
+			}
+		}
 		d.reason[p] = why
 		if ok == d.announced[p] {
 			continue
@@ -134,3 +159,6 @@ func HostPrefix(a netip.Addr) netip.Prefix {
 
 // undo reverts a change the speaker refused, so the next Step retries it.
 func (d *Decider) undo(c Change) { d.announced[c.Prefix] = !c.Announce }
+
+// Settle returns the settle time.
+func (d *Decider) Settle() time.Duration { return d.settle }

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+	"time"
 )
 
 var (
@@ -48,7 +49,7 @@ func TestEvaluate(t *testing.T) {
 // the v6 pool dies, the data plane goes, comes back, shutdown. Each step
 // must yield exactly the changes from the step before.
 func TestDeciderSequence(t *testing.T) {
-	d := NewDecider([]netip.Prefix{vip6, vip4, vip4}, 1)
+	d := NewDecider([]netip.Prefix{vip6, vip4, vip4}, 1, 0)
 	if got := d.Prefixes(); !reflect.DeepEqual(got, []netip.Prefix{vip4, vip6}) {
 		t.Fatalf("Prefixes = %v, want the two distinct prefixes in order", got)
 	}
@@ -98,6 +99,37 @@ func TestHostPrefix(t *testing.T) {
 	} {
 		if got := HostPrefix(netip.MustParseAddr(in)); got.String() != want {
 			t.Errorf("HostPrefix(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// TestDeciderSettle: a prefix is announced only after settle of unbroken
+// health; a break restarts the wait; withdrawal does not wait.
+func TestDeciderSettle(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int, pes int) Health {
+		h := healthy(pes, 0)
+		h.Now = t0.Add(time.Duration(ms) * time.Millisecond)
+		return h
+	}
+	d := NewDecider([]netip.Prefix{vip4}, 1, time.Second)
+	for _, s := range []struct {
+		ms, pes int
+		want    []Change
+		why     Reason
+	}{
+		{0, 3, nil, ReasonSettling},
+		{900, 3, nil, ReasonSettling},
+		{950, 0, nil, ReasonTooFewPEs}, // a break
+		{1000, 3, nil, ReasonSettling}, // the wait starts again
+		{1999, 3, nil, ReasonSettling},
+		{2000, 3, []Change{{vip4, true, ReasonHealthy}}, ReasonHealthy},
+		{2001, 0, []Change{{vip4, false, ReasonTooFewPEs}}, ReasonTooFewPEs},
+		{2002, 3, nil, ReasonSettling},
+	} {
+		got := d.Step(at(s.ms, s.pes))
+		if !reflect.DeepEqual(got, s.want) || d.Reason(vip4) != s.why {
+			t.Fatalf("at %dms with %d PEs: Step = %v (reason %s), want %v (%s)", s.ms, s.pes, got, d.Reason(vip4), s.want, s.why)
 		}
 	}
 }

@@ -190,10 +190,10 @@ func TestSpeakerAnnouncesToARouter(t *testing.T) {
 // it drop the route at once.
 func TestSpeakerGracefulRestart(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		graceful  bool
-		wantKept  bool
-		restart time.Duration
+		name     string
+		graceful bool
+		wantKept bool
+		restart  time.Duration
 	}{
 		{"graceful", true, true, 30 * time.Second},
 		{"plain stop", false, false, 30 * time.Second},

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/rspxdp/rspxdp/bgp"
@@ -12,7 +13,7 @@ import (
 // bgpCheckEvery is how often the node re-checks what no handlespace change
 // reports (the XDP program still attached); PE changes are checked as
 // they are programmed.
-const bgpCheckEvery = time.Second
+const bgpCheckEvery = 250 * time.Millisecond
 
 // nodeBGP is the node's BGP half: the speaker, the announcer deciding from
 // the node's health, and which prefix each virtual service lives on.
@@ -22,9 +23,14 @@ type nodeBGP struct {
 	sp       *bgp.Speaker
 	an       *bgp.Announcer
 	prefixes map[loader.ServiceKey]netip.Prefix
-	tick     *time.Ticker
+	// kick asks the checker goroutine for a health check; sends never
+	// block, so the registrar's hook never waits on the BGP speaker.
+	kick    chan struct{}
+	started bool
+	stop    context.CancelFunc
+	done    chan struct{}
 	// regUp is cleared when the registrar's Run returns.
-	regUp bool
+	regUp atomic.Bool
 }
 
 // newBGP builds the BGP half of a node from a validated configuration, or
@@ -38,14 +44,16 @@ func (n *Node) newBGP() error {
 	if err != nil {
 		return err
 	}
-	b := &nodeBGP{cfg: c.WithDefaults(), keep: n.cfg.Dataplane.KeepOnExit, sp: sp, prefixes: map[loader.ServiceKey]netip.Prefix{}, regUp: true}
+	b := &nodeBGP{cfg: c.WithDefaults(), keep: n.cfg.Dataplane.KeepOnExit, sp: sp, prefixes: map[loader.ServiceKey]netip.Prefix{},
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	b.regUp.Store(true)
 	var ps []netip.Prefix
 	for _, v := range n.cfg.VIPs {
 		p := bgp.HostPrefix(v.Key().VIP.Addr())
 		b.prefixes[v.Key()] = p
 		ps = append(ps, p)
 	}
-	b.an = bgp.NewAnnouncer(sp, ps, b.cfg.MinPEs, n.metrics.Registry(), n.log)
+	b.an = bgp.NewAnnouncer(sp, ps, b.cfg.MinPEs, b.cfg.Settle, n.metrics.Registry(), n.log)
 	for _, p := range sp.Peers() {
 		b.an.SessionChanged(p)
 	}
@@ -54,32 +62,41 @@ func (n *Node) newBGP() error {
 	return nil
 }
 
-// startBGP starts the speaker and announces what is healthy already.
+// startBGP starts the speaker and the goroutine that checks the node's
+// health when kicked and every bgpCheckEvery, and announces what is
+// healthy already.
 func (n *Node) startBGP(ctx context.Context) error {
-	if n.bgp == nil {
+	b := n.bgp
+	if b == nil {
 		return nil
 	}
-	if err := n.bgp.sp.Start(ctx); err != nil {
+	if err := b.sp.Start(ctx); err != nil {
 		return err
 	}
-	n.bgp.tick = time.NewTicker(bgpCheckEvery)
-	n.checkBGP()
+	cctx, cancel := context.WithCancel(context.Background())
+	b.started, b.stop = true, cancel
+	go func() {
+		defer close(b.done)
+		tick := time.NewTicker(bgpCheckEvery)
+		defer tick.Stop()
+		for {
+			b.an.Update(n.health())
+			select {
+			case <-cctx.Done():
+				return
+			case <-b.kick:
+			case <-tick.C:
+			}
+		}
+	}()
 	return nil
-}
-
-// bgpTicks is the periodic health check's channel (nil without BGP).
-func (n *Node) bgpTicks() <-chan time.Time {
-	if n.bgp == nil || n.bgp.tick == nil {
-		return nil
-	}
-	return n.bgp.tick.C
 }
 
 // health observes the node: data plane attached, registrar running, and
 // per VIP prefix the active PEs of its best service, as the maps hold them
 // (what the data plane enforces, not what the registrar heard).
 func (n *Node) health() bgp.Health {
-	h := bgp.Health{RegistrarUp: n.bgp.regUp, ActivePEs: map[netip.Prefix]int{}}
+	h := bgp.Health{RegistrarUp: n.bgp.regUp.Load(), ActivePEs: map[netip.Prefix]int{}, Now: time.Now()}
 	if err := n.lb.Attached(); err != nil {
 		n.log.Warn("bgp: data plane not attached", "err", err)
 	} else {
@@ -102,12 +119,15 @@ func (n *Node) health() bgp.Health {
 	return h
 }
 
-// checkBGP announces or withdraws what the node's health now calls for.
+// checkBGP asks for a health check soon; it never blocks.
 func (n *Node) checkBGP() {
-	if n.bgp == nil || n.bgp.tick == nil {
+	if n.bgp == nil {
 		return
 	}
-	n.bgp.an.Update(n.health())
+	select {
+	case n.bgp.kick <- struct{}{}:
+	default: // one is pending already
+	}
 }
 
 // registrarStopped withdraws everything: the handlespace goes stale.
@@ -115,7 +135,7 @@ func (n *Node) registrarStopped() {
 	if n.bgp == nil {
 		return
 	}
-	n.bgp.regUp = false
+	n.bgp.regUp.Store(false)
 	n.checkBGP()
 }
 
@@ -126,7 +146,7 @@ func (n *Node) registrarStopped() {
 // plane stays for the next run and the routers keep the routes (stale)
 // across the restart.
 func (n *Node) beginStop() <-chan time.Time {
-	if n.bgp == nil || n.bgp.tick == nil {
+	if n.bgp == nil || !n.bgp.started {
 		return time.After(0)
 	}
 	b := n.bgp
@@ -146,10 +166,11 @@ func (n *Node) beginStop() <-chan time.Time {
 // stopBGP ends the sessions (gracefully with keep-on-exit and graceful
 // restart).
 func (n *Node) stopBGP() {
-	if n.bgp == nil || n.bgp.tick == nil {
+	if n.bgp == nil || !n.bgp.started {
 		return
 	}
-	n.bgp.tick.Stop()
+	n.bgp.stop()
+	<-n.bgp.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := n.bgp.sp.Stop(ctx, n.bgp.keep && n.bgp.cfg.GracefulRestart > 0); err != nil {

@@ -369,8 +369,6 @@ loop:
 		case err := <-errc:
 			runErr = err
 			break loop
-		case <-n.bgpTicks():
-			n.checkBGP()
 		case <-sub.Ready():
 			n.applyPending()
 		case <-fbTick.C:

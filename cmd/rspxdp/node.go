@@ -107,6 +107,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	fs.Var(&bgpComms, "bgp-community", "BGP: community on every VIP, ASN:VALUE or no-export (repeatable)")
 	bgpMin := fs.Int("bgp-min-pes", 0, "BGP: active PEs a VIP's pool needs to be announced (default 1)")
 	bgpDrain := newDuration(fs, "bgp-drain", 0, "BGP: on SIGTERM, forwarding time after the withdrawal (default 5s)")
+	bgpSettle := newDuration(fs, "bgp-settle", 0, "BGP: healthy time before a VIP is announced (default 1s)")
 	bgpPort := fs.Int("bgp-listen-port", 0, "BGP: port to accept sessions on (default 179; -1: dial out only)")
 	bgpGR := newDuration(fs, "bgp-graceful-restart", 0, "BGP: restart time offered; with --keep-on-exit routes stay across a restart (0: off)")
 	if err := parseFlags(fs, args); err != nil {
@@ -210,6 +211,8 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 				cfg.BGP.MinPEs = *bgpMin
 			case "bgp-drain":
 				cfg.BGP.Drain = *bgpDrain
+			case "bgp-settle":
+				cfg.BGP.Settle = *bgpSettle
 			case "bgp-listen-port":
 				cfg.BGP.ListenPort = int32(*bgpPort)
 			case "bgp-graceful-restart":
