@@ -67,7 +67,7 @@ func NewAnnouncer(routes Routes, prefixes []netip.Prefix, minPEs int, settle tim
 	for _, p := range a.dec.Prefixes() {
 		a.announced.WithLabelValues(p.String()).Set(0)
 	}
-	for _, r := range []Reason{ReasonTooFewPEs, ReasonDataplaneDetached, ReasonRegistrarDown, ReasonShutdown} {
+	for _, r := range []Reason{ReasonTooFewPEs, ReasonDataplaneDetached, ReasonRegistrarDown, ReasonShutdown, ReasonRemoved} {
 		a.withdrawn.WithLabelValues(string(r))
 	}
 	if reg != nil {
@@ -110,6 +110,23 @@ func (a *Announcer) apply(c Change, h Health) {
 	a.announced.WithLabelValues(c.Prefix.String()).Set(0)
 	a.announcedN.Dec()
 	a.log.Warn("bgp: withdrew VIP", "vip", c.Prefix, "reason", c.Reason, "active_pes", h.ActivePEs[c.Prefix])
+}
+
+// SetPrefixes replaces the managed prefixes (a reload changed the VIPs),
+// withdrawing those that are gone.
+func (a *Announcer) SetPrefixes(prefixes []netip.Prefix) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	h := Health{Now: time.Now()}
+	for _, c := range a.dec.SetPrefixes(prefixes) {
+		a.apply(c, h)
+		a.announced.DeleteLabelValues(c.Prefix.String())
+	}
+	for _, p := range a.dec.Prefixes() {
+		if !a.dec.Announced(p) {
+			a.announced.WithLabelValues(p.String()).Set(0)
+		}
+	}
 }
 
 // WithdrawAll withdraws every announced prefix for the reason shutdown

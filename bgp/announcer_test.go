@@ -47,6 +47,7 @@ rspxdp_bgp_withdrawals_total{reason="dataplane-detached"} 0
 rspxdp_bgp_withdrawals_total{reason="registrar-down"} 0
 rspxdp_bgp_withdrawals_total{reason="shutdown"} 0
 rspxdp_bgp_withdrawals_total{reason="too-few-pes"} 1
+rspxdp_bgp_withdrawals_total{reason="vip-removed"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(expect), "rspxdp_bgp_announced_vips", "rspxdp_bgp_withdrawals_total"); err != nil {
 		t.Error(err)
@@ -63,12 +64,20 @@ rspxdp_bgp_withdrawals_total{reason="too-few-pes"} 1
 		t.Errorf("status %+v", st)
 	}
 
+	// A reload drops the announced v4 VIP.
+	a.SetPrefixes([]netip.Prefix{vip6})
+	if last := f.calls[len(f.calls)-1]; last != "-10.99.0.1/32" {
+		t.Errorf("calls after the reload %v", f.calls)
+	}
+	a.SetPrefixes([]netip.Prefix{vip4, vip6})
+	a.Update(healthy(2, 0))
+
 	// Shutdown: withdraw, and never announce again.
 	if n := a.WithdrawAll(); n != 1 {
 		t.Errorf("WithdrawAll withdrew %d, want 1", n)
 	}
 	a.Update(healthy(3, 3))
-	if last := f.calls[len(f.calls)-1]; last != "-10.99.0.1/32" || len(f.calls) != 4 {
+	if last := f.calls[len(f.calls)-1]; last != "-10.99.0.1/32" || len(f.calls) != 6 {
 		t.Errorf("calls after shutdown %v", f.calls)
 	}
 	if v := testutil.ToFloat64(a.withdrawn.WithLabelValues("shutdown")); v != 1 {

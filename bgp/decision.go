@@ -27,6 +27,8 @@ const (
 	// ReasonSettling: every condition holds, but not yet for the settle
 	// time; the prefix is not announced yet.
 	ReasonSettling Reason = "settling"
+	// ReasonRemoved: the VIP is no longer configured (a reload).
+	ReasonRemoved Reason = "vip-removed"
 	// ReasonHealthy: every condition holds; the prefix is announced.
 	ReasonHealthy Reason = "healthy"
 )
@@ -99,14 +101,36 @@ type Decider struct {
 func NewDecider(prefixes []netip.Prefix, minPEs int, settle time.Duration) *Decider {
 	d := &Decider{minPEs: max(minPEs, 1), settle: settle, since: map[netip.Prefix]time.Time{},
 		announced: map[netip.Prefix]bool{}, reason: map[netip.Prefix]Reason{}}
+	d.SetPrefixes(prefixes)
+	return d
+}
+
+// SetPrefixes replaces the managed prefixes (a reload changed the VIPs).
+// It returns the withdrawals of announced prefixes that are gone; new ones
+// are announced by a later Step once healthy.
+func (d *Decider) SetPrefixes(prefixes []netip.Prefix) []Change {
+	var ps []netip.Prefix
 	for _, p := range prefixes {
 		p = p.Masked()
-		if !slices.Contains(d.prefixes, p) {
-			d.prefixes = append(d.prefixes, p)
+		if !slices.Contains(ps, p) {
+			ps = append(ps, p)
 		}
 	}
-	slices.SortFunc(d.prefixes, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
-	return d
+	slices.SortFunc(ps, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	var out []Change
+	for _, p := range d.prefixes {
+		if slices.Contains(ps, p) {
+			continue
+		}
+		if d.announced[p] {
+			out = append(out, Change{Prefix: p, Announce: false, Reason: ReasonRemoved})
+		}
+		delete(d.announced, p)
+		delete(d.reason, p)
+		delete(d.since, p)
+	}
+	d.prefixes = ps
+	return out
 }
 
 // Step evaluates every prefix against h and returns the announcements and

@@ -133,3 +133,18 @@ func TestDeciderSettle(t *testing.T) {
 		}
 	}
 }
+
+func TestDeciderSetPrefixes(t *testing.T) {
+	d := NewDecider([]netip.Prefix{vip4}, 1, 0)
+	d.Step(healthy(1, 1))
+	got := d.SetPrefixes([]netip.Prefix{vip6})
+	if want := []Change{{vip4, false, ReasonRemoved}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("SetPrefixes = %v, want %v", got, want)
+	}
+	if got := d.Step(healthy(1, 1)); !reflect.DeepEqual(got, []Change{{vip6, true, ReasonHealthy}}) {
+		t.Fatalf("Step after SetPrefixes = %v", got)
+	}
+	if got := d.SetPrefixes([]netip.Prefix{vip6, vip4}); got != nil {
+		t.Fatalf("adding a prefix withdrew %v", got)
+	}
+}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,7 @@ type nodeBGP struct {
 	keep     bool // dataplane.keep-on-exit
 	sp       *bgp.Speaker
 	an       *bgp.Announcer
+	mu       sync.Mutex // guards prefixes, which a reload replaces
 	prefixes map[loader.ServiceKey]netip.Prefix
 	// kick asks the checker goroutine for a health check; sends never
 	// block, so the registrar's hook never waits on the BGP speaker.
@@ -47,12 +49,7 @@ func (n *Node) newBGP() error {
 	b := &nodeBGP{cfg: c.WithDefaults(), keep: n.cfg.Dataplane.KeepOnExit, sp: sp, prefixes: map[loader.ServiceKey]netip.Prefix{},
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	b.regUp.Store(true)
-	var ps []netip.Prefix
-	for _, v := range n.cfg.VIPs {
-		p := bgp.HostPrefix(v.Key().VIP.Addr())
-		b.prefixes[v.Key()] = p
-		ps = append(ps, p)
-	}
+	ps := b.setPrefixes(n.cfg.VIPs)
 	b.an = bgp.NewAnnouncer(sp, ps, b.cfg.MinPEs, b.cfg.Settle, n.metrics.Registry(), n.log)
 	for _, p := range sp.Peers() {
 		b.an.SessionChanged(p)
@@ -60,6 +57,31 @@ func (n *Node) newBGP() error {
 	sp.OnState(b.an.SessionChanged)
 	n.bgp = b
 	return nil
+}
+
+// setPrefixes maps each VIP to its /32 or /128 and returns the prefixes.
+func (b *nodeBGP) setPrefixes(vips []VIP) []netip.Prefix {
+	m := map[loader.ServiceKey]netip.Prefix{}
+	var ps []netip.Prefix
+	for _, v := range vips {
+		p := bgp.HostPrefix(v.Key().VIP.Addr())
+		m[v.Key()] = p
+		ps = append(ps, p)
+	}
+	b.mu.Lock()
+	b.prefixes = m
+	b.mu.Unlock()
+	return ps
+}
+
+// bgpSetVIPs follows a reload's VIP list: prefixes of removed VIPs are
+// withdrawn, new ones announced once healthy.
+func (n *Node) bgpSetVIPs(vips []VIP) {
+	if n.bgp == nil {
+		return
+	}
+	n.bgp.an.SetPrefixes(n.bgp.setPrefixes(vips))
+	n.checkBGP()
 }
 
 // startBGP starts the speaker and the goroutine that checks the node's
@@ -107,6 +129,8 @@ func (n *Node) health() bgp.Health {
 		n.log.Warn("bgp: read services; counting no PEs", "err", err)
 		return h
 	}
+	n.bgp.mu.Lock()
+	defer n.bgp.mu.Unlock()
 	for k, p := range n.bgp.prefixes {
 		active := 0
 		for _, b := range svcs[k] {

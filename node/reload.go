@@ -72,6 +72,7 @@ func (n *Node) Reload(cfg Config) error {
 	}
 	n.metrics.setVIPs(cfg.VIPs)
 	n.feedback.setVIPs(cfg.VIPs)
+	n.bgpSetVIPs(cfg.VIPs)
 	n.reg.SetPeers(cfg.Registrar.Peers)
 	if n.level != nil && cfg.LogLevel != "" {
 		n.level.Set(level)
