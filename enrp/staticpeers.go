@@ -1,6 +1,9 @@
 package enrp
 
-import "slices"
+import (
+	"errors"
+	"slices"
+)
 
 // SetPeers replaces the static peers, for a configuration reload: a new
 // peer is dialled at once; a removed one is no longer redialled once its
@@ -30,4 +33,22 @@ func (s *Server) staticPeer(addr string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Contains(s.cfg.Peers, addr)
+}
+
+// Close releases what NewServer opened (listeners, announce sockets) for a
+// server that will not Run: the caller's start failed after NewServer
+// succeeded, and nothing may stay listening. A server that ran closes
+// everything itself when Run returns; Close must not be called then.
+func (s *Server) Close() error {
+	err := errors.Join(s.asapLn.Close(), s.enrpLn.Close())
+	if s.announcer != nil {
+		err = errors.Join(err, s.announcer.Close())
+	}
+	if s.peerAnnouncer != nil {
+		err = errors.Join(err, s.peerAnnouncer.Close())
+	}
+	if s.peerRx != nil {
+		err = errors.Join(err, s.peerRx.Close())
+	}
+	return err
 }

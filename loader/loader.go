@@ -213,6 +213,8 @@ type Loader struct {
 	links map[string]link.Link
 	fresh []link.Link // attached by Open itself, undone if Open fails
 	ncpu  int
+	// adopted: the pin directory held an earlier run's state at Open.
+	adopted bool
 
 	mu       sync.Mutex
 	services map[ServiceKey]*service
@@ -241,9 +243,74 @@ func Open(opts Options) (*Loader, error) {
 	if err := ensureBPFFS(opts.PinDir); err != nil {
 		return nil, err
 	}
+	// What the pin directory held before: a failed Open removes exactly
+	// what it added, so a failed start leaves nothing pinned, while a
+	// previous run's state (kept with keep-on-exit) stays as it was found.
+	before, err := pinsIn(opts.PinDir)
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(opts.PinDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create pin dir: %w", err)
 	}
+	undoPins := func() {
+		if err := removeNewPins(opts.PinDir, before); err != nil {
+			opts.Logger.Warn("failed start: remove pins", "pin_dir", opts.PinDir, "err", err)
+		}
+	}
+	l, err := open(opts)
+	if err != nil {
+		undoPins()
+		return nil, err
+	}
+	l.adopted = len(before) > 0
+	return l, nil
+}
+
+// Adopted reports whether Open found pinned state of an earlier run in the
+// pin directory (and took it over).
+func (l *Loader) Adopted() bool { return l.adopted }
+
+// pinsIn lists the entries of a pin directory; nil if it does not exist.
+func pinsIn(dir string) (map[string]bool, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pin dir: %w", err)
+	}
+	m := make(map[string]bool, len(ents))
+	for _, e := range ents {
+		m[e.Name()] = true
+	}
+	return m, nil
+}
+
+// removeNewPins unpins every entry of dir not in before, and dir itself when
+// it did not exist before (before == nil) and is then empty.
+func removeNewPins(dir string, before map[string]bool) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read pin dir: %w", err)
+	}
+	var errs []error
+	for _, e := range ents {
+		if !before[e.Name()] {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if before == nil {
+		if err := os.Remove(dir); err != nil && !errors.Is(err, unix.ENOTEMPTY) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func open(opts Options) (*Loader, error) {
 	spec, err := bpf.LoadLb()
 	if err != nil {
 		return nil, fmt.Errorf("load lb spec: %w", err)

@@ -75,24 +75,45 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*No
 	if err != nil {
 		return nil, err
 	}
+	// The metrics listener first: it is the cheapest thing to fail on.
+	var mln net.Listener
+	if cfg.Metrics != "" {
+		if mln, err = net.Listen("tcp", cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("metrics: listen %s: %w", cfg.Metrics, err)
+		}
+	}
 	lb, err := loader.Open(lopts)
 	if err != nil {
+		if mln != nil {
+			mln.Close()
+		}
 		return nil, fmt.Errorf("data plane: %w", err)
 	}
+	var reg *enrp.Server
+	// A failed start leaves nothing attached, pinned or listening: only a
+	// previous run's adopted state stays (with keep-on-exit), as found.
 	fail := func(err error) (*Node, error) {
-		if cerr := lb.Close(cfg.Dataplane.KeepOnExit); cerr != nil {
+		if reg != nil {
+			if cerr := reg.Close(); cerr != nil {
+				log.Warn("registrar: close after failed start", "err", cerr)
+			}
+		}
+		if mln != nil {
+			mln.Close()
+		}
+		if cerr := lb.Close(cfg.Dataplane.KeepOnExit && lb.Adopted()); cerr != nil {
 			log.Warn("data plane: close after failed start", "err", cerr)
 		}
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, lb: lb, secure: scfg.Security}
+	n := &Node{cfg: cfg, log: log, lb: lb, secure: scfg.Security, mln: mln}
 	for _, o := range opts {
 		o(n)
 	}
 	n.metrics = NewMetrics(lb, nil, cfg.VIPs, log)
 	scfg.BeforeSend = n.beforeSend
 	scfg.ObserveResolution = n.metrics.ObserveResolution
-	reg, err := enrp.NewServer(ctx, scfg)
+	reg, err = enrp.NewServer(ctx, scfg)
 	if err != nil {
 		return fail(fmt.Errorf("registrar: %w", err))
 	}
@@ -111,12 +132,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*No
 	// second (Run): often enough to spread a burst, rare enough that the
 	// Maglev ring of a busy pool is not rebuilt on every flow.
 	n.feedback = newFlowFeedback(reg.Handlespace(), cfg.VIPs)
-	if cfg.Metrics != "" {
-		n.mln, err = net.Listen("tcp", cfg.Metrics)
-		if err != nil {
-			return fail(fmt.Errorf("metrics: listen %s: %w", cfg.Metrics, err))
-		}
-	}
 	return n, nil
 }
 

@@ -151,6 +151,7 @@ func TestNodeReload(t *testing.T) {
 	cfg.Dataplane.Interfaces = []string{"c0"}
 	cfg.Dataplane.Mode = "generic"
 	cfg.Dataplane.PinDir = loadertest.PinDir(t)
+	cfg.Dataplane.ConnTableSize = 4096 // capacity is not the subject
 	cfg.ReconcileEvery = Duration(time.Hour)
 	cfg.Registrar.ID = 0x1234
 	a := mustVIP(t, "echo=10.200.1.1:7/tcp")
