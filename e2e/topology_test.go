@@ -89,7 +89,6 @@ func newTopo(t *testing.T) *topo {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "iproute2")
-	testenv.RequireCommand(t, "ethtool", "ethtool")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	tp := &topo{client: netns.New(t, "cli"), lb: netns.New(t, "lb")}

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	vnetns "github.com/vishvananda/netns"
+
+	"github.com/rspxdp/rspxdp/internal/offload"
 )
 
 const demoUsage = `Usage: rspxdp demo [flags]
@@ -38,9 +40,11 @@ replies straight to the client). The demo then:
   1. opens new connections and prints how the data plane spread them;
   2. drains a PE (SIGTERM: it deregisters, keeps serving open connections):
      open connections keep working, new ones avoid it;
-  3. kills a PE (SIGKILL): keep-alives (100ms/100ms) notice, the node moves
+  3. kills a PE (SIGKILL): keep-alives (200ms/200ms) notice, the node moves
      its flows; prints the measured failover time;
-and removes everything it made, also on Ctrl-C.
+and removes everything it made, also on Ctrl-C (exit status 130). Besides
+root it needs only the ip command (iproute2): offloads and sysctls are set
+through the kernel's interfaces, not through ethtool or sysctl binaries.
 
 Examples:
   sudo rspxdp demo
@@ -58,6 +62,10 @@ const (
 	demoMetrics = "127.0.0.1:9464"
 	demoPEs     = 3
 	demoLock    = "/run/rspxdp-demo.lock"
+	// demoKeepAlive is the keep-alive interval and timeout: short, so the
+	// failover is quick, but not so short that a PE on a busy machine
+	// misses one while it starts (100ms did, on a loaded 2-core host).
+	demoKeepAlive = 200 * time.Millisecond
 )
 
 func demoPEAddr(i int) string { return fmt.Sprintf("10.0.1%d.2", i) }
@@ -74,7 +82,9 @@ type demo struct {
 	conns   int
 	start   time.Time
 	bpffs   string
-	logs    *os.File
+	// logs holds the processes' output in memory: the demo leaves no file
+	// behind, and prints the tail when it fails.
+	logs *tailBuffer
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
@@ -96,10 +106,8 @@ func runDemo(ctx context.Context, env *cliEnv, args []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo needs root (BPF, XDP, network namespaces): run it with sudo")
 	}
-	for _, tool := range []struct{ cmd, pkg string }{{"ip", "iproute2"}, {"ethtool", "ethtool"}} {
-		if _, err := exec.LookPath(tool.cmd); err != nil {
-			return fmt.Errorf("the demo needs %s: apt-get install -y %s", tool.cmd, tool.pkg)
-		}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return errors.New("the demo needs the ip command: apt-get install -y iproute2")
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -116,14 +124,51 @@ func runDemo(ctx context.Context, env *cliEnv, args []string) error {
 		return fmt.Errorf("another rspxdp demo is running (it holds %s)", demoLock)
 	}
 	d := &demo{env: env, self: self, verbose: *verbose, conns: *conns, start: time.Now(),
-		procs: map[string]*exec.Cmd{}}
+		procs: map[string]*exec.Cmd{}, logs: newTailBuffer(64 << 10)}
 	defer d.cleanup()
 	err = d.run(ctx)
 	if ctx.Err() != nil {
 		d.say("interrupted; cleaning up")
-		return nil
+		return nil // runMain exits 130 for the SIGINT
+	}
+	if err != nil {
+		fmt.Fprintf(env.stderr, "last lines of the node's and PEs' output:\n%s", d.logs.tail(40))
 	}
 	return err
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+// tail returns the last n lines, each indented.
+func (t *tailBuffer) tail(n int) string {
+	t.mu.Lock()
+	lines := strings.Split(strings.TrimRight(string(t.b), "\n"), "\n")
+	t.mu.Unlock()
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString("  " + l + "\n")
+	}
+	return b.String()
 }
 
 func (d *demo) say(format string, a ...any) {
@@ -146,9 +191,6 @@ func (d *demo) run(ctx context.Context) error {
 	if err := syscall.Mount("bpf", dir, "bpf", 0, ""); err != nil {
 		return fmt.Errorf("mount bpffs on %s: %w", dir, err)
 	}
-	if d.logs, err = os.CreateTemp("", "rspxdp-demo-*.log"); err != nil {
-		return err
-	}
 
 	if err := d.startNode(ctx); err != nil {
 		return err
@@ -168,13 +210,14 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	syn0 := synRetrans()
 	ok, failed := d.burst(ctx, d.conns, 20000)
 	after, err := d.scrape(ctx)
 	if err != nil {
 		return err
 	}
 	d.say("%d new connections to %s:%d (%d answered, %d failed); new flows per PE, from the XDP counters:", d.conns, demoVIP, demoPort, ok, failed)
-	d.printShares(before, after)
+	d.printShares(before, after, ok+failed, synRetrans()-syn0)
 	if failed > 0 {
 		return fmt.Errorf("%d of %d connections failed with every PE up", failed, d.conns)
 	}
@@ -227,12 +270,13 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.say("killed pe1 (SIGKILL): its %d flows answered again from another PE after %d ms (keep-alive 100ms/100ms)", len(flows), fo.Milliseconds())
+	d.say("killed pe1 (SIGKILL): its %d flows answered again from another PE after %d ms (keep-alive %v/%v)", len(flows), fo.Milliseconds(), demoKeepAlive, demoKeepAlive)
 	before, _ = d.scrape(ctx)
+	syn0 = synRetrans()
 	ok, failed = d.burst(ctx, d.conns, 60000)
 	after, _ = d.scrape(ctx)
-	d.say("%d new connections after the failover (%d failed):", ok+failed, failed)
-	d.printShares(before, after)
+	d.say("%d new connections after the failover (%d failed); new flows per PE:", ok+failed, failed)
+	d.printShares(before, after, ok+failed, synRetrans()-syn0)
 	st, err := exec.CommandContext(ctx, "ip", "netns", "exec", demoPrefix+"lb", d.self, "status", "--node", demoMetrics).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("rspxdp status --node: %v: %s", err, st)
@@ -262,10 +306,6 @@ func (d *demo) ip(args ...string) error {
 		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-func (d *demo) nsExec(ns string, args ...string) error {
-	return d.ip(append([]string{"netns", "exec", demoPrefix + ns}, args...)...)
 }
 
 func (d *demo) buildTopology(ctx context.Context) error {
@@ -302,22 +342,33 @@ func (d *demo) buildTopology(ctx context.Context) error {
 	// Forwarding in the node's namespace carries the PEs' direct replies to
 	// the client; full checksums on every veth, because native XDP redirect
 	// drops partially checksummed packets (measured on this kernel).
-	if err := d.nsExec("lb", "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+	if err := sysctl("lb", "net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
 	for _, x := range [][2]string{{"client", "c0"}, {"lb", "lp1"}, {"lb", "lp2"}, {"lb", "lp3"}, {"pe1", "e0"}, {"pe2", "e0"}, {"pe3", "e0"}} {
-		if err := d.nsExec(x[0], "ethtool", "-K", x[1], "tx", "off"); err != nil {
-			return err
+		if err := inNS(x[0], func() error { return offload.TxChecksumOff(x[1]) }); err != nil {
+			return fmt.Errorf("namespace %s: %w", x[0], err)
 		}
 	}
 	for i := 1; i <= demoPEs; i++ {
-		for _, k := range []string{"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.e0.rp_filter=0"} {
-			if err := d.nsExec(fmt.Sprintf("pe%d", i), "sysctl", "-qw", k); err != nil {
+		for _, k := range []string{"net/ipv4/conf/all/rp_filter", "net/ipv4/conf/e0/rp_filter"} {
+			if err := sysctl(fmt.Sprintf("pe%d", i), k, "0"); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// sysctl writes a net.* sysctl of namespace ns: /proc/sys/net reflects the
+// namespace of the thread that opens it.
+func sysctl(ns, key, value string) error {
+	return inNS(ns, func() error {
+		if err := os.WriteFile(filepath.Join("/proc/sys", key), []byte(value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s in %s%s: %w", key, value, demoPrefix, ns, err)
+		}
+		return nil
+	})
 }
 
 // start runs the binary itself with args inside namespace ns, its output
@@ -363,14 +414,14 @@ func (d *demo) startNode(ctx context.Context) error {
 		"--source-v4", demoLB,
 		"--asap", "0.0.0.0:3863", "--advertise-asap", demoLB+":3863",
 		"--enrp", "127.0.0.1:9901",
-		"--keepalive-interval", "100ms", "--keepalive-timeout", "100ms",
+		"--keepalive-interval", demoKeepAlive.String(), "--keepalive-timeout", demoKeepAlive.String(),
 		"--drain-timeout", "60s", "--reconcile-every", "1s",
 		"--metrics", demoMetrics)
 	if err != nil {
 		return err
 	}
 	if err := waitLine(ctx, out, "node $", 15*time.Second); err != nil {
-		return fmt.Errorf("node did not start (log: %s): %w", d.logs.Name(), err)
+		return fmt.Errorf("node did not start: %w", err)
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	d.say("node up in namespace %slb: registrar + XDP on l0, VIP %s:%d/tcp -> pool %q", demoPrefix, demoVIP, demoPort, demoPool)
@@ -525,6 +576,17 @@ func (d *demo) signal(name string, sig syscall.Signal) error {
 // metrics is one scrape: metric name -> label set -> value.
 type metrics map[string]map[string]float64
 
+// sum adds the series of name whose labels contain filter.
+func (m metrics) sum(name, filter string) float64 {
+	var s float64
+	for labels, v := range m[name] {
+		if strings.Contains(labels, filter) {
+			s += v
+		}
+	}
+	return s
+}
+
 func (d *demo) scrape(ctx context.Context) (metrics, error) {
 	var body []byte
 	err := inNS("lb", func() error {
@@ -586,10 +648,21 @@ func (d *demo) peDelta(before, after metrics, name, pe string) float64 {
 	var sum float64
 	for labels, v := range after[name] {
 		if d.peName(labels) == pe {
-			sum += v - before[name][labels]
+			sum += counterDelta(before[name][labels], v)
 		}
 	}
 	return sum
+}
+
+// counterDelta is a counter's increase from before to after. A counter that
+// went down was reset (the data plane moved the PE to another counter slot
+// when the PE set changed) and counts from zero, as Prometheus's rate()
+// treats resets.
+func counterDelta(before, after float64) float64 {
+	if after < before {
+		return after
+	}
+	return after - before
 }
 
 func (d *demo) peName(labels string) string {
@@ -603,11 +676,16 @@ func (d *demo) peName(labels string) string {
 	return fmt.Sprintf("$%08x", id)
 }
 
-func (d *demo) printShares(before, after metrics) {
+// printShares prints each PE's share of the new flows the XDP counters saw
+// between the two scrapes, for conns connections. Every SYN counts as a new
+// flow (a SYN always picks a PE afresh), so a SYN the client retransmitted
+// counts twice: the client's TCPSynRetrans counter says how often, and the
+// total is shown next to the connections so the two add up.
+func (d *demo) printShares(before, after metrics, conns int, synRetrans uint64) {
 	per := map[string]float64{}
 	var total float64
 	for labels, v := range after["rspxdp_pe_new_flows_total"] {
-		n := v - before["rspxdp_pe_new_flows_total"][labels]
+		n := counterDelta(before["rspxdp_pe_new_flows_total"][labels], v)
 		per[d.peName(labels)] += n
 		total += n
 	}
@@ -624,14 +702,42 @@ func (d *demo) printShares(before, after metrics) {
 		}
 		fmt.Fprintf(&b, "  %s %4.0f (%4.1f%%) %s\n", n, per[n], share, strings.Repeat("#", int(share/2.5)))
 	}
+	if int(total) != conns {
+		fmt.Fprintf(&b, "  (%.0f new flows for %d connections: the client retransmitted %d SYNs, each counted as a new flow)\n",
+			total, conns, synRetrans)
+	}
 	fmt.Fprint(d.env.stdout, b.String())
+}
+
+// synRetrans reads the client namespace's count of retransmitted SYNs
+// (TcpExt TCPSynRetrans). /proc/thread-self, not /proc/self: the thread,
+// not the process's first one, is in the namespace.
+func synRetrans() uint64 {
+	var n uint64
+	_ = inNS("client", func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/netstat")
+		if err != nil {
+			return err
+		}
+		lines := strings.Split(string(b), "\n")
+		for i := 0; i+1 < len(lines); i += 2 {
+			keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+			for j := 1; j < len(keys) && j < len(vals); j++ {
+				if keys[0] == "TcpExt:" && keys[j] == "TCPSynRetrans" {
+					n, _ = strconv.ParseUint(vals[j], 10, 64)
+				}
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 func (d *demo) waitPEs(ctx context.Context, n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		m, err := d.scrape(ctx)
-		if err == nil && m["rspxdp_dataplane_pool_elements"][`{state="active"}`] >= float64(n) {
+		if err == nil && m.sum("rspxdp_dataplane_pool_elements", `state="active"`) >= float64(n) {
 			return nil
 		}
 		select {
@@ -640,14 +746,14 @@ func (d *demo) waitPEs(ctx context.Context, n int, timeout time.Duration) error 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%d PEs did not all register within %s (log: %s)", n, timeout, d.logs.Name())
+	return fmt.Errorf("%d PEs did not all register within %s", n, timeout)
 }
 
 func (d *demo) waitState(ctx context.Context, pe, state string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		m, err := d.scrape(ctx)
-		if err == nil && m["rspxdp_dataplane_pool_elements"][`{state="`+state+`"}`] >= 1 {
+		if err == nil && m.sum("rspxdp_dataplane_pool_elements", `state="`+state+`"`) >= 1 {
 			return nil
 		}
 		select {
@@ -656,7 +762,7 @@ func (d *demo) waitState(ctx context.Context, pe, state string, timeout time.Dur
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s did not become %s within %s (log: %s)", pe, state, timeout, d.logs.Name())
+	return fmt.Errorf("%s did not become %s within %s", pe, state, timeout)
 }
 
 // flowsOn finds source ports whose flows the data plane sends to pe: a
@@ -711,7 +817,7 @@ func (d *demo) failover(ctx context.Context, ports []int, timeout time.Duration)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return 0, fmt.Errorf("%d flows of the killed PE not answered within %s (log: %s)", len(pending), timeout, d.logs.Name())
+	return 0, fmt.Errorf("%d flows of the killed PE not answered within %s", len(pending), timeout)
 }
 
 // cleanup stops every process, deletes the namespaces and the pins. It runs
@@ -739,9 +845,5 @@ func (d *demo) cleanup() {
 	if d.bpffs != "" {
 		_ = syscall.Unmount(d.bpffs, 0)
 		_ = os.RemoveAll(d.bpffs)
-	}
-	if d.logs != nil {
-		d.logs.Close()
-		fmt.Fprintf(d.env.stdout, "processes' logs: %s\n", d.logs.Name())
 	}
 }

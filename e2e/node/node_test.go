@@ -227,7 +227,6 @@ func attachPass(t *testing.T, ns *netns.NS, ifname string) {
 func setup(t *testing.T) *world {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "iproute2")
-	testenv.RequireCommand(t, "ethtool", "ethtool")
 	rspxdpBinary(t) // build before any namespace exists
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

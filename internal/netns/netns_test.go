@@ -14,6 +14,7 @@ import (
 	vnetns "github.com/vishvananda/netns"
 
 	"github.com/rspxdp/rspxdp/internal/netns"
+	"github.com/rspxdp/rspxdp/internal/offload"
 	"github.com/rspxdp/rspxdp/internal/testenv"
 )
 
@@ -84,7 +85,6 @@ func TestNamespaceLifecycle(t *testing.T) {
 func TestVethTraffic(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "iproute2")
-	testenv.RequireCommand(t, "ethtool", "ethtool")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	a, b := netns.New(t, "va"), netns.New(t, "vb")
@@ -104,15 +104,20 @@ func TestVethTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	var before, after []string
+	err = a.Do(func() (err error) { before, err = offload.TxChecksumsOn("eth-a"); return err })
+	if err != nil || len(before) == 0 {
+		t.Fatalf("a new veth should offload tx checksums: %v %v", before, err)
+	}
 	if err := a.TxChecksumOff(ctx, "eth-a"); err != nil {
 		t.Fatal(err)
 	}
-	out, err := a.Run(ctx, "ethtool", "-k", "eth-a")
-	if err != nil {
-		t.Fatal(err)
+	if err := a.Do(func() (err error) { after, err = offload.TxChecksumsOn("eth-a"); return err }); err != nil || len(after) > 0 {
+		t.Fatalf("tx checksum offloads still on after TxChecksumOff: %v %v", after, err)
 	}
-	if !strings.Contains(out, "tx-checksumming: off") {
-		t.Fatalf("tx checksumming still on:\n%s", out)
+	// The other end, in another namespace, is untouched.
+	if err := b.Do(func() (err error) { after, err = offload.TxChecksumsOn("eth-b"); return err }); err != nil || len(after) == 0 {
+		t.Fatalf("eth-b lost its offloads (%v, %v): TxChecksumOff acted outside its namespace", after, err)
 	}
 	if err := b.AddRoute(netip.MustParsePrefix("10.10.0.0/16"), netip.MustParseAddr("10.9.0.1")); err != nil {
 		t.Fatal(err)
