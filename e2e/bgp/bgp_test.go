@@ -295,7 +295,6 @@ func birdConfig() string {
 func setup(t *testing.T) *world {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "iproute2")
-	testenv.RequireCommand(t, "ethtool", "ethtool")
 	bird := testenv.RequireCommand(t, "bird", "bird2")
 	testenv.RequireCommand(t, "birdc", "bird2")
 	testenv.RequireCommand(t, "nft", "nftables")
