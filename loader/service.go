@@ -98,6 +98,14 @@ type service struct {
 	id       uint32
 	flags    uint32
 	backends map[uint32]uint32 // PE ID -> backend slot
+	// What was last written to the kernel, so Repair can compare the maps
+	// with it: each slot's value, and the ring's members and digest (nil
+	// members: a ring adopted from pinned state, not yet rebuilt).
+	values     map[uint32]bpf.LbBackend // slot -> value
+	members    []maglev.Member
+	memberSlot []uint32
+	ringSum    uint64
+	ringKnown  bool
 }
 
 func (k ServiceKey) bpfKey() (bpf.LbVipKey, error) {
@@ -147,7 +155,7 @@ func (l *Loader) UpsertService(s Service) error {
 		if !ok {
 			return fmt.Errorf("add service %s: all %d service slots in use", s.ServiceKey, l.opts.MaxServices)
 		}
-		svc = &service{id: id, backends: map[uint32]uint32{}}
+		svc = &service{id: id, backends: map[uint32]uint32{}, values: map[uint32]bpf.LbBackend{}}
 		if err := l.zeroPerCPU(l.objs.LbVipStats, id, bpf.LbVipStats{}); err != nil {
 			l.svcFree.put(id)
 			return fmt.Errorf("add service %s: %w", s.ServiceKey, err)
@@ -184,7 +192,7 @@ func (l *Loader) RemoveService(k ServiceKey) error {
 		return fmt.Errorf("remove ring of %s: %w", k, err)
 	}
 	for _, slot := range svc.backends {
-		if err := l.freeBackend(slot); err != nil {
+		if err := l.freeBackend(svc, slot); err != nil {
 			return fmt.Errorf("remove service %s: %w", k, err)
 		}
 	}
@@ -271,7 +279,7 @@ func (l *Loader) SetBackends(k ServiceKey, backends []Backend) error {
 	// 1. PEs that take new flows: written before the ring points at them.
 	for i, b := range backends {
 		if b.State == Active {
-			if err := l.objs.LbBackends.Update(slots[i], &values[i], ebpf.UpdateAny); err != nil {
+			if err := l.writeBackend(svc, slots[i], values[i]); err != nil {
 				return fmt.Errorf("write PE %d of %s: %w", b.ID, k, err)
 			}
 		}
@@ -285,13 +293,13 @@ func (l *Loader) SetBackends(k ServiceKey, backends []Backend) error {
 			memberSlot = append(memberSlot, slots[i])
 		}
 	}
-	if err := l.swapRing(svc.id, members, memberSlot); err != nil {
+	if err := l.swapRing(svc, members, memberSlot); err != nil {
 		return fmt.Errorf("set backends of %s: %w", k, err)
 	}
 	// 3. PEs that take no new flows, now that the ring no longer names them.
 	for i, b := range backends {
 		if b.State != Active {
-			if err := l.objs.LbBackends.Update(slots[i], &values[i], ebpf.UpdateAny); err != nil {
+			if err := l.writeBackend(svc, slots[i], values[i]); err != nil {
 				return fmt.Errorf("write PE %d of %s: %w", b.ID, k, err)
 			}
 		}
@@ -303,7 +311,7 @@ func (l *Loader) SetBackends(k ServiceKey, backends []Backend) error {
 	}
 	for id, slot := range svc.backends {
 		if _, ok := next[id]; !ok {
-			if err := l.freeBackend(slot); err != nil {
+			if err := l.freeBackend(svc, slot); err != nil {
 				return fmt.Errorf("set backends of %s: %w", k, err)
 			}
 		}
@@ -317,7 +325,7 @@ func (l *Loader) SetBackends(k ServiceKey, backends []Backend) error {
 
 // swapRing builds a Maglev ring for members (backend slots in memberSlot)
 // into a new inner map and installs it as the service's ring.
-func (l *Loader) swapRing(svcID uint32, members []maglev.Member, memberSlot []uint32) error {
+func (l *Loader) swapRing(svc *service, members []maglev.Member, memberSlot []uint32) error {
 	table, err := maglev.Build(members, l.opts.TableSize, l.opts.Seed)
 	if err != nil {
 		return err
@@ -343,19 +351,30 @@ func (l *Loader) swapRing(svcID uint32, members []maglev.Member, memberSlot []ui
 			}
 		}
 	}
-	if err := l.objs.LbRings.Update(svcID, ring, ebpf.UpdateAny); err != nil {
+	if err := l.objs.LbRings.Update(svc.id, ring, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("install ring: %w", err)
 	}
+	svc.members, svc.memberSlot, svc.ringSum, svc.ringKnown = slices.Clone(members), slices.Clone(memberSlot), ringDigest(vals), true
 	return nil
 }
 
 // freeBackend clears a slot (so connection entries naming it re-steer) and
 // returns it to the pool.
-func (l *Loader) freeBackend(slot uint32) error {
+func (l *Loader) freeBackend(svc *service, slot uint32) error {
 	if err := l.objs.LbBackends.Update(slot, &bpf.LbBackend{}, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("free PE slot %d: %w", slot, err)
 	}
+	delete(svc.values, slot)
 	l.beFree.put(slot)
+	return nil
+}
+
+// writeBackend writes a PE slot and records what it wrote.
+func (l *Loader) writeBackend(svc *service, slot uint32, v bpf.LbBackend) error {
+	if err := l.objs.LbBackends.Update(slot, &v, ebpf.UpdateAny); err != nil {
+		return err
+	}
+	svc.values[slot] = v
 	return nil
 }
 
@@ -459,7 +478,7 @@ func (l *Loader) restore() error {
 			VIP:   netip.AddrPortFrom(wordsAddr(key.Addr.W, key.Family), htons(key.Port)),
 			Proto: Proto(key.Proto),
 		}
-		svc := &service{id: val.Id, flags: val.Flags, backends: map[uint32]uint32{}}
+		svc := &service{id: val.Id, flags: val.Flags, backends: map[uint32]uint32{}, values: map[uint32]bpf.LbBackend{}}
 		l.services[k] = svc
 		byID[val.Id] = svc
 		l.svcFree.take(val.Id)
@@ -479,6 +498,7 @@ func (l *Loader) restore() error {
 			continue
 		}
 		svc.backends[be.PeId] = slot
+		svc.values[slot] = be
 		l.beFree.take(slot)
 	}
 	if err := bit.Err(); err != nil {

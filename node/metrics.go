@@ -40,6 +40,8 @@ type Metrics struct {
 	syncs      prometheus.Counter
 	syncErrors prometheus.Counter
 	repairs    prometheus.Counter
+	// mapRepairs counts kernel map entries rewritten by Loader.Repair.
+	mapRepairs *prometheus.CounterVec
 	// resolutions is the registrar's Handle Resolution latency, observed
 	// through enrp.ServerConfig.ObserveResolution.
 	resolutions prometheus.Histogram
@@ -104,6 +106,10 @@ func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logge
 			Name: "rspxdp_dataplane_sync_errors_total",
 			Help: "Failed attempts to program the BPF maps.",
 		}),
+		mapRepairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rspxdp_dataplane_map_repairs_total",
+			Help: "Kernel map entries found deleted or changed behind the node's back and rewritten by reconciliation, by map.",
+		}, []string{"map"}),
 		repairs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rspxdp_dataplane_drift_repairs_total",
 			Help: "Differences between the maps and the handlespace found and repaired by reconciliation.",
@@ -138,7 +144,7 @@ func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logge
 	m.descPeerUp = prometheus.NewDesc("rspxdp_enrp_peer_up", "1 while the ENRP peer (server id) is alive, 0 once it died or left.", []string{"peer"}, nil)
 	m.descRejected = prometheus.NewDesc("rspxdp_registrations_rejected_total", "Registrations refused, by the cause sent back.", []string{"cause"}, nil)
 	m.descDPE = prometheus.NewDesc("rspxdp_dataplane_pool_elements", "Pool elements programmed in the data plane, by pool, virtual service and state.", []string{"pool", "vip", "state"}, nil)
-	m.reg.MustRegister(m.events, m.syncs, m.syncErrors, m.repairs, m.resolutions, collector{m})
+	m.reg.MustRegister(m.events, m.syncs, m.syncErrors, m.repairs, m.mapRepairs, m.resolutions, collector{m})
 	return m
 }
 

@@ -397,7 +397,12 @@ loop:
 			repairs, err := n.sync.Reconcile()
 			n.apply.Unlock()
 			for _, r := range repairs {
-				n.log.Warn("reconcile: repaired drift", "service", r.Service, "what", r.What)
+				if r.Map != "" {
+					n.log.Warn("reconcile: repaired a kernel map changed behind the node's back", "map", r.Map, "what", r.What)
+					n.metrics.mapRepairs.WithLabelValues(r.Map).Inc()
+				} else {
+					n.log.Warn("reconcile: repaired drift", "service", r.Service, "what", r.What)
+				}
 			}
 			n.metrics.repairs.Add(float64(len(repairs)))
 			n.ready.SetDataplane(true, err)

@@ -252,24 +252,44 @@ func sortBackends(b []loader.Backend) {
 type Repair struct {
 	Service string
 	What    string
+	// Map is the BPF map a kernel-level repair rewrote ("" for a
+	// difference between the data plane and the handlespace).
+	Map string
+}
+
+// kernelRepairer is what *loader.Loader adds to Dataplane: a comparison of
+// the kernel's maps with what it wrote there, repairing the difference.
+type kernelRepairer interface {
+	Repair() ([]loader.Drift, error)
 }
 
 // Reconcile compares every service in the data plane with what the
 // handlespace says it should be, repairs each difference and returns what
 // it repaired. It also ends the adoption grace once it has passed.
 func (s *Syncer) Reconcile() ([]Repair, error) {
+	var repairs []Repair
+	// The kernel's maps first: what the loader reports below is its own
+	// record, which an entry deleted behind its back does not change.
+	if kr, ok := s.dp.(kernelRepairer); ok {
+		drifts, err := kr.Repair()
+		for _, d := range drifts {
+			repairs = append(repairs, Repair{Service: d.Map, What: d.What, Map: d.Map})
+		}
+		if err != nil {
+			return repairs, fmt.Errorf("reconcile: kernel maps: %w", err)
+		}
+	}
 	have, err := s.dp.Services()
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: read services: %w", err)
+		return repairs, fmt.Errorf("reconcile: read services: %w", err)
 	}
-	var repairs []Repair
 	want := s.configuredKeys()
 	for k := range have {
 		if _, ok := want[k]; !ok {
 			if err := s.dp.RemoveService(k); err != nil {
 				return repairs, fmt.Errorf("reconcile: remove %s: %w", fmtKey(k), err)
 			}
-			repairs = append(repairs, Repair{fmtKey(k), "removed a service that is not configured"})
+			repairs = append(repairs, Repair{Service: fmtKey(k), What: "removed a service that is not configured"})
 		}
 	}
 	for k, v := range want {
@@ -280,14 +300,14 @@ func (s *Syncer) Reconcile() ([]Repair, error) {
 			if err := s.dp.UpsertService(loader.Service{ServiceKey: k, L2DSR: s.l2dsr}); err != nil {
 				return repairs, fmt.Errorf("reconcile: add %s: %w", v, err)
 			}
-			repairs = append(repairs, Repair{v.String(), "added a missing service"})
+			repairs = append(repairs, Repair{Service: v.String(), What: "added a missing service"})
 		}
 		got = slices.Clone(got)
 		sortBackends(got)
 		if diff := diffBackends(got, d); ok && diff == "" {
 			continue
 		} else if ok {
-			repairs = append(repairs, Repair{v.String(), diff})
+			repairs = append(repairs, Repair{Service: v.String(), What: diff})
 		}
 		if err := s.dp.SetBackends(k, d); err != nil {
 			return repairs, fmt.Errorf("reconcile: program %s: %w", v, err)
