@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/rspxdp/rspxdp/bgp"
+	"github.com/rspxdp/rspxdp/enrp"
 	"github.com/rspxdp/rspxdp/loader"
 )
 
@@ -67,6 +69,24 @@ type RegistrarConfig struct {
 	MaxPools       int `yaml:"max-pools"`
 	MaxPEsPerPool  int `yaml:"max-pes-per-pool"`
 	MaxConnections int `yaml:"max-connections"`
+	// MaxPEs bounds the PEs of the whole handlespace (0: 1048576).
+	MaxPEs int `yaml:"max-pes"`
+	// MaxResolutionItems is the PEs per handle resolution when the PU does
+	// not say (0: 3); MaxIncrement the selection state advance per
+	// resolution (0: the policy's default); MaxPEsPerResponse the PEs per
+	// ENRP Handle Table Response (0: 128); MaxBadPEReports the Endpoint
+	// Unreachable reports that remove a PE (0: 3; with TLS, distinct
+	// reporters).
+	MaxResolutionItems int `yaml:"max-resolution-items"`
+	MaxIncrement       int `yaml:"max-increment"`
+	MaxPEsPerResponse  int `yaml:"max-pes-per-response"`
+	MaxBadPEReports    int `yaml:"max-bad-pe-reports"`
+	// PeerAnnounce finds peers by ENRP Presence announces over UDP
+	// multicast (239.0.0.51:9901).
+	PeerAnnounce bool `yaml:"peer-announce"`
+	// AnnounceTo are unicast IP:PORT that also get the ASAP Server
+	// Announces (implies announcing).
+	AnnounceTo []string `yaml:"announce-to"`
 	// ListenOnClientSide allows ASAP or ENRP to listen on an address of a
 	// client-facing interface (dataplane.interfaces). Without it such a
 	// listen address is refused: the registrar belongs on the control
@@ -99,8 +119,16 @@ type Timers struct {
 	PeerMaxTimeLastHeard  Duration `yaml:"peer-max-time-last-heard"`
 	PeerMaxTimeNoResponse Duration `yaml:"peer-max-time-no-response"`
 	TakeoverExpiry        Duration `yaml:"takeover-expiry"`
-	// DrainTimeout is how long a deregistered PE keeps its existing flows.
+	// DrainTimeout is how long a deregistered PE keeps its existing flows
+	// (0s: not at all).
 	DrainTimeout Duration `yaml:"drain-timeout"`
+	// LeaveTimeout is how long a stopping registrar waits for a peer to
+	// take its PEs over (0s: it leaves without telling the peers).
+	LeaveTimeout Duration `yaml:"leave-timeout"`
+	// AnnounceInterval is the ASAP Server Announce period.
+	AnnounceInterval Duration `yaml:"announce-interval"`
+	// DialTimeout bounds connecting to a peer or, after a takeover, a PE.
+	DialTimeout Duration `yaml:"dial-timeout"`
 }
 
 // DataplaneConfig configures the XDP data plane.
@@ -178,8 +206,8 @@ func ParseVIP(s string) (VIP, error) {
 }
 
 func (v *VIP) validate() error {
-	if v.Handle == "" {
-		return errors.New("handle: empty")
+	if err := CheckHandle(v.Handle); err != nil {
+		return fmt.Errorf("handle: %w", err)
 	}
 	ap, err := netip.ParseAddrPort(v.Address)
 	if err != nil {
@@ -208,6 +236,9 @@ type Duration time.Duration
 
 // UnmarshalYAML accepts Go duration strings.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: not a duration like 5s or 100ms", n.Line)
+	}
 	var s string
 	if err := n.Decode(&s); err != nil {
 		return err
@@ -217,7 +248,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: %q is not a duration like 5s or 100ms", n.Line, s)
 	}
 	if v < 0 {
-		return fmt.Errorf("line %d: negative duration %q", n.Line, s)
+		return fmt.Errorf("line %d: %q is a negative duration", n.Line, s)
 	}
 	*d = Duration(v)
 	return nil
@@ -232,7 +263,25 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // Defaults returns the configuration a node runs with when nothing is set.
 func Defaults() Config {
 	return Config{
-		Registrar: RegistrarConfig{ASAP: ":3863", ENRP: ":9901", Transport: "tcp"},
+		Registrar: RegistrarConfig{ASAP: ":3863", ENRP: ":9901", Transport: "tcp",
+			Timers: Timers{
+				KeepAliveInterval:     Duration(enrp.DefaultKeepAliveInterval),
+				KeepAliveTimeout:      Duration(enrp.DefaultKeepAliveTimeout),
+				PeerHeartbeatCycle:    Duration(enrp.DefaultPeerHeartbeatCycle),
+				PeerMaxTimeLastHeard:  Duration(enrp.DefaultPeerMaxTimeLastHeard),
+				PeerMaxTimeNoResponse: Duration(enrp.DefaultPeerMaxTimeNoResponse),
+				TakeoverExpiry:        Duration(enrp.DefaultTakeoverExpiry),
+				DrainTimeout:          Duration(30 * time.Second),
+				LeaveTimeout:          Duration(enrp.DefaultLeaveTimeout),
+				AnnounceInterval:      Duration(enrp.DefaultAnnounceInterval),
+				DialTimeout:           Duration(2 * time.Second),
+			},
+			MaxConnections:     enrp.DefaultMaxConnections,
+			MaxPEs:             enrp.DefaultMaxPEs,
+			MaxResolutionItems: enrp.DefaultMaxResolutionItems,
+			MaxPEsPerResponse:  enrp.DefaultMaxPEsPerResponse,
+			MaxBadPEReports:    enrp.DefaultMaxBadPEReports,
+		},
 		Dataplane: DataplaneConfig{
 			Mode:       "auto",
 			Forwarding: "ipip",
@@ -273,7 +322,7 @@ func ParseConfig(b []byte) (cfg Config, err error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return cfg, err
+		return cfg, explainYAML(err, b)
 	}
 	return cfg, nil
 }
@@ -281,46 +330,8 @@ func ParseConfig(b []byte) (cfg Config, err error) {
 // Validate checks every field and names the first that is wrong, in the
 // file's own terms (e.g. "vips[1].address").
 func (c *Config) Validate() error {
-	r := &c.Registrar
-	for i, p := range r.Peers {
-		if _, _, err := splitHostPort(p); err != nil {
-			return fmt.Errorf("registrar.peers[%d]: %w", i, err)
-		}
-	}
-	for name, a := range map[string]string{"registrar.asap": r.ASAP, "registrar.enrp": r.ENRP} {
-		if _, _, err := splitHostPort(a); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-	}
-	for name, a := range map[string]string{"registrar.advertise-asap": r.AdvertiseASAP, "registrar.advertise-enrp": r.AdvertiseENRP} {
-		if _, err := netip.ParseAddrPort(a); a != "" && err != nil {
-			return fmt.Errorf("%s: %q is not IP:PORT", name, a)
-		}
-	}
-	switch r.Transport {
-	case "tcp", "sctp":
-	default:
-		return fmt.Errorf("registrar.transport: %q is not tcp or sctp", r.Transport)
-	}
-	for i, n := range r.AllowNetworks {
-		if _, err := netip.ParsePrefix(n); err != nil {
-			return fmt.Errorf("registrar.allow-networks[%d]: %q is not a prefix like 10.0.0.0/8", i, n)
-		}
-	}
-	switch t := r.TLS; {
-	case t.Enabled() && (t.CA == "" || t.Cert == "" || t.Key == ""):
-		return errors.New("registrar.tls: ca, cert and key go together: give all three or none")
-	case t.Enabled() && t.Policy == "":
-		return errors.New("registrar.tls.policy: required with TLS (which identities may register, peer and resolve)")
-	case !t.Enabled() && t.Policy != "":
-		return errors.New("registrar.tls.policy: needs ca, cert and key: identities come from certificates")
-	case t.Enabled() && r.Transport != "tcp":
-		return fmt.Errorf("registrar.tls: TLS runs over tcp, not %s", r.Transport)
-	case t.MaxResolutionRate < 0 || t.MaxUnreachableRate < 0:
-		return errors.New("registrar.tls: rates must not be negative")
-	}
-	if r.MaxPools < 0 || r.MaxPEsPerPool < 0 || r.MaxConnections < 0 {
-		return errors.New("registrar: max-pools, max-pes-per-pool and max-connections must not be negative")
+	if err := c.Registrar.Validate(); err != nil {
+		return err
 	}
 	d := &c.Dataplane
 	if len(d.Interfaces) == 0 {
@@ -383,6 +394,88 @@ func (c *Config) Validate() error {
 	}
 	if err := c.BGP.Validate(); err != nil {
 		return err
+	}
+	return nil
+}
+
+// Validate checks the registrar's fields, naming the first that is wrong
+// as Config.Validate does ("registrar.peers[0]"). The registrar subcommand
+// runs it alone.
+func (r *RegistrarConfig) Validate() error {
+	for i, p := range r.Peers {
+		if _, _, err := splitHostPort(p); err != nil {
+			return fmt.Errorf("registrar.peers[%d]: %w", i, err)
+		}
+	}
+	for name, a := range map[string]string{"registrar.asap": r.ASAP, "registrar.enrp": r.ENRP} {
+		if _, _, err := splitHostPort(a); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	for name, a := range map[string]string{"registrar.advertise-asap": r.AdvertiseASAP, "registrar.advertise-enrp": r.AdvertiseENRP} {
+		if _, err := netip.ParseAddrPort(a); a != "" && err != nil {
+			return fmt.Errorf("%s: %q is not IP:PORT", name, a)
+		}
+	}
+	switch r.Transport {
+	case "tcp", "sctp", "auto":
+	default:
+		return fmt.Errorf("registrar.transport: %q is not tcp, sctp or auto", r.Transport)
+	}
+	for i, n := range r.AllowNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			return fmt.Errorf("registrar.allow-networks[%d]: %q is not a prefix like 10.0.0.0/8", i, n)
+		}
+	}
+	switch t := r.TLS; {
+	case t.Enabled() && (t.CA == "" || t.Cert == "" || t.Key == ""):
+		return errors.New("registrar.tls: ca, cert and key go together: give all three or none")
+	case t.Enabled() && t.Policy == "":
+		return errors.New("registrar.tls.policy: required with TLS (which identities may register, peer and resolve)")
+	case !t.Enabled() && t.Policy != "":
+		return errors.New("registrar.tls.policy: needs ca, cert and key: identities come from certificates")
+	case t.Enabled() && r.Transport != "tcp":
+		return fmt.Errorf("registrar.tls: TLS runs over tcp, not %s", r.Transport)
+	case t.MaxResolutionRate < 0 || t.MaxUnreachableRate < 0:
+		return errors.New("registrar.tls.max-resolution-rate, max-unreachable-rate: must not be negative")
+	}
+	for _, b := range []struct {
+		name string
+		v    int
+	}{{"max-pools", r.MaxPools}, {"max-pes-per-pool", r.MaxPEsPerPool}, {"max-connections", r.MaxConnections},
+		{"max-pes", r.MaxPEs}, {"max-resolution-items", r.MaxResolutionItems}, {"max-increment", r.MaxIncrement},
+		{"max-pes-per-response", r.MaxPEsPerResponse}, {"max-bad-pe-reports", r.MaxBadPEReports}} {
+		if b.v < 0 {
+			return fmt.Errorf("registrar.%s: %d is negative", b.name, b.v)
+		}
+	}
+	for i, h := range r.AllowHandles {
+		if err := CheckHandle(h); err != nil {
+			return fmt.Errorf("registrar.allow-handles[%d]: %w", i, err)
+		}
+	}
+	for i, a := range r.AnnounceTo {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			return fmt.Errorf("registrar.announce-to[%d]: %q is not IP:PORT", i, a)
+		}
+	}
+	return nil
+}
+
+// ServerConfig is the registrar this section configures, as enrp runs
+// it: it reads the TLS files and the policy. Validate it first.
+func (r RegistrarConfig) ServerConfig(log *slog.Logger) (enrp.ServerConfig, error) {
+	return registrarConfig(r, log)
+}
+
+// CheckHandle refuses pool handles a registrar refuses: empty or longer
+// than enrp.MaxHandleLen (255) bytes.
+func CheckHandle(h string) error {
+	switch {
+	case h == "":
+		return errors.New("empty pool handle")
+	case len(h) > enrp.MaxHandleLen:
+		return fmt.Errorf("pool handle of %d bytes; at most %d", len(h), enrp.MaxHandleLen)
 	}
 	return nil
 }

@@ -64,7 +64,7 @@ func FuzzParseConfig(f *testing.F) {
 // nilEmpty makes empty lists nil: YAML writes both as [] and reads []
 // back as empty, which is the same configuration.
 func nilEmpty(c Config) Config {
-	for _, l := range []*[]string{&c.Registrar.Peers, &c.Registrar.AllowHandles, &c.Registrar.AllowNetworks, &c.Dataplane.Interfaces, &c.Dataplane.ControlNetworks} {
+	for _, l := range []*[]string{&c.Registrar.Peers, &c.Registrar.AllowHandles, &c.Registrar.AllowNetworks, &c.Registrar.AnnounceTo, &c.Dataplane.Interfaces, &c.Dataplane.ControlNetworks} {
 		if len(*l) == 0 {
 			*l = nil
 		}

@@ -47,7 +47,7 @@ func TestValidateNamesTheField(t *testing.T) {
 			c.Registrar.Transport = "sctp"
 			c.Registrar.TLS = TLSConfig{CA: "ca.pem", Cert: "c.pem", Key: "k.pem", Policy: "p.yaml"}
 		}, "registrar.tls: TLS runs over tcp"},
-		{"negative bound", func(c *Config) { c.Registrar.MaxPools = -1 }, "registrar: max-pools"},
+		{"negative bound", func(c *Config) { c.Registrar.MaxPools = -1 }, "registrar.max-pools: -1 is negative"},
 		{"tls valid", func(c *Config) {
 			c.Registrar.TLS = TLSConfig{CA: "ca.pem", Cert: "c.pem", Key: "k.pem", Policy: "p.yaml", MaxResolutionRate: 100}
 		}, ""},
@@ -111,7 +111,7 @@ func TestLoadFileRejectsUnknownAndBadFields(t *testing.T) {
 	for _, tc := range []struct{ body, want string }{
 		{"dataplane:\n  interfacs: [eth0]\n", "interfacs"},
 		{"registrar:\n  timers:\n    keepalive-interval: fast\n", "not a duration"},
-		{"vips: 3\n", "cannot unmarshal"},
+		{"vips: 3\n", `vips: "3" is not a list`},
 	} {
 		p := filepath.Join(dir, "c.yaml")
 		if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
@@ -154,5 +154,47 @@ func TestConfigBGP(t *testing.T) {
 				t.Errorf("parsed %+v", cfg.BGP)
 			}
 		})
+	}
+}
+
+// TestYAMLErrorsNameTheField: type errors say which field and what it
+// takes, never a Go type.
+func TestYAMLErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"registrar:\n  id: abc\n", `line 2: registrar.id: "abc" is not a whole number from 0 to 4294967295`},
+		{"registrar: {id: abc}\n", `line 1: registrar.id: "abc" is not a whole number from 0 to 4294967295`},
+		{"registrar:\n  peers: 5\n", `line 2: registrar.peers: "5" is not a list`},
+		{"registrar:\n  peers: [\"1.2.3.4:5\", {a: 1}]\n", `line 2: registrar.peers[1]: a mapping is not a string`},
+		{"registrar:\n  announce: maybe\n", `line 2: registrar.announce: "maybe" is not true or false`},
+		{"registrar:\n  bogus: 1\n", `line 2: registrar.bogus: unknown field`},
+		{"registrar:\n  timers:\n    keepalive-interval: -1s\n", `line 3: registrar.timers.keepalive-interval: "-1s" is a negative duration`},
+		{"registrar:\n  timers:\n    drain-timeout: [1]\n", `line 3: registrar.timers.drain-timeout: not a duration`},
+		{"vips:\n  - {handle: x, address: [1]}\n", `line 2: vips[0].address: a list is not a string`},
+		{"dataplane:\n  table-size: -5\n", `line 2: dataplane.table-size: "-5" is not a whole number from 0 to 4294967295`},
+		{"registrar:\n  id: 1\n  id: 2\n", `line 3: registrar.id: given twice`},
+	} {
+		_, err := ParseConfig([]byte(tc.doc))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) || strings.Contains(err.Error(), "!!") || strings.Contains(err.Error(), "uint32") {
+			t.Errorf("%q: %v, want an error starting %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+func TestValidateHandleLimit(t *testing.T) {
+	long := strings.Repeat("h", 300)
+	c := validConfig()
+	c.VIPs[0].Handle = long
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "vips[0].handle: pool handle of 300 bytes; at most 255") {
+		t.Fatalf("300-byte VIP handle: %v", err)
+	}
+	c = validConfig()
+	c.Registrar.AllowHandles = []string{"ok", long}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "registrar.allow-handles[1]: pool handle of 300 bytes; at most 255") {
+		t.Fatalf("300-byte allowed handle: %v", err)
+	}
+	c = validConfig()
+	c.VIPs[0].Handle = strings.Repeat("h", 255)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("255-byte handle: %v", err)
 	}
 }

@@ -250,6 +250,22 @@ func registrarConfig(r RegistrarConfig, log *slog.Logger) (enrp.ServerConfig, er
 	c.PeerMaxTimeNoResponse = t.PeerMaxTimeNoResponse.D()
 	c.TakeoverExpiry = t.TakeoverExpiry.D()
 	c.DrainTimeout = t.DrainTimeout.D()
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = -1 // 0s in the file: no drain (enrp's 0 is its default)
+	}
+	c.LeaveTimeout = t.LeaveTimeout.D()
+	if c.LeaveTimeout == 0 {
+		c.LeaveTimeout = -1 // 0s: leave without telling the peers
+	}
+	c.AnnounceInterval = t.AnnounceInterval.D()
+	c.DialTimeout = t.DialTimeout.D()
+	c.MaxPEs, c.MaxResolutionItems, c.MaxIncrement = r.MaxPEs, r.MaxResolutionItems, r.MaxIncrement
+	c.MaxPEsPerResponse, c.MaxBadPEReports = r.MaxPEsPerResponse, r.MaxBadPEReports
+	c.PeerAnnounce, c.PeerAnnounceMulticast = r.PeerAnnounce, r.PeerAnnounce
+	for _, a := range r.AnnounceTo {
+		c.AnnounceUnicast = append(c.AnnounceUnicast, netip.MustParseAddrPort(a))
+	}
+	c.Announce = r.Announce || len(c.AnnounceUnicast) > 0
 	c.Logger = log
 	if len(r.AllowHandles) > 0 || len(r.AllowNetworks) > 0 {
 		a := &enrp.AllowList{Handles: r.AllowHandles}
@@ -275,6 +291,7 @@ func registrarConfig(r RegistrarConfig, log *slog.Logger) (enrp.ServerConfig, er
 		c.Security = &enrp.Security{TLS: rl, Policy: pf,
 			Resolutions:  security.RateConfig{Rate: t.MaxResolutionRate},
 			Unreachables: security.RateConfig{Rate: t.MaxUnreachableRate},
+			Reports:      security.ReportConfig{Reporters: r.MaxBadPEReports},
 		}
 	}
 	return c, nil

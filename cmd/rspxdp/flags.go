@@ -248,12 +248,6 @@ func (c countFlag) Set(s string) error {
 // rateFlag is a float64 flag that refuses negative rates.
 type rateFlag struct{ v *float64 }
 
-func newRate(fs *flag.FlagSet, name string, def float64, usage string) *float64 {
-	v := def
-	fs.Var(rateFlag{&v}, name, usage)
-	return &v
-}
-
 func (r rateFlag) String() string {
 	if r.v == nil {
 		return ""

@@ -64,35 +64,26 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "node", nodeUsage)
 	d := node.Defaults()
 	cfgPath := fs.String("config", "", "YAML configuration file (flags override it)")
-	id := fs.String("id", "", "registrar server id (decimal or 0x hex; default: random)")
-	asap := fs.String("asap", d.Registrar.ASAP, "ASAP listen address")
-	enrpA := fs.String("enrp", d.Registrar.ENRP, "ENRP listen address")
-	advASAP := fs.String("advertise-asap", "", "ASAP IP:PORT announced to PEs, PUs and peers")
-	advENRP := fs.String("advertise-enrp", "", "ENRP IP:PORT announced to peers")
-	var peers, ifaces, vips listFlag
-	fs.Var(checkedList{&peers, checkHostPort}, "peer", "ENRP peer ADDR:PORT (repeatable)")
+	rf := addRegistrarFlags(fs)
+	for path, name := range nodeFlagFields {
+		rf.yaml[path] = name
+	}
+	var ifaces, vips listFlag
 	fs.Var(&ifaces, "i", "interface to attach XDP to (repeatable)")
 	fs.Var(&ifaces, "interface", "same as -i")
 	fs.Var(&vips, "vip", "virtual service HANDLE=ADDR:PORT/PROTO, PROTO tcp|udp|sctp (repeatable)")
-	transport := fs.String("transport", d.Registrar.Transport, "registrar transport: tcp or sctp")
-	announce := fs.Bool("announce", false, "send ASAP Server Announces to 239.0.0.50:3863")
 	mode := fs.String("mode", d.Dataplane.Mode, "XDP attach mode: auto, native or generic")
 	fwd := fs.String("forwarding", d.Dataplane.Forwarding, "ipip (encapsulate to the PE) or l2dsr (rewrite the MAC)")
 	pinDir := fs.String("pin-dir", d.Dataplane.PinDir, "bpffs directory for pinned maps and links")
 	tableSize := fs.Uint("table-size", 0, "Maglev ring size per VIP, a prime (default 65537)")
 	seed := fs.String("seed", "", "flow hash seed, the same on every node (default 0x52535058)")
 	flood := fs.Uint("flood-limit", 0, "new flows/s per CPU past which flows get no connection entry (default 125000; 0: off)")
+	connTable := fs.Uint("conn-table-size", 0, "connection table capacity, flows (default 262144)")
 	src4 := fs.String("source-v4", "", "outer source address of IPIP packets")
 	src6 := fs.String("source-v6", "", "outer source address of IPv6-in-IPv6 packets")
 	redirect := fs.Bool("redirect", false, "XDP_REDIRECT every packet, also to PEs behind the ingress interface (PEs behind another interface are always redirected)")
 	keep := fs.Bool("keep-on-exit", false, "leave the program attached and maps pinned on exit (restart without dropping flows)")
 	metrics := fs.String("metrics", d.Metrics, "Prometheus listen address (empty: off)")
-	kaInt := newDuration(fs, "keepalive-interval", 0, "Endpoint Keep-Alive interval (default 5s)")
-	kaTO := newDuration(fs, "keepalive-timeout", 0, "Endpoint Keep-Alive timeout (default 5s)")
-	hb := newDuration(fs, "heartbeat", 0, "ENRP peer heartbeat cycle (default 2.444s)")
-	lastHeard := newDuration(fs, "max-time-last-heard", 0, "peer max time last heard (default 5s)")
-	noResp := newDuration(fs, "max-time-no-response", 0, "peer max time no response (default 5s)")
-	drain := newDuration(fs, "drain-timeout", 0, "how long a deregistered PE keeps its flows (default 30s)")
 	reconcile := newDuration(fs, "reconcile-every", 0, "drift check period (default 10s)")
 	// The client-side/control-side model (edge): who may reach the
 	// registrar through the client-facing interfaces.
@@ -126,26 +117,13 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 				return cfg, usagef("%v", err)
 			}
 		}
+		rf.applyTo(fs, &cfg.Registrar)
 		var flagErr error
 		fs.Visit(func(f *flag.Flag) {
 			r, dp := &cfg.Registrar, &cfg.Dataplane
 			switch f.Name {
-			case "asap":
-				r.ASAP = *asap
-			case "enrp":
-				r.ENRP = *enrpA
-			case "advertise-asap":
-				r.AdvertiseASAP = *advASAP
-			case "advertise-enrp":
-				r.AdvertiseENRP = *advENRP
-			case "peer":
-				r.Peers = peers
 			case "i", "interface":
 				dp.Interfaces = ifaces
-			case "transport":
-				r.Transport = *transport
-			case "announce":
-				r.Announce = *announce
 			case "mode":
 				dp.Mode = *mode
 			case "forwarding":
@@ -162,6 +140,8 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 				dp.Seed = uint32(v)
 			case "flood-limit":
 				dp.FloodLimit = uint32(*flood)
+			case "conn-table-size":
+				dp.ConnTableSize = uint32(*connTable)
 			case "source-v4":
 				dp.SourceV4 = *src4
 			case "source-v6":
@@ -172,18 +152,6 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 				dp.KeepOnExit = *keep
 			case "metrics":
 				cfg.Metrics = *metrics
-			case "keepalive-interval":
-				r.Timers.KeepAliveInterval = node.Duration(*kaInt)
-			case "keepalive-timeout":
-				r.Timers.KeepAliveTimeout = node.Duration(*kaTO)
-			case "heartbeat":
-				r.Timers.PeerHeartbeatCycle = node.Duration(*hb)
-			case "max-time-last-heard":
-				r.Timers.PeerMaxTimeLastHeard = node.Duration(*lastHeard)
-			case "max-time-no-response":
-				r.Timers.PeerMaxTimeNoResponse = node.Duration(*noResp)
-			case "drain-timeout":
-				r.Timers.DrainTimeout = node.Duration(*drain)
 			case "reconcile-every":
 				cfg.ReconcileEvery = node.Duration(*reconcile)
 			case "control-net":
@@ -232,8 +200,8 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 				cfg.VIPs = append(cfg.VIPs, v)
 			}
 		}
-		if *id != "" {
-			v, err := parseServerID(*id)
+		if rf.id != "" {
+			v, err := parseServerID(rf.id)
 			if err != nil {
 				return cfg, err
 			}
@@ -243,7 +211,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 			cfg.LogLevel = env.logLevel
 		}
 		if err := cfg.Validate(); err != nil {
-			return cfg, usagef("configuration: %v", err)
+			return cfg, rf.configError(fs, *cfgPath, err)
 		}
 		return cfg, nil
 	}
@@ -279,6 +247,40 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	fmt.Fprintf(env.stdout, "node $%08x: ASAP %v, ENRP %v, XDP on %v, %d VIPs, metrics %v\n",
 		n.Registrar().ID(), n.Registrar().ASAPAddr(), n.Registrar().ENRPAddr(), cfg.Dataplane.Interfaces, len(cfg.VIPs), n.MetricsAddr())
 	return n.Run(ctx)
+}
+
+// nodeFlagFields names the flag of each field of the node's YAML outside
+// the registrar section (addRegistrarFlags names those), so that an error
+// in a value given by flag names the flag, and a test can check every field
+// has one.
+var nodeFlagFields = map[string]string{
+	"registrar.listen-on-client-side": "listen-on-client-side",
+	"dataplane.interfaces":            "interface",
+	"dataplane.mode":                  "mode",
+	"dataplane.forwarding":            "forwarding",
+	"dataplane.pin-dir":               "pin-dir",
+	"dataplane.table-size":            "table-size",
+	"dataplane.seed":                  "seed",
+	"dataplane.conn-table-size":       "conn-table-size",
+	"dataplane.flood-limit":           "flood-limit",
+	"dataplane.source-v4":             "source-v4",
+	"dataplane.source-v6":             "source-v6",
+	"dataplane.redirect":              "redirect",
+	"dataplane.keep-on-exit":          "keep-on-exit",
+	"dataplane.control-networks":      "control-net",
+	"vips":                            "vip",
+	"metrics":                         "metrics",
+	"reconcile-every":                 "reconcile-every",
+	"log-level":                       "log-level",
+	"bgp.asn":                         "bgp-asn",
+	"bgp.router-id":                   "bgp-router-id",
+	"bgp.listen-port":                 "bgp-listen-port",
+	"bgp.peers":                       "bgp-peer",
+	"bgp.min-pes":                     "bgp-min-pes",
+	"bgp.drain":                       "bgp-drain",
+	"bgp.settle":                      "bgp-settle",
+	"bgp.communities":                 "bgp-community",
+	"bgp.graceful-restart":            "bgp-graceful-restart",
 }
 
 // repeatFlag collects every use of a repeatable flag whose value has commas

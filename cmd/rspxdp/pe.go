@@ -14,6 +14,7 @@ import (
 
 	"github.com/rspxdp/rspxdp/asap"
 	"github.com/rspxdp/rspxdp/loader"
+	"github.com/rspxdp/rspxdp/node"
 	"github.com/rspxdp/rspxdp/transport"
 )
 
@@ -82,6 +83,9 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *pool == "" {
 		return usagef("--pool is required")
+	}
+	if err := node.CheckHandle(*pool); err != nil {
+		return usagef("--pool: %v", err)
 	}
 	if *listen == "" {
 		return usagef("--listen is required")

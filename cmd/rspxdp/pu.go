@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rspxdp/rspxdp/asap"
+	"github.com/rspxdp/rspxdp/node"
 )
 
 const puUsage = `Usage: rspxdp pu --pool HANDLE --registrar ADDR[,ADDR] ACTION [flags]
@@ -59,6 +60,9 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	if *pool == "" {
 		return usagef("--pool is required")
+	}
+	if err := node.CheckHandle(*pool); err != nil {
+		return usagef("--pool: %v", err)
 	}
 	if len(regs) == 0 && *announces == "" {
 		return usagef("give --registrar or --announces")

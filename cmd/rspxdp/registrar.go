@@ -5,12 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"net/netip"
-	"strconv"
-	"time"
 
 	"github.com/rspxdp/rspxdp/enrp"
-	"github.com/rspxdp/rspxdp/security"
 )
 
 const registrarUsage = `Usage: rspxdp registrar [flags]
@@ -71,41 +67,7 @@ Examples:
 
 func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "registrar", registrarUsage)
-	id := fs.String("id", "", "server identifier (decimal or 0x hex, non-zero; default: random)")
-	asap := fs.String("asap", ":3863", "ASAP listen address")
-	enrpAddr := fs.String("enrp", ":9901", "ENRP listen address")
-	advASAP := fs.String("advertise-asap", "", "ASAP address announced to PEs and PUs (default: the listen address, loopback if unspecified)")
-	advENRP := fs.String("advertise-enrp", "", "ENRP address announced to peers (default: the listen address, loopback if unspecified)")
-	var peers, allowHandles, allowNets, announceTo listFlag
-	fs.Var(checkedList{&peers, checkHostPort}, "peer", "static ENRP peer ADDR:PORT (repeatable or comma-separated)")
-	fs.Var(&allowHandles, "allow-handle", "pool handle PEs may register (repeatable; default: any)")
-	fs.Var(checkedList{&allowNets, checkPrefix}, "allow-net", "source network PEs may register from, CIDR (repeatable; default: any)")
-	fs.Var(checkedList{&announceTo, checkIPPort}, "announce-to", "also send Server Announces to this unicast ADDR:PORT (repeatable; implies --announce)")
-	tr := fs.String("transport", "tcp", "transport: tcp, sctp or auto")
-	announce := fs.Bool("announce", false, "send ASAP Server Announces over UDP multicast (239.0.0.50:3863)")
-	peerAnnounce := fs.Bool("peer-announce", false, "discover peers by ENRP Presence announces over UDP multicast (239.0.0.51:9901)")
-	kaInt := newDuration(fs, "keepalive-interval", enrp.DefaultKeepAliveInterval, "Endpoint Keep-Alive interval")
-	kaTO := newDuration(fs, "keepalive-timeout", enrp.DefaultKeepAliveTimeout, "Endpoint Keep-Alive timeout")
-	hb := newDuration(fs, "heartbeat", enrp.DefaultPeerHeartbeatCycle, "peer heartbeat cycle")
-	lastHeard := newDuration(fs, "max-time-last-heard", enrp.DefaultPeerMaxTimeLastHeard, "peer max time last heard")
-	noResp := newDuration(fs, "max-time-no-response", enrp.DefaultPeerMaxTimeNoResponse, "peer max time no response")
-	takeover := newDuration(fs, "takeover-expiry", enrp.DefaultTakeoverExpiry, "takeover expiry interval")
-	annInt := newDuration(fs, "announce-interval", enrp.DefaultAnnounceInterval, "Server Announce interval")
-	dialTO := newDuration(fs, "dial-timeout", 2*time.Second, "connection set-up timeout to peers and PEs")
-	leaveTO := newDuration(fs, "leave-timeout", enrp.DefaultLeaveTimeout, "graceful leave: wait for a peer to take over (0: none)")
-	drain := newDuration(fs, "drain-timeout", 30*time.Second, "drain time of deregistered PEs (0: none)")
-	maxItems := newCount(fs, "max-resolution-items", enrp.DefaultMaxResolutionItems, "PEs per handle resolution when the PU does not say")
-	maxInc := newCount(fs, "max-increment", enrp.DefaultMaxIncrement, "selection state advance per resolution (0: policy default)")
-	maxPerResp := newCount(fs, "max-pes-per-response", enrp.DefaultMaxPEsPerResponse, "PEs per ENRP Handle Table Response")
-	maxPEs := newCount(fs, "max-pes", enrp.DefaultMaxPEs, "PEs in the whole handlespace; more are refused with Lack of Resources")
-	maxPools := newCount(fs, "max-pools", 0, "pools in the handlespace (0: unbounded)")
-	maxPerPool := newCount(fs, "max-pes-per-pool", 0, "PEs in one pool (0: unbounded)")
-	maxConns := newCount(fs, "max-connections", enrp.DefaultMaxConnections, "associations accepted per listener (ASAP, ENRP); more are closed at once")
-	maxBad := newCount(fs, "max-bad-pe-reports", enrp.DefaultMaxBadPEReports, "Endpoint Unreachable reports that remove a PE")
-	tf := addTLSFlags(fs)
-	policyFile := fs.String("policy", "", "authorisation policy (YAML) mapping certificate identities to pool handles, networks, peering and resolution; required with TLS")
-	hrRate := newRate(fs, "max-hr-rate", 0, "handle resolutions per second per client with TLS (0: unlimited, as rsplib)")
-	euRate := newRate(fs, "max-eu-rate", 0, "Endpoint Unreachable reports per second per client with TLS (0: unlimited, as rsplib)")
+	rf := addRegistrarFlags(fs)
 	metrics := fs.String("metrics", "", "Prometheus /metrics, /healthz and /readyz listen address, e.g. :9465 (empty: off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -113,109 +75,23 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	cfg := enrp.ServerConfig{
-		Transport:  *tr,
-		ASAPListen: *asap,
-		ENRPListen: *enrpAddr,
-		Peers:      peers,
-		Config: enrp.Config{
-			KeepAliveInterval:     *kaInt,
-			KeepAliveTimeout:      *kaTO,
-			PeerHeartbeatCycle:    *hb,
-			PeerMaxTimeLastHeard:  *lastHeard,
-			PeerMaxTimeNoResponse: *noResp,
-			TakeoverExpiry:        *takeover,
-			AnnounceInterval:      *annInt,
-			MaxResolutionItems:    *maxItems,
-			MaxIncrement:          *maxInc,
-			MaxPEsPerResponse:     *maxPerResp,
-			MaxBadPEReports:       *maxBad,
-			MaxPEs:                *maxPEs,
-			MaxPools:              *maxPools,
-			MaxPEsPerPool:         *maxPerPool,
-			DrainTimeout:          *drain,
-		},
-	}
-	if *drain <= 0 {
-		cfg.DrainTimeout = -1
-	}
-	cfg.DialTimeout = *dialTO
-	cfg.MaxConnections = *maxConns
-	// 0 on the command line means no graceful leave; in the config, the default.
-	cfg.LeaveTimeout = *leaveTO
-	if *leaveTO <= 0 {
-		cfg.LeaveTimeout = -1
-	}
-	switch *tr {
-	case "tcp", "sctp", "auto":
-	default:
-		return usagef("--transport %q: want tcp, sctp or auto", *tr)
-	}
-	var err error
-	if cfg.ID, err = parseServerID(*id); err != nil {
+	rc := rf.src
+	if err := rf.serverID(&rc); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name string
-		v    string
-		dst  *netip.AddrPort
-	}{{"--advertise-asap", *advASAP, &cfg.ASAP}, {"--advertise-enrp", *advENRP, &cfg.ENRP}} {
-		if f.v == "" {
-			continue
-		}
-		if *f.dst, err = netip.ParseAddrPort(f.v); err != nil {
-			return usagef("%s %q: want IP:PORT", f.name, f.v)
-		}
+	if err := rc.Validate(); err != nil {
+		return rf.configError(fs, "", err)
 	}
-	if len(allowHandles) > 0 || len(allowNets) > 0 {
-		cfg.Allow = &enrp.AllowList{Handles: allowHandles}
-		for _, n := range allowNets {
-			p, err := netip.ParsePrefix(n)
-			if err != nil {
-				return usagef("--allow-net %q: want a CIDR prefix", n)
-			}
-			cfg.Allow.Networks = append(cfg.Allow.Networks, p)
-		}
-	}
-	for _, a := range announceTo {
-		ap, err := netip.ParseAddrPort(a)
-		if err != nil {
-			return usagef("--announce-to %q: want IP:PORT", a)
-		}
-		cfg.AnnounceUnicast = append(cfg.AnnounceUnicast, ap)
-	}
-	cfg.Announce = *announce || len(cfg.AnnounceUnicast) > 0
-	cfg.AnnounceMulticast = *announce
-	cfg.PeerAnnounce = *peerAnnounce
-	cfg.PeerAnnounceMulticast = *peerAnnounce
-	cfg.Logger = env.logger()
-
-	rl, err := tf.reloader()
+	log := env.logger()
+	cfg, err := rc.ServerConfig(log)
 	if err != nil {
-		return err
+		return rf.configError(fs, "", err)
 	}
-	switch {
-	case rl != nil && *policyFile == "":
-		return usagef("TLS needs --policy: which identities may register, peer and resolve (an empty policy is `rules: []`)")
-	case rl == nil && *policyFile != "":
-		return usagef("--policy needs --tls-ca, --tls-cert and --tls-key: identities come from certificates")
-	case rl != nil:
-		pf, err := security.OpenPolicyFile(*policyFile)
-		if err != nil {
-			return fmt.Errorf("policy: %w", err)
-		}
-		cfg.Security = &enrp.Security{
-			TLS: rl, Policy: pf,
-			Resolutions:  security.RateConfig{Rate: *hrRate},
-			Unreachables: security.RateConfig{Rate: *euRate},
-			Reports:      security.ReportConfig{Reporters: *maxBad},
-		}
-		env.onReload("TLS material", rl.Reload)
-		env.onReload("policy", pf.Reload)
-	}
-
-	if cfg.Security == nil {
-		warnUnauthenticated(cfg.Logger, "registrar", "any host that reaches the ASAP and ENRP ports may register PEs, resolve and peer")
+	if sec := cfg.Security; sec != nil {
+		env.onReload("TLS material", sec.TLS.Reload)
+		env.onReload("policy", sec.Policy.Reload)
+	} else {
+		warnUnauthenticated(log, "registrar", "any host that reaches the ASAP and ENRP ports may register PEs, resolve and peer")
 	}
 	obs, err := newRegistrarObs(*metrics, &cfg)
 	if err != nil {
@@ -249,9 +125,9 @@ func parseServerID(s string) (uint32, error) {
 			}
 		}
 	}
-	v, err := strconv.ParseUint(s, 0, 32)
-	if err != nil || v == 0 {
-		return 0, usagef("--id %q: want a non-zero 32-bit number", s)
+	v, err := parseID(s)
+	if err != nil {
+		return 0, usagef("--id %q: %v", s, err)
 	}
-	return uint32(v), nil
+	return v, nil
 }
