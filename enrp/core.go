@@ -433,6 +433,25 @@ func (c *Core) LinkDown(link LinkID) {
 	}
 }
 
+// LinkAborted tells the core a connection ended by an abort or a reset
+// (SCTP ABORT or COMM_LOST, TCP RST) rather than a shutdown: evidence that
+// the PEs registered on it are gone, so they are removed at once, as rsplib
+// removes them, instead of at the next keep-alive timeout. Keep-alives
+// remain the path for PEs that die silently. Then it is LinkDown.
+func (c *Core) LinkAborted(link LinkID) {
+	if c.linkPEs[link] > 0 {
+		for k, s := range c.owned {
+			if s.link != link {
+				continue
+			}
+			c.log.Info("PE removed: its association was aborted", "pool", k.handle, "pe", idString(k.id))
+			c.counts.AbortRemovals++
+			c.removeOwned(k, selector.ReasonKeepAlive)
+		}
+	}
+	c.LinkDown(link)
+}
+
 // Counters count what the registrar did since it started: the operator's
 // view of registrations, failures and takeovers (the node exports them to
 // Prometheus).
@@ -445,6 +464,9 @@ type Counters struct {
 	// KeepAliveFailures: owned PEs removed for a missed keep-alive;
 	// UnreachableRemovals: for too many Endpoint Unreachable reports.
 	KeepAliveFailures, UnreachableRemovals uint64
+	// AbortRemovals: owned PEs removed because the association they
+	// registered on was aborted or reset.
+	AbortRemovals uint64
 	// UnreachableForwarded: reports on peers' PEs passed on to their home.
 	UnreachableForwarded uint64
 	// Resolutions answered, of which ResolutionsFailed named no PE.

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rspxdp/rspxdp/msg"
@@ -569,7 +570,8 @@ const maxWriteBatch = 64
 
 func (s *Server) readLoop(l *link) {
 	defer s.wg.Done()
-	defer s.dropLink(l)
+	var readErr error
+	defer func() { s.dropLink(l, s.ctx.Err() == nil && aborted(readErr)) }()
 	src, remote := netip.Addr{}, netip.AddrPort{}
 	if ap, err := netip.ParseAddrPort(l.conn.RemoteAddr().String()); err == nil {
 		src = ap.Addr().Unmap()
@@ -589,6 +591,7 @@ func (s *Server) readLoop(l *link) {
 			b, err = l.conn.ReadMessage(s.ctx)
 		}
 		if err != nil {
+			readErr = err
 			if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
 				s.log.Debug("connection closed", "remote", l.conn.RemoteAddr().String(), "err", err)
 			}
@@ -646,7 +649,16 @@ func (s *Server) readLoop(l *link) {
 	}
 }
 
-func (s *Server) dropLink(l *link) {
+// aborted reports whether a read error is the connection's abort or reset
+// by the peer's side (TCP RST; SCTP ABORT shows as ECONNRESET, COMM_LOST as
+// ETIMEDOUT) rather than a shutdown or our own close.
+func aborted(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ETIMEDOUT)
+}
+
+// dropLink forgets a connection that ended; abort (see aborted) removes
+// the PEs registered on it at once.
+func (s *Server) dropLink(l *link, abort bool) {
 	l.close()
 	if l.table != nil {
 		l.table.remove(l.src)
@@ -664,7 +676,11 @@ func (s *Server) dropLink(l *link) {
 			delete(s.byAddr, a)
 		}
 	}
-	s.core.LinkDown(l.id)
+	if abort {
+		s.core.LinkAborted(l.id)
+	} else {
+		s.core.LinkDown(l.id)
+	}
 	later := s.flushLocked(s.core.Drain())
 	s.mu.Unlock()
 	s.finish(later)
