@@ -86,6 +86,12 @@ type peer struct {
 	reqSeen    map[peKey]bool
 	reqSentAt  time.Time
 	mismatches int // consecutive presences whose checksum differed from ours
+	// auditWant is the peer's checksum the running audit should reach;
+	// auditFails counts audits in a row that did not (we refused some of
+	// its PEs), and auditNext is when the next may start (back-off).
+	auditWant  uint16
+	auditFails int
+	auditNext  time.Time
 }
 
 type takeover struct {
@@ -467,6 +473,10 @@ type Counters struct {
 	// AbortRemovals: owned PEs removed because the association they
 	// registered on was aborted or reset.
 	AbortRemovals uint64
+	// AuditsNotConverged: audits of a peer's PEs after which the
+	// checksums still differed (this registrar refused some of them);
+	// each is followed by a longer back-off before the next.
+	AuditsNotConverged uint64
 	// UnreachableForwarded: reports on peers' PEs passed on to their home.
 	UnreachableForwarded uint64
 	// Resolutions answered, of which ResolutionsFailed named no PE.

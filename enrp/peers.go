@@ -91,14 +91,47 @@ func (c *Core) onPresence(link LinkID, m Presence) {
 	// flight on the peer's other connection.
 	if m.Checksum == c.hs.Checksum(p.id) {
 		p.mismatches = 0
+		if p.auditFails > 0 {
+			c.log.Info("audit converged", "peer", idString(p.id), "after", p.auditFails)
+			p.auditFails, p.auditNext = 0, time.Time{}
+		}
 		return
 	}
 	p.mismatches++
-	if p.mismatches >= 2 && !p.reqPending {
+	// An audit that cannot converge (we refuse some of the peer's PEs,
+	// e.g. for pool consistency or capacity) backs off instead of asking
+	// for the table every other heartbeat forever.
+	if p.mismatches >= 2 && !p.reqPending && !c.now.Before(p.auditNext) {
 		p.mismatches = 0
-		c.log.Info("audit mismatch: resynchronising peer's PEs", "peer", idString(p.id),
-			"theirs", m.Checksum, "ours", c.hs.Checksum(p.id))
+		if p.auditFails == 0 {
+			c.log.Info("audit mismatch: resynchronising peer's PEs", "peer", idString(p.id),
+				"theirs", m.Checksum, "ours", c.hs.Checksum(p.id))
+		}
+		p.auditWant = m.Checksum
 		c.requestTable(p, true)
+	}
+}
+
+// maxAuditBackoff bounds the back-off between audits that do not converge,
+// in peer heartbeat cycles.
+const maxAuditBackoff = 32
+
+// auditDone judges an audit of p's own PEs once its table is imported.
+func (c *Core) auditDone(p *peer) {
+	got := c.hs.Checksum(p.id)
+	if got == p.auditWant {
+		p.auditFails, p.auditNext = 0, time.Time{}
+		return
+	}
+	p.auditFails++
+	c.counts.AuditsNotConverged++
+	wait := c.cfg.PeerHeartbeatCycle << min(p.auditFails, 5)
+	wait = min(wait, maxAuditBackoff*c.cfg.PeerHeartbeatCycle)
+	p.auditNext = c.now.Add(wait)
+	if p.auditFails == 1 {
+		// Said once per episode; AuditsNotConverged counts every one.
+		c.log.Warn("audit does not converge: this registrar refuses some of the peer's PEs (see \"replicated PE refused\"); auditing it again with back-off",
+			"peer", idString(p.id), "theirs", p.auditWant, "ours", got, "next", wait)
 	}
 }
 
@@ -243,6 +276,12 @@ func (c *Core) onHandleTableResponse(link LinkID, m HandleTableResponse) {
 		}
 	}
 	p.reqPending, p.reqSeen = false, nil
+	if p.reqOwnOnly {
+		c.auditDone(p)
+		if p.auditFails > 1 {
+			return // said once, in auditDone
+		}
+	}
 	c.log.Info("handle table synchronised", "peer", idString(p.id), "ownOnly", p.reqOwnOnly, "pes", c.hs.Len())
 }
 

@@ -159,6 +159,8 @@ var registrarCounterHelp = map[string]string{
 	"rspxdp_handle_resolutions_failed_total":      "Handle Resolutions answered with no pool element (unknown pool).",
 	"rspxdp_enrp_takeovers_total":                 "Takeovers of dead registrars this registrar completed.",
 	"rspxdp_enrp_takeover_adopted_elements_total": "Pool elements adopted by those takeovers.",
+	"rspxdp_abort_removals_total":                 "Pool elements removed because their association was aborted or reset.",
+	"rspxdp_enrp_audits_not_converged_total":      "Audits of a peer's pool elements after which the checksums still differed (some refused here); each backs off.",
 	// The registrar under attack (enrp/conns.go).
 	"rspxdp_registrar_accept_errors_total":          "Failed accepts (e.g. out of file descriptors), each followed by a back-off.",
 	"rspxdp_registrar_connections_refused_total":    "Connections closed at once for a connection bound (per listener or per source).",
@@ -179,6 +181,8 @@ func registrarCounterValues(c enrp.Counters) map[string]uint64 {
 		"rspxdp_handle_resolutions_failed_total":      c.ResolutionsFailed,
 		"rspxdp_enrp_takeovers_total":                 c.Takeovers,
 		"rspxdp_enrp_takeover_adopted_elements_total": c.TakeoverAdoptedPEs,
+		"rspxdp_abort_removals_total":                 c.AbortRemovals,
+		"rspxdp_enrp_audits_not_converged_total":      c.AuditsNotConverged,
 
 		"rspxdp_registrar_accept_errors_total":          c.AcceptErrors,
 		"rspxdp_registrar_connections_refused_total":    c.ConnectionsRefused,
