@@ -33,6 +33,18 @@
 // pending Read or Write returns a *FailoverError (retry it on the same Conn)
 // and the FailoverEvent is also sent on Conn.Failovers.
 //
+// # Session channel over SCTP
+//
+// A PE whose listener is a transport.SessionListener (transport.ListenSession)
+// serves sessions as rsplib's PEs do, and its user transport says SCTP: one
+// association per session, application data on PPID 0, the session layer's
+// ASAP messages (Cookie, Cookie Echo, Business Card) on PPID 11. A pool
+// user opens such a session to every PE whose user transport is SCTP where
+// the kernel has SCTP; rspterminal and rspserver talk to these PEs and pool
+// users. A PE whose transport the pool user cannot use (SCTP without kernel
+// support, UDP) is skipped and never reported unreachable
+// (ErrUnusableTransport).
+//
 // # Session channel over TCP
 //
 // rsplib multiplexes the session layer (Cookie, Cookie Echo, Business Card)

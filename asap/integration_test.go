@@ -19,6 +19,7 @@ import (
 	"github.com/rspxdp/rspxdp/enrp"
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/selector/policy"
+	"github.com/rspxdp/rspxdp/transport"
 )
 
 // Integration tests: real registrars (package enrp) over TCP (or what
@@ -168,7 +169,33 @@ type echoPE struct {
 
 func startEchoPE(t testing.TB, handle string, regs []string, opts ...Option) *echoPE {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startEchoPEOn(t, "tcp", handle, regs, opts...)
+}
+
+// sessionNets are the session transports a test runs over: TCP, and SCTP
+// (rsplib's session layer) where the kernel has it; inside the test VM SCTP
+// must be there.
+func sessionNets(t testing.TB) []string {
+	if err := transport.SCTPSupported(); err != nil {
+		if os.Getenv("RSPXDP_VMTEST") == "1" {
+			t.Fatalf("RSPXDP_VMTEST=1 but SCTP is unavailable: %v", err)
+		}
+		return []string{"tcp"}
+	}
+	return []string{"tcp", "sctp"}
+}
+
+// startEchoPEOn starts an echo PE whose sessions run over network ("tcp"
+// or "sctp").
+func startEchoPEOn(t testing.TB, network, handle string, regs []string, opts ...Option) *echoPE {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	if network == "sctp" {
+		ln, err = transport.ListenSession(context.Background(), "127.0.0.1:0")
+	} else {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,11 +385,17 @@ func echoRound(t testing.TB, c *Conn, r *bufio.Reader, line string) (string, *Fa
 }
 
 func TestFailoverWithCookie(t *testing.T) {
+	for _, network := range sessionNets(t) {
+		t.Run(network, func(t *testing.T) { testFailoverWithCookie(t, network) })
+	}
+}
+
+func testFailoverWithCookie(t *testing.T, network string) {
 	rs := startRegistrars(t, 1)
 	regs := addrs(rs)
 	pes := map[uint32]*echoPE{}
 	for i := 0; i < 3; i++ {
-		e := startEchoPE(t, "echo", regs)
+		e := startEchoPEOn(t, network, "echo", regs)
 		pes[e.pe.ID()] = e
 	}
 	c, err := Dial(context.Background(), "echo", itRegistrars(regs...), WithLogger(quiet()), WithCacheStaleness(0))
@@ -372,6 +405,9 @@ func TestFailoverWithCookie(t *testing.T) {
 	defer c.Close()
 	r := bufio.NewReader(c)
 	first := c.PE()
+	if want := map[string]string{"tcp": "*net.TCPAddr", "sctp": "*sctp.SCTPAddr"}[network]; fmt.Sprintf("%T", c.RemoteAddr()) != want {
+		t.Fatalf("session to %T %v, want a %s", c.RemoteAddr(), c.RemoteAddr(), want)
+	}
 	for i := 0; i < 3; i++ {
 		ans, ev := echoRound(t, c, r, fmt.Sprintf("hello %d", i))
 		if ev != nil || !strings.HasPrefix(ans, fmt.Sprintf("%08x ", first.ID)) {

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,11 +84,11 @@ func Register(ctx context.Context, handle string, ln net.Listener, opts ...Optio
 	if policy.Lookup(cfg.policy.Type) == nil {
 		return nil, fmt.Errorf("register %s: unknown policy type %s", handle, cfg.policy.Type)
 	}
-	user, err := netip.ParseAddrPort(ln.Addr().String())
+	userAddrs, userPort, err := listenerAddrs(ln.Addr())
 	if err != nil {
 		return nil, fmt.Errorf("register %s: listener address %s: %w", handle, ln.Addr(), err)
 	}
-	user = netip.AddrPortFrom(user.Addr().Unmap(), user.Port())
+	user := netip.AddrPortFrom(userAddrs[0], userPort)
 	tr, err := cfg.asapTransport()
 	if err != nil {
 		return nil, fmt.Errorf("register %s: %w", handle, err)
@@ -127,8 +129,8 @@ func Register(ctx context.Context, handle string, ln net.Listener, opts ...Optio
 	pe := msg.PoolElement{
 		ID:       id,
 		Lifetime: cfg.lifetime,
-		Transport: selector.Transport{Protocol: listenerProtocol(ln), Port: user.Port(),
-			Use: selector.DataAndControl, Addrs: []netip.Addr{user.Addr()}},
+		Transport: selector.Transport{Protocol: listenerProtocol(ln), Port: userPort,
+			Use: selector.DataAndControl, Addrs: userAddrs},
 		ASAP:   asapAP,
 		Policy: cfg.policy,
 	}
@@ -188,6 +190,30 @@ func listenerProtocol(ln net.Listener) selector.Protocol {
 		return selector.UDP
 	}
 	return selector.TCP
+}
+
+// listenerAddrs returns the addresses and port of a listener: one address
+// for TCP ("ip:port"), every address of a multi-homed SCTP listener
+// ("ip1/ip2:port", as package sctp prints them).
+func listenerAddrs(a net.Addr) ([]netip.Addr, uint16, error) {
+	s := a.String()
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return nil, 0, errors.New("no port")
+	}
+	port, err := strconv.ParseUint(s[i+1:], 10, 16)
+	if err != nil {
+		return nil, 0, fmt.Errorf("port: %w", err)
+	}
+	var addrs []netip.Addr
+	for _, h := range strings.Split(s[:i], "/") {
+		ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+		if err != nil {
+			return nil, 0, err
+		}
+		addrs = append(addrs, ip.Unmap())
+	}
+	return addrs, uint16(port), nil
 }
 
 // ID returns the PE identifier.

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -399,15 +401,24 @@ func (u *PoolUser) reportAsync(handle string, id uint32) {
 var ErrUnusableTransport = errors.New("the PE's transport is not one this pool user can use")
 
 func (c *Conn) open(ctx context.Context, pe PEInfo, cookie []byte) (*Session, error) {
+	dctx, cancel := context.WithTimeout(ctx, c.u.cfg.dialTimeout)
+	defer cancel()
+	var nc net.Conn
+	var err error
 	switch pe.Protocol {
 	case selector.TCP, 0:
+		var d net.Dialer
+		nc, err = d.DialContext(dctx, "tcp", pe.Addr.String())
+	case selector.SCTP:
+		// The session layer rsplib speaks: data and ASAP multiplexed
+		// by PPID on one association.
+		if serr := transport.SCTPSupported(); serr != nil {
+			return nil, fmt.Errorf("PE %s: %w (%v)", pe, ErrUnusableTransport, serr)
+		}
+		nc, err = transport.DialSession(dctx, sctpAddr(pe))
 	default:
 		return nil, fmt.Errorf("PE %s: %s: %w", pe, pe.Protocol, ErrUnusableTransport)
 	}
-	dctx, cancel := context.WithTimeout(ctx, c.u.cfg.dialTimeout)
-	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(dctx, "tcp", pe.Addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("PE %s: %w", pe, err)
 	}
@@ -428,6 +439,27 @@ func (c *Conn) open(ctx context.Context, pe PEInfo, cookie []byte) (*Session, er
 		}
 	}
 	return s, nil
+}
+
+// sctpAddr is a PE's user transport as package sctp resolves it: every
+// address of a multi-homed PE, "ip1/ip2:port".
+func sctpAddr(pe PEInfo) string {
+	addrs := pe.Addrs
+	if len(addrs) == 0 {
+		addrs = []netip.Addr{pe.Addr.Addr()}
+	}
+	var b strings.Builder
+	for i, a := range addrs {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		if a.Is6() {
+			b.WriteString("[" + a.String() + "]")
+		} else {
+			b.WriteString(a.String())
+		}
+	}
+	return b.String() + ":" + strconv.Itoa(int(pe.Addr.Port()))
 }
 
 // Failovers delivers every failover of the Conn (buffered; events are

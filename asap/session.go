@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
 )
 
@@ -42,6 +43,11 @@ type Session struct {
 	// unaware: the user speaks no session layer (it reached this PE
 	// through the XDP data plane's VIP), so bytes pass through unframed.
 	unaware bool
+
+	// sctp, when set, is the session's SCTP association: data and
+	// control are messages told apart by PPID instead of frames.
+	sctp *transport.SessionConn
+	mbuf []byte // its read buffer
 }
 
 // ErrUnawareSession is returned by the session-layer calls (SendCookie,
@@ -50,6 +56,9 @@ type Session struct {
 var ErrUnawareSession = errors.New("the pool user is RSerPool-unaware: no session layer")
 
 func newSession(c net.Conn) *Session {
+	if sc, ok := c.(*transport.SessionConn); ok {
+		return &Session{conn: c, sctp: sc}
+	}
 	return &Session{conn: c, rd: bufio.NewReaderSize(c, 64<<10)}
 }
 
@@ -73,6 +82,9 @@ func (s *Session) Read(p []byte) (int, error) {
 
 // readFrame reads one frame; data goes to s.buf, control is recorded.
 func (s *Session) readFrame() error {
+	if s.sctp != nil {
+		return s.readMessage()
+	}
 	var h [4]byte
 	if _, err := io.ReadFull(s.rd, h[:]); err != nil {
 		return err
@@ -94,6 +106,40 @@ func (s *Session) readFrame() error {
 		s.buf = b[4:]
 		return nil
 	}
+	return s.control(b)
+}
+
+// readMessage reads one message of an SCTP session: data (any PPID but
+// ASAP's) goes to s.buf, an ASAP message (PPID 11) is recorded.
+func (s *Session) readMessage() error {
+	if s.mbuf == nil {
+		s.mbuf = make([]byte, wire.DefaultMaxMessageSize)
+	}
+	n, ppid, eor, err := s.sctp.ReadMsg(s.mbuf)
+	if err != nil {
+		return err
+	}
+	if ppid != transport.PPIDASAP {
+		s.buf = append([]byte(nil), s.mbuf[:n]...)
+		return nil
+	}
+	b := append([]byte(nil), s.mbuf[:n]...)
+	for !eor {
+		// The kernel delivers a large message in parts.
+		if n, _, eor, err = s.sctp.ReadMsg(s.mbuf); err != nil {
+			return err
+		}
+		if len(b)+n > wire.DefaultMaxMessageSize {
+			s.conn.Close()
+			return fmt.Errorf("session control message over %d bytes", wire.DefaultMaxMessageSize)
+		}
+		b = append(b, s.mbuf[:n]...)
+	}
+	return s.control(b)
+}
+
+// control records the ASAP message b of the session layer.
+func (s *Session) control(b []byte) error {
 	m, err := wire.Decode(wire.ASAP, b)
 	if err != nil {
 		// An undecodable control message cannot be skipped safely: the
@@ -129,6 +175,22 @@ func (s *Session) Write(p []byte) (int, error) {
 	if s.unaware {
 		return s.conn.Write(p)
 	}
+	if s.sctp != nil {
+		// A message per write, as rsplib's rsp_write sends one (SCTP
+		// has no empty message).
+		done := 0
+		for done < len(p) || len(p) == 0 {
+			chunk := p[done:min(len(p), done+maxFrameData)]
+			if len(chunk) == 0 {
+				break
+			}
+			if err := s.sctp.WriteMsg(chunk, transport.PPIDSessionData); err != nil {
+				return done, err
+			}
+			done += len(chunk)
+		}
+		return done, nil
+	}
 	done := 0
 	frame := make([]byte, 0, 4+min(len(p), maxFrameData))
 	for done < len(p) || len(p) == 0 {
@@ -158,6 +220,9 @@ func (s *Session) writeControl(m *wire.Message) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if s.sctp != nil {
+		return s.sctp.WriteMsg(b, transport.PPIDASAP)
+	}
 	_, err = s.conn.Write(b)
 	return err
 }

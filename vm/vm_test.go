@@ -630,19 +630,50 @@ func TestRspxdpPEWithRsplibRegistrar(t *testing.T) {
 	for _, want := range []string{
 		`Pool "PoolP", Policy "RoundRobin"`,
 		"$00004242",
-		"userT: {" + guestAddr4 + "} 7000/TCP",
+		// Its SCTP listener as SCTP (issue 15 item 1), and its ASAP
+		// endpoint as the registrator (item 4: rsplib takes the
+		// association's source, so the PE registers from it).
+		"userT: {" + guestAddr4 + "} 7000/SCTP",
 	} {
 		if !strings.Contains(hs, want) {
 			t.Errorf("rspregistrar's handle table lacks %q:\n%s", want, hs)
 		}
 	}
-	if !regexp.MustCompile(`regT: +\{[^}]*\} \d+/SCTP`).MatchString(hs) {
-		t.Errorf("rspregistrar holds rspxdp's PE without an SCTP registrator transport:\n%s", hs)
+	if !regexp.MustCompile(`regT: +\{` + regexp.QuoteMeta(guestAddr4) + `\} 7001/SCTP`).MatchString(hs) {
+		t.Errorf("rspregistrar holds rspxdp's PE without its ASAP endpoint %s:7001 as SCTP registrator transport:\n%s", guestAddr4, hs)
 	}
 	checkCapture(t, filepath.Join(dir, "capture.pcap"), map[int]string{
 		1: "REGISTRATION", 3: "REGISTRATION_RESPONSE",
 		5: "HANDLE_RESOLUTION", 6: "HANDLE_RESOLUTION_RESPONSE",
 		7: "ENDPOINT_KEEP_ALIVE", 8: "ENDPOINT_KEEP_ALIVE_ACK",
+	}, nil)
+}
+
+// TestSessionsMixedPool: rsplib's and rspxdp's PEs in one pool at
+// rspregistrar, sessions both ways over rsplib's session layer (issue 15
+// item 2), and a pool user's failover when the PE in use dies.
+func TestSessionsMixedPool(t *testing.T) {
+	g := guest(t)
+	dir := scenario(t, g, "50-sessions-mixed-pool")
+	var pes []struct{ ID, Addr string }
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "resolve.json"))), &pes); err != nil {
+		t.Fatalf("rspxdp pu resolve --json: %v", err)
+	}
+	if len(pes) != 2 {
+		t.Errorf("PoolM resolved to %+v, want the rspserver PE and rspxdp's $00005001", pes)
+	}
+	if pe := readFile(t, filepath.Join(dir, "rspxdp-pe.log")); !strings.Contains(pe, "session opened") {
+		t.Errorf("no session reached the rspxdp PE:\n%s", pe)
+	}
+	fo := readFile(t, filepath.Join(dir, "failover.txt"))
+	if !strings.Contains(fo, "FAILOVER") || !strings.Contains(fo, "done: 20 lines answered") {
+		t.Errorf("rspxdp pu echo did not fail over losing no line:\n%s", fo)
+	}
+	t.Logf("failover: %s", lastLine(fo))
+	checkCapture(t, filepath.Join(dir, "capture.pcap"), map[int]string{
+		1: "REGISTRATION", 3: "REGISTRATION_RESPONSE",
+		5: "HANDLE_RESOLUTION", 6: "HANDLE_RESOLUTION_RESPONSE",
+		11: "COOKIE",
 	}, nil)
 }
 

@@ -26,8 +26,10 @@ following a registrar takeover). On SIGINT or SIGTERM it drains:
 deregisters first, so new pool users go to other PEs, then serves the open
 sessions until they end or --drain-timeout passes.
 
-Services (those of rsplib's demo tools), spoken over rspxdp's session
-framing (see 'go doc github.com/rspxdp/rspxdp/asap'):
+Services (those of rsplib's demo tools). With --transport sctp the PE
+serves them as rsplib's PEs do, one SCTP association per session with data
+and ASAP Cookies multiplexed by PPID, so rspterminal reaches it; over TCP
+in rspxdp's session framing (see 'go doc github.com/rspxdp/rspxdp/asap'):
   echo     answers every message with the same bytes; before each answer it
            sends an ASAP Cookie "pe=<id> bytes=<n>", and logs the Cookie
            Echo a pool user presents after failing over to it
@@ -108,7 +110,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 		return usagef("--policy: %v", err)
 	}
 	log := env.logger()
-	trOpt, err := asapTransportOption(env, *asapTr, tf, log, "pe")
+	trOpt, trName, err := asapTransportFor(env, *asapTr, tf, log, "pe", true)
 	if err != nil {
 		return err
 	}
@@ -133,7 +135,15 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	defer obs.close()
 	obs.serve(context.WithoutCancel(ctx), log) // on through the drain, until close
-	ln, err := net.Listen("tcp", *listen)
+	// Over SCTP the sessions are rsplib's: one association per session,
+	// data and ASAP control told apart by PPID. Unaware users come
+	// through the XDP data plane over TCP.
+	var ln net.Listener
+	if trName == "sctp" && !*unaware {
+		ln, err = transport.ListenSession(ctx, *listen)
+	} else {
+		ln, err = net.Listen("tcp", *listen)
+	}
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
@@ -173,6 +183,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 			if err != nil {
 				return
 			}
+			log.Debug("session opened", "remote", s.RemoteAddr().String(), "network", s.RemoteAddr().Network())
 			done := obs.session()
 			go func() {
 				defer done()
@@ -293,21 +304,31 @@ func attachDecap(ifname string, log *slog.Logger) (*loader.Decap, error) {
 // who is the subcommand (pe, pu) for the warning when TLS is off; empty
 // for a one-shot client that warns nothing.
 func asapTransportOption(env *cliEnv, kind string, tf *tlsFlags, log *slog.Logger, who string) (asap.Option, error) {
+	opt, _, err := asapTransportFor(env, kind, tf, log, who, false)
+	return opt, err
+}
+
+// asapTransportFor is asapTransportOption that also returns the transport's
+// name ("tcp" or "sctp", what "auto" chose). fromListener (a PE) makes SCTP
+// associations to registrars leave from the PE's ASAP endpoint, as rsplib's
+// PEs do: rsplib records the association's source as the PE's ASAP
+// endpoint and sends a takeover's keep-alives there.
+func asapTransportFor(env *cliEnv, kind string, tf *tlsFlags, log *slog.Logger, who string, fromListener bool) (asap.Option, string, error) {
 	switch kind {
 	case "tcp", "sctp", "auto":
 	default:
-		return nil, usagef("--transport %q: want tcp, sctp or auto", kind)
+		return nil, "", usagef("--transport %q: want tcp, sctp or auto", kind)
 	}
 	t, rl, err := tf.clientTransport()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if t != nil {
 		if kind != "tcp" {
-			return nil, usagef("TLS runs over TCP: drop --transport %s or the TLS flags", kind)
+			return nil, "", usagef("TLS runs over TCP: drop --transport %s or the TLS flags", kind)
 		}
 		env.onReload("TLS material", rl.Reload)
-		return asap.WithTransport(t), nil
+		return asap.WithTransport(t), t.Name(), nil
 	}
 	if who != "" {
 		exposure := "registrars are not authenticated and this pool element's registration can be replaced by anyone"
@@ -316,9 +337,9 @@ func asapTransportOption(env *cliEnv, kind string, tf *tlsFlags, log *slog.Logge
 		}
 		warnUnauthenticated(log, who, exposure)
 	}
-	t, err = transport.New(kind, transport.Config{Protocol: transport.ASAP, Logger: log})
+	t, err = transport.New(kind, transport.Config{Protocol: transport.ASAP, Logger: log, DialFromListener: fromListener})
 	if err != nil {
-		return nil, fmt.Errorf("--transport %s: %w", kind, err)
+		return nil, "", fmt.Errorf("--transport %s: %w", kind, err)
 	}
-	return asap.WithTransport(t), nil
+	return asap.WithTransport(t), t.Name(), nil
 }

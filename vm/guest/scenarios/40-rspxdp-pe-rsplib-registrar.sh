@@ -26,7 +26,7 @@ start_bg rsplib-registrar rspregistrar -asap="$A:3863" -enrp="$A:9901" \
 	-endpointkeepalivetransmissioninterval=1000 -endpointkeepalivetimeoutinterval=1000
 wait_sctp_listen 3863 || fail "rspregistrar does not listen"
 start_bg rspxdp-pe rspxdp pe --pool PoolP --registrar "$A:3863" --transport sctp \
-	--listen "$A:7000" --service echo --policy RoundRobin --id "$PEID" --log-level debug
+	--listen "$A:7000" --asap-listen "$A:7001" --service echo --policy RoundRobin --id "$PEID" --log-level debug
 
 # The PE is in rspregistrar's handlespace once rspxdp pu resolves it there.
 resolved=
@@ -55,8 +55,10 @@ timeout 10 hsdump "$A:9901" >hsdump.txt 2>&1
 sed -n '/Handlespace/,$p' hsdump.txt | head -n 30
 grep -q 'Pool "PoolP", Policy "RoundRobin"' hsdump.txt || fail "rspregistrar's handle table lacks PoolP with RoundRobin"
 grep -q '\$00004242' hsdump.txt || fail "rspregistrar's handle table lacks PE \$00004242"
-grep -q "userT: {$A} 7000/TCP" hsdump.txt || fail "rspregistrar holds the PE without its user transport $A:7000/TCP"
-grep -q 'regT: .*/SCTP' hsdump.txt || fail "rspregistrar holds the PE without an SCTP registrator transport"
+grep -q "userT: {$A} 7000/SCTP" hsdump.txt || fail "rspregistrar holds the PE without its user transport $A:7000/SCTP"
+# rsplib records the association's source as the PE's registrator: it must
+# be the PE's ASAP endpoint (--asap-listen), where a takeover's keep-alives go.
+grep -Eq "regT: +\{$A\} 7001/SCTP" hsdump.txt || fail "rspregistrar holds the PE without its ASAP endpoint $A:7001/SCTP as registrator"
 
 # SIGTERM: the PE deregisters (in the capture) before it exits.
 stop_all
