@@ -21,7 +21,7 @@ FUZZTIME  ?= 100000x
 FUZZ_TARGETS ?= ./wire:FuzzDecodeMessage ./wire:FuzzParameters ./selector:FuzzOperations ./internal/capture:FuzzReader ./bpf:FuzzLbFrames ./asap:FuzzSession ./enrp:FuzzDecode ./security:FuzzParsePolicy ./security:FuzzMatch ./node:FuzzParseConfig ./node:FuzzParseVIP ./asap:FuzzParsePolicy ./cmd/rspxdp:FuzzRegistrarFlags
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all build test unit race fuzz generate bench bench-pps demo lint vmtest clean
+.PHONY: install all build test unit race fuzz generate bench bench-pps demo lint vmtest clean
 
 all: build
 
@@ -81,6 +81,21 @@ VM_TIMEOUT  ?= 900
 vmtest:
 	RSPXDP_VM=1 RSPXDP_VM_PACKAGES="$(VM_PACKAGES)" RSPXDP_VM_TIMEOUT=$(VM_TIMEOUT) \
 		$(GO) test -count=1 -v -timeout 45m ./vm
+
+# Install the binary, the systemd units and (if none is there yet) the
+# configuration: `make install`, then `systemctl daemon-reload` and
+# `systemctl enable --now rspxdp-node` once /etc/rspxdp/rspxdp.yaml says
+# which interfaces and VIPs. DESTDIR stages it elsewhere (packaging).
+DESTDIR   ?=
+PREFIX    ?= /usr
+UNITDIR   ?= /lib/systemd/system
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/rspxdp
+	install -D -m 0644 deploy/systemd/rspxdp-node.service $(DESTDIR)$(UNITDIR)/rspxdp-node.service
+	install -D -m 0644 deploy/systemd/rspxdp-registrar.service $(DESTDIR)$(UNITDIR)/rspxdp-registrar.service
+	install -D -m 0644 rspxdp.example.yaml $(DESTDIR)$(PREFIX)/share/doc/rspxdp/rspxdp.example.yaml
+	test -e $(DESTDIR)/etc/rspxdp/rspxdp.yaml || \
+		install -D -m 0640 rspxdp.example.yaml $(DESTDIR)/etc/rspxdp/rspxdp.yaml
 
 clean:
 	rm -rf bin

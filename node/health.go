@@ -19,8 +19,10 @@ type Readiness struct {
 	staticPeers int
 	peerWait    time.Duration
 
-	serving  atomic.Bool
-	servedAt atomic.Int64 // unix nanoseconds of SetServing(true)
+	serving   atomic.Bool
+	servedAt  atomic.Int64 // unix nanoseconds of SetServing(true)
+	firstOnce sync.Once
+	first     chan struct{} // closed at the first SetServing(true)
 
 	dpMu       sync.Mutex
 	dataplane  bool // whether there is one to report on
@@ -36,8 +38,12 @@ type Readiness struct {
 // + max-time-no-response), after which it serves on its own handlespace,
 // knowing its peers are not there.
 func NewReadiness(rv RegistrarView, staticPeers int, peerWait time.Duration) *Readiness {
-	return &Readiness{rv: rv, staticPeers: staticPeers, peerWait: peerWait}
+	return &Readiness{rv: rv, staticPeers: staticPeers, peerWait: peerWait, first: make(chan struct{})}
 }
+
+// Serving is closed once the registrar first serves: when to tell systemd
+// READY=1.
+func (r *Readiness) Serving() <-chan struct{} { return r.first }
 
 // PeerWait is the wait NewReadiness expects for the given peer timers, the
 // registrar's defaults standing in for zeros.
@@ -62,6 +68,9 @@ func (r *Readiness) SetServing(on bool) {
 		r.servedAt.Store(time.Now().UnixNano())
 	}
 	r.serving.Store(on)
+	if on {
+		r.firstOnce.Do(func() { close(r.first) })
+	}
 }
 
 // SetDataplane records the outcome of attaching or programming the data

@@ -72,6 +72,8 @@ func (e *cliEnv) reload() {
 		log.Info("SIGHUP: nothing to reload")
 		return
 	}
+	sdNotify(log, reloadingState())
+	defer sdNotify(log, "READY=1")
 	for _, r := range rs {
 		if err := r.reload(); err != nil {
 			log.Error("reload failed, keeping the old state", "what", r.what, "err", err)

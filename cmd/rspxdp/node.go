@@ -246,6 +246,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	})
 	fmt.Fprintf(env.stdout, "node $%08x: ASAP %v, ENRP %v, XDP on %v, %d VIPs, metrics %v\n",
 		n.Registrar().ID(), n.Registrar().ASAPAddr(), n.Registrar().ENRPAddr(), cfg.Dataplane.Interfaces, len(cfg.VIPs), n.MetricsAddr())
+	notifyLifecycle(ctx, n.Readiness().Serving(), log)
 	return n.Run(ctx)
 }
 
