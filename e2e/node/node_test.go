@@ -324,19 +324,28 @@ type metricSet map[string]map[string]float64
 
 // scrape reads node i's /metrics from inside its namespace.
 func (w *world) scrape(i int) (metricSet, error) {
+	m, err := scrapeIn(w.lbs[i], metrics)
+	if err != nil {
+		return nil, fmt.Errorf("scrape node %d: %w", i, err)
+	}
+	return m, nil
+}
+
+// scrapeIn reads /metrics at addr from inside ns.
+func scrapeIn(ns *netns.NS, addr string) (metricSet, error) {
 	var c net.Conn
-	if err := w.lbs[i].Do(func() error {
+	if err := ns.Do(func() error {
 		var err error
-		c, err = net.DialTimeout("tcp", metrics, 2*time.Second)
+		c, err = net.DialTimeout("tcp", addr, 2*time.Second)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("scrape node %d: %w", i, err)
+		return nil, err
 	}
 	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + metrics + "/metrics")
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
 	if err != nil {
-		return nil, fmt.Errorf("scrape node %d: %w", i, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	m := metricSet{}
