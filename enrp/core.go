@@ -76,6 +76,9 @@ type peer struct {
 	// ackedFor is the server we agreed may take this peer over, and when.
 	ackedFor uint32
 	ackedAt  time.Time
+	// takeoverAt: our deferred takeover of this dead peer starts then,
+	// unless another registrar's came first (takeoverOrDefer).
+	takeoverAt time.Time
 	// handle table being served to this peer in chunks.
 	htKeys     []peKey
 	htOwnOnly  bool

@@ -130,6 +130,12 @@ func (c *Core) onLeavingPresence(link LinkID, m Presence) {
 		c.links[link] = p.id
 	}
 	if p.dead {
+		if p.takeover == nil && p.ackedFor == 0 && !p.takeoverAt.IsZero() {
+			// Our takeover was deferred to a lower survivor
+			// (takeoverOrDefer); the peer's own leave says now.
+			p.takeoverAt = timeZero
+			c.startTakeover(p)
+		}
 		return
 	}
 	p.dead = true
