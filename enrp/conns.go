@@ -3,6 +3,7 @@ package enrp
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -216,6 +217,15 @@ func (s *Server) admitConn(c transport.Conn, p wire.Protocol, src netip.Prefix) 
 	if total < s.maxConns {
 		return true
 	}
+	if fromSrc >= evictShare(s.maxConns) {
+		// A source already holding its share of a full listener may not
+		// push others out: its connections would only evict each other
+		// (and newcomers) as fast as it redials.
+		s.count(&s.stats.connsRefused)
+		s.warnEvery(&s.refuseLog, "connection refused: listener full and this source holds its share", "protocol", p.String(),
+			"remote", c.RemoteAddr().String(), "max", s.maxConns)
+		return false
+	}
 	if v := s.idlest(p); v != nil {
 		v.evicted.Store(true)
 		v.close()
@@ -230,22 +240,52 @@ func (s *Server) admitConn(c transport.Conn, p wire.Protocol, src netip.Prefix) 
 	return false
 }
 
-// idlest returns the accepted connection of protocol p that has been quiet
-// longest and that nothing depends on, or nil.
+// evictShare is how many connections of a full listener one source may
+// hold and still evict another's to get one more.
+func evictShare(maxConns int) int { return max(4, maxConns/100) }
+
+// idlest returns the accepted connection of protocol p that nothing depends
+// on and that is the best to close: one that never sent a message before
+// one that did, then one from the source holding the most connections,
+// then the one quiet longest. A PU whose request is being answered has
+// spoken or comes from a source with few connections, so it is the last to
+// go, even when the registrar is slow to read it.
 func (s *Server) idlest(p wire.Protocol) *link {
+	t := &s.conns[p]
+	t.mu.Lock()
+	held := maps.Clone(t.bySource)
+	t.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var victim *link
-	var oldest int64
+	var vKey evictKey
 	for _, l := range s.links {
 		if l.table == nil || l.proto != p || l.evicted.Load() || s.core.LinkInUse(l.id) {
 			continue
 		}
-		if t := l.lastRead.Load(); victim == nil || t < oldest {
-			victim, oldest = l, t
+		k := evictKey{l.spoke.Load(), held[l.src], l.lastRead.Load()}
+		if victim == nil || k.before(vKey) {
+			victim, vKey = l, k
 		}
 	}
 	return victim
+}
+
+// evictKey orders eviction candidates.
+type evictKey struct {
+	spoke    bool
+	held     int // connections of its source
+	lastRead int64
+}
+
+func (a evictKey) before(b evictKey) bool {
+	switch {
+	case a.spoke != b.spoke:
+		return !a.spoke
+	case a.held != b.held:
+		return a.held > b.held
+	}
+	return a.lastRead < b.lastRead
 }
 
 // acceptLoop accepts connections on ln until ctx ends. A failure other than

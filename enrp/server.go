@@ -157,6 +157,7 @@ type link struct {
 	// nanoseconds), for evicting the idlest.
 	peer     atomic.Bool
 	lastRead atomic.Int64
+	spoke    atomic.Bool // a whole message arrived
 	// evicted and overflow say why the link was closed, for the log.
 	evicted, overflow atomic.Bool
 	// ident is the peer's verified TLS identity (reader goroutine only).
@@ -179,11 +180,13 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections
-		if n := sizeConnections(cfg.MaxConnections, fdLimit()); n < cfg.MaxConnections {
-			cfg.Logger.Warn("connection bound lowered to fit the descriptor limit (raise ulimit -n for more)",
-				"maxConnections", n, "default", cfg.MaxConnections, "RLIMIT_NOFILE", fdLimit())
-			cfg.MaxConnections = n
-		}
+	}
+	if n := sizeConnections(cfg.MaxConnections, fdLimit()); n < cfg.MaxConnections {
+		// Two full listeners past the descriptor limit would make accept
+		// fail for everyone (issue 19 item 4).
+		cfg.Logger.Warn("connection bound lowered to fit the descriptor limit (raise ulimit -n for more)",
+			"maxConnections", n, "asked", cfg.MaxConnections, "RLIMIT_NOFILE", fdLimit())
+		cfg.MaxConnections = n
 	}
 	if cfg.MaxConnectionsPerSource <= 0 {
 		cfg.MaxConnectionsPerSource = DefaultMaxConnectionsPerSource
@@ -598,6 +601,7 @@ func (s *Server) readLoop(l *link) {
 			return
 		}
 		l.lastRead.Store(time.Now().UnixNano())
+		l.spoke.Store(true)
 		derr := dec.Decode(l.proto, b, &w)
 		var m Message
 		if derr == nil {

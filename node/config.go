@@ -69,6 +69,9 @@ type RegistrarConfig struct {
 	MaxPools       int `yaml:"max-pools"`
 	MaxPEsPerPool  int `yaml:"max-pes-per-pool"`
 	MaxConnections int `yaml:"max-connections"`
+	// MaxConnectionsPerSource bounds the associations of one source
+	// address (IPv6: /64) per listener (0: the registrar's default, 512).
+	MaxConnectionsPerSource int `yaml:"max-connections-per-source"`
 	// MaxPEs bounds the PEs of the whole handlespace (0: 1048576).
 	MaxPEs int `yaml:"max-pes"`
 	// MaxResolutionItems is the PEs per handle resolution when the PU does
@@ -276,7 +279,10 @@ func Defaults() Config {
 				AnnounceInterval:      Duration(enrp.DefaultAnnounceInterval),
 				DialTimeout:           Duration(2 * time.Second),
 			},
-			MaxConnections:     enrp.DefaultMaxConnections,
+			MaxConnections:          enrp.DefaultMaxConnections,
+			MaxConnectionsPerSource: enrp.DefaultMaxConnectionsPerSource,
+			// Unbounded, one client could create pools without end.
+			MaxPools:           100000,
 			MaxPEs:             enrp.DefaultMaxPEs,
 			MaxResolutionItems: enrp.DefaultMaxResolutionItems,
 			MaxPEsPerResponse:  enrp.DefaultMaxPEsPerResponse,
@@ -442,7 +448,7 @@ func (r *RegistrarConfig) Validate() error {
 	for _, b := range []struct {
 		name string
 		v    int
-	}{{"max-pools", r.MaxPools}, {"max-pes-per-pool", r.MaxPEsPerPool}, {"max-connections", r.MaxConnections},
+	}{{"max-pools", r.MaxPools}, {"max-pes-per-pool", r.MaxPEsPerPool}, {"max-connections", r.MaxConnections}, {"max-connections-per-source", r.MaxConnectionsPerSource},
 		{"max-pes", r.MaxPEs}, {"max-resolution-items", r.MaxResolutionItems}, {"max-increment", r.MaxIncrement},
 		{"max-pes-per-response", r.MaxPEsPerResponse}, {"max-bad-pe-reports", r.MaxBadPEReports}} {
 		if b.v < 0 {

@@ -279,6 +279,7 @@ func registrarConfig(r RegistrarConfig, log *slog.Logger) (enrp.ServerConfig, er
 		c.Allow = a
 	}
 	c.MaxPools, c.MaxPEsPerPool, c.MaxConnections = r.MaxPools, r.MaxPEsPerPool, r.MaxConnections
+	c.MaxConnectionsPerSource = r.MaxConnectionsPerSource
 	if t := r.TLS; t.Enabled() {
 		rl, err := security.NewReloader(security.Files{CA: t.CA, Cert: t.Cert, Key: t.Key})
 		if err != nil {

@@ -101,7 +101,8 @@ func addRegistrarFlags(fs *flag.FlagSet) *registrarFlags {
 		{"max-pes", func(c *rc) *int { return &c.MaxPEs }, "PEs in the whole handlespace; more are refused with Lack of Resources"},
 		{"max-pools", func(c *rc) *int { return &c.MaxPools }, "pools in the handlespace (0: unbounded)"},
 		{"max-pes-per-pool", func(c *rc) *int { return &c.MaxPEsPerPool }, "PEs in one pool (0: unbounded)"},
-		{"max-connections", func(c *rc) *int { return &c.MaxConnections }, "associations accepted per listener (ASAP, ENRP); more are closed at once"},
+		{"max-connections", func(c *rc) *int { return &c.MaxConnections }, "associations accepted per listener (ASAP, ENRP), lowered to fit the descriptor limit; when full the idlest one carrying no PE or peer is closed for a newcomer"},
+		{"max-connections-per-source", func(c *rc) *int { return &c.MaxConnectionsPerSource }, "associations one source address (IPv6: /64) may hold per listener"},
 		{"max-bad-pe-reports", func(c *rc) *int { return &c.MaxBadPEReports }, "Endpoint Unreachable reports that remove a PE (with TLS: distinct reporters)"},
 	} {
 		bindFlag(rf, fs, b.name, b.name, b.get, count, b.usage)
