@@ -856,3 +856,60 @@ func TestConcurrentReadWriteSeeOneFailover(t *testing.T) {
 		t.Fatalf("%d failover events, on PE %s; want 1 away from %08x", len(c.Failovers()), c.PE(), first)
 	}
 }
+
+// TestBusinessCardNamesFailoverPEs: a Business Card carries the PEs to
+// fail over to (RFC 5352 and rsplib; issue 15 item 9), and the pool user
+// tries them before any other PE of the pool.
+func TestBusinessCardNamesFailoverPEs(t *testing.T) {
+	rs := startRegistrars(t, 1)
+	regs := addrs(rs)
+	pes := map[uint32]*echoPE{}
+	for i := 0; i < 4; i++ {
+		e := startEchoPE(t, "echo", regs)
+		pes[e.pe.ID()] = e
+	}
+	c, err := Dial(context.Background(), "echo", itRegistrars(regs...), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	echoRound(t, c, r, "one")
+	on := pes[c.PE().ID]
+	u, err := NewPoolUser(itRegistrars(regs...), WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	all, err := u.Resolve(context.Background(), "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target PEInfo
+	for _, p := range all {
+		if p.ID != on.pe.ID() {
+			target = p // any other: the card, not the policy, must choose it
+		}
+	}
+	var sess *Session
+	waitFor(t, time.Second, "session accepted", func() bool {
+		on.pe.mu.Lock()
+		defer on.pe.mu.Unlock()
+		for s := range on.pe.sessions {
+			sess = s
+		}
+		return sess != nil
+	})
+	if err := sess.SendBusinessCard("echo", target); err != nil {
+		t.Fatal(err)
+	}
+	echoRound(t, c, r, "two") // the card arrives before this answer
+	if got := c.sess.lastCardPEs(); len(got) != 1 || got[0].ID != target.ID {
+		t.Fatalf("business card PEs %v, want [%s]", got, target)
+	}
+	on.pe.abort()
+	ans, ev := echoRound(t, c, r, "three")
+	if ev == nil || ev.To.ID != target.ID || !strings.HasPrefix(ans, fmt.Sprintf("%08x ", target.ID)) {
+		t.Fatalf("after the PE died: answer %q, event %v; want the card's PE %s", ans, ev, target)
+	}
+}

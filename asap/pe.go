@@ -261,6 +261,9 @@ func (p *PoolElement) Accept() (*Session, error) {
 	s := newSession(c)
 	s.unaware = p.cfg.unaware
 	p.mu.Lock()
+	s.self = p.m.pe
+	p.mu.Unlock()
+	p.mu.Lock()
 	p.sessions[s] = struct{}{}
 	p.mu.Unlock()
 	s.onClose = func() {

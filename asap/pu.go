@@ -38,6 +38,20 @@ type PEInfo struct {
 	Protocol selector.Protocol
 }
 
+// element is p as a Pool Element parameter carries it (a Business Card's).
+func (p PEInfo) element() msg.PoolElement {
+	addrs := p.Addrs
+	if len(addrs) == 0 {
+		addrs = []netip.Addr{p.Addr.Addr()}
+	}
+	proto := p.Protocol
+	if proto == 0 {
+		proto = selector.TCP
+	}
+	return msg.PoolElement{ID: p.ID, Home: p.Home, Lifetime: p.Lifetime, ASAP: p.ASAP, Policy: p.Policy,
+		Transport: selector.Transport{Addrs: addrs, Port: p.Addr.Port(), Protocol: proto, Use: selector.DataAndControl}}
+}
+
 func (p PEInfo) String() string { return fmt.Sprintf("$%08x@%s", p.ID, p.Addr) }
 
 func peInfo(pe msg.PoolElement) PEInfo {
@@ -557,6 +571,7 @@ func (c *Conn) failover(gen int, cause error) error {
 	if bc := c.sess.lastBusinessCard(); bc != "" {
 		handle = bc
 	}
+	card := c.sess.lastCardPEs()
 	c.sess.Close()
 	c.failed[old.ID] = true
 	c.u.reportAsync(c.handle, old.ID)
@@ -565,8 +580,16 @@ func (c *Conn) failover(gen int, cause error) error {
 	defer cancel()
 	var errs []error
 	for i := 0; i < max(c.u.cfg.maxFailovers, 1); i++ {
-		pe, err := c.u.pick(ctx, handle, c.failed)
-		if err != nil {
+		// The PEs the old one named in its Business Card first, then
+		// the pool's.
+		var pe PEInfo
+		var err error
+		for len(card) > 0 && (c.failed[card[0].ID] || card[0].ID == old.ID) {
+			card = card[1:]
+		}
+		if len(card) > 0 {
+			pe, card = card[0], card[1:]
+		} else if pe, err = c.u.pick(ctx, handle, c.failed); err != nil {
 			errs = append(errs, err)
 			break
 		}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rspxdp/rspxdp/msg"
 	"github.com/rspxdp/rspxdp/transport"
 	"github.com/rspxdp/rspxdp/wire"
 )
@@ -32,9 +33,11 @@ type Session struct {
 	buf  []byte // unread part of the current data frame
 
 	mu           sync.Mutex
-	cookie       []byte // last Cookie received (PU side)
-	cookieEcho   []byte // Cookie Echo received (PE side)
-	businessCard string // pool handle named by the last Business Card
+	cookie       []byte          // last Cookie received (PU side)
+	cookieEcho   []byte          // Cookie Echo received (PE side)
+	businessCard string          // pool handle named by the last Business Card
+	cardPEs      []PEInfo        // and the PEs it named to fail over to
+	self         msg.PoolElement // PE side: the PE, for a Business Card naming no PE
 	onControl    func(*wire.Message)
 
 	closeOnce sync.Once
@@ -159,6 +162,12 @@ func (s *Session) control(b []byte) error {
 		}
 	case wire.ASAPBusinessCard:
 		s.businessCard = string(m.PoolHandle())
+		s.cardPEs = nil
+		if c, err := msg.FromWire(m); err == nil {
+			for _, pe := range c.(msg.BusinessCard).PEs {
+				s.cardPEs = append(s.cardPEs, peInfo(pe))
+			}
+		}
 	}
 	f := s.onControl
 	s.mu.Unlock()
@@ -248,12 +257,27 @@ func (s *Session) sendCookieEcho(cookie []byte) error {
 		Params: []wire.Param{wire.CookieParam(cookie)}})
 }
 
-// SendBusinessCard names the pool the pool user should fail over to (PE
-// side): after a failure the PU resolves handle instead of the pool it
-// dialled.
-func (s *Session) SendBusinessCard(handle string) error {
-	if err := s.writeControl(&wire.Message{Protocol: wire.ASAP, Type: wire.ASAPBusinessCard,
-		Params: []wire.Param{wire.PoolHandleParam([]byte(handle))}}); err != nil {
+// SendBusinessCard names the pool the pool user should fail over to and
+// the PEs it should try first (PE side; RFC 5352, 2.2.12): after a failure
+// the PU tries those PEs, then resolves handle instead of the pool it
+// dialled. Without failover PEs the card names this PE, as rsplib's
+// parser wants at least one.
+func (s *Session) SendBusinessCard(handle string, failover ...PEInfo) error {
+	card := msg.BusinessCard{Handle: handle}
+	for _, p := range failover {
+		card.PEs = append(card.PEs, p.element())
+	}
+	if len(card.PEs) == 0 && s.self.ID != 0 {
+		card.PEs = []msg.PoolElement{s.self}
+	}
+	b, err := msg.Encode(card)
+	if err == nil {
+		var w wire.Message
+		if err = (&wire.Decoder{}).Decode(wire.ASAP, b, &w); err == nil {
+			err = s.writeControl(&w)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("send business card: %w", err)
 	}
 	return nil
@@ -296,6 +320,12 @@ func (s *Session) lastBusinessCard() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.businessCard
+}
+
+func (s *Session) lastCardPEs() []PEInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cardPEs
 }
 
 // Close closes the connection.

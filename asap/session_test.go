@@ -7,6 +7,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/rspxdp/rspxdp/msg/msgtest"
 	"github.com/rspxdp/rspxdp/wire"
 )
 
@@ -78,6 +79,29 @@ func TestCookiePadded(t *testing.T) {
 		if p == nil || !bytes.HasPrefix(p.Cookie, []byte(cookie)) || len(bytes.Trim(p.Cookie[len(cookie):], "\x00")) != 0 {
 			t.Errorf("cookie %q sent as %q", cookie, p.Cookie)
 		}
+	}
+}
+
+// TestBusinessCardOnTheWire: a Business Card carries the pool handle, the
+// pool's policy and at least one Pool Element (rsplib refuses one without):
+// the PE itself when the PE names no other.
+func TestBusinessCardOnTheWire(t *testing.T) {
+	a, b := net.Pipe()
+	pe := newSession(b)
+	pe.self = msgtest.PE(7)
+	go func() {
+		_ = pe.SendBusinessCard("backup")
+		pe.Close()
+	}()
+	raw, _ := io.ReadAll(a)
+	var w wire.Message
+	if err := (&wire.Decoder{}).Decode(wire.ASAP, raw, &w); err != nil {
+		t.Fatal(err)
+	}
+	pools := w.Pools()
+	if w.Type != wire.ASAPBusinessCard || string(w.PoolHandle()) != "backup" || w.Param(wire.ParamPolicy) == nil ||
+		len(pools) != 1 || len(pools[0].Elements) != 1 || pools[0].Elements[0].ID != 7 {
+		t.Fatalf("business card %+v: want pool backup, a policy and PE 7", w)
 	}
 }
 

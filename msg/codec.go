@@ -192,6 +192,14 @@ func toWireInto(m Message, dst *wire.Message, arena *[]netip.Addr) error {
 	case TakeoverServer:
 		w = hdr(wire.ENRPTakeoverServer, m.Header)
 		w.TargetID = m.Target
+	case BusinessCard:
+		w = wire.Message{Protocol: wire.ASAP, Type: wire.ASAPBusinessCard, Params: []wire.Param{handleParam(m.Handle)}}
+		if len(m.PEs) > 0 {
+			w.Params = append(w.Params, wire.PolicyParam(policyToWire(m.PEs[0].Policy)))
+		}
+		for _, pe := range m.PEs {
+			w.Params = append(w.Params, wire.PoolElementParam(peToWire(pe)))
+		}
 	case ErrorMessage:
 		w = errorToWire(m)
 	default:
@@ -276,6 +284,16 @@ func FromWire(w *wire.Message) (Message, error) {
 			return EndpointKeepAliveAck{Handle: handle, PEID: peid}, nil
 		case wire.ASAPEndpointUnreachable:
 			return EndpointUnreachable{Handle: handle, PEID: peid}, nil
+		case wire.ASAPBusinessCard:
+			c := BusinessCard{Handle: handle}
+			for _, pl := range w.Pools() {
+				for _, pe := range pl.Elements {
+					if checkPE(pe) == nil {
+						c.PEs = append(c.PEs, peFromWire(pe))
+					}
+				}
+			}
+			return c, nil
 		case wire.ASAPServerAnnounce:
 			a := ServerAnnounce{ServerID: w.ServerID}
 			for _, p := range w.Params {

@@ -25,6 +25,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	sctpPE.ASAPProtocol = selector.SCTP
 	for _, m := range []msg.Message{
 		msg.Registration{Handle: "echo", PE: pe},
+		msg.BusinessCard{Handle: "echo", PEs: []msg.PoolElement{pe, sctpPE}},
 		msg.Registration{Handle: "echo", PE: pri},
 		msg.Registration{Handle: "echo", PE: lu},
 		msg.RegistrationResponse{Handle: "echo", PEID: 5},

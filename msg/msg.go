@@ -156,6 +156,14 @@ type (
 		Handle string
 		PEID   uint32
 	}
+	// BusinessCard is a PE's word to its pool user, on their session:
+	// the pool to fail over in and the PEs to fail over to (RFC 5352,
+	// 2.2.12). rsplib sends the pool's policy too (taken from the first
+	// PE) and refuses a card without a PE.
+	BusinessCard struct {
+		Handle string
+		PEs    []PoolElement
+	}
 	// ServerAnnounce advertises a registrar to PEs and PUs.
 	ServerAnnounce struct {
 		ServerID uint32
@@ -266,6 +274,7 @@ func (EndpointKeepAlive) msgName() string        { return "EndpointKeepAlive" }
 func (EndpointKeepAliveAck) msgName() string     { return "EndpointKeepAliveAck" }
 func (EndpointUnreachable) msgName() string      { return "EndpointUnreachable" }
 func (ServerAnnounce) msgName() string           { return "ServerAnnounce" }
+func (BusinessCard) msgName() string             { return "BusinessCard" }
 func (Presence) msgName() string                 { return "Presence" }
 func (HandleTableRequest) msgName() string       { return "HandleTableRequest" }
 func (HandleTableResponse) msgName() string      { return "HandleTableResponse" }
