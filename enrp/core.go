@@ -506,6 +506,9 @@ type Counters struct {
 	// room, closed for a full send queue or for sending nothing in time.
 	AcceptErrors, ConnectionsRefused, ConnectionsEvicted uint64
 	QueueOverflows, FirstMessageTimeouts                 uint64
+	// WrongProtocol: connections closed for speaking the other protocol;
+	// RepliesSuppressed: answers to broken messages over the rate limit.
+	WrongProtocol, RepliesSuppressed uint64
 	// Goroutines is the process's goroutine count when read.
 	Goroutines uint64
 	// RejectedByCause splits RegistrationsRejected by the cause sent back,

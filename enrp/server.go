@@ -440,6 +440,7 @@ func (s *Server) Counters() Counters {
 	st := &s.stats
 	c.AcceptErrors, c.ConnectionsRefused, c.ConnectionsEvicted = st.acceptErrors.Load(), st.connsRefused.Load(), st.connsEvicted.Load()
 	c.QueueOverflows, c.FirstMessageTimeouts = st.queueOverflows.Load(), st.firstMessageTimeouts.Load()
+	c.WrongProtocol, c.RepliesSuppressed = st.notThisProtocol.Load(), st.repliesSuppressed.Load()
 	c.Goroutines = uint64(runtime.NumGoroutine())
 	return c
 }

@@ -168,6 +168,13 @@ var registrarCounterHelp = map[string]string{
 	"rspxdp_registrar_queue_overflows_total":        "Connections closed because their send queue or the queue budget was full.",
 	"rspxdp_registrar_first_message_timeouts_total": "Connections closed for sending no whole message in time after being accepted.",
 	"rspxdp_registrar_foreign_keepalive_acks_total": "Keep-alive acks ignored for not arriving on the pool element's own association.",
+	"rspxdp_registrar_wrong_protocol_total":         "Connections closed because their first message was another protocol's (a PU on the ENRP port, a dump on the ASAP port).",
+	"rspxdp_registrar_replies_suppressed_total":     "Answers to broken messages not sent, over the per-source rate.",
+	"rspxdp_enrp_peers_refused_total":               "ENRP messages whose sender was not admitted as a peer (no valid Presence, table full, another peer's connection).",
+	"rspxdp_enrp_ownership_yielded_total":           "Pool elements this registrar owned and gave up to a newer claim by a peer.",
+	"rspxdp_enrp_policy_conflicts_total":            "Replicated pool elements whose policy differed from their pool's here (settled by the older registration).",
+	"rspxdp_enrp_stalls_total":                      "Times this registrar found it had been stalled (its clock jumped past its own timers).",
+	"rspxdp_enrp_stale_registrations_total":         "Registrations that queued during a stall, ignored because the pool element had moved on.",
 }
 
 func registrarCounterValues(c enrp.Counters) map[string]uint64 {
@@ -190,6 +197,13 @@ func registrarCounterValues(c enrp.Counters) map[string]uint64 {
 		"rspxdp_registrar_queue_overflows_total":        c.QueueOverflows,
 		"rspxdp_registrar_first_message_timeouts_total": c.FirstMessageTimeouts,
 		"rspxdp_registrar_foreign_keepalive_acks_total": c.ForeignAcks,
+		"rspxdp_registrar_wrong_protocol_total":         c.WrongProtocol,
+		"rspxdp_registrar_replies_suppressed_total":     c.RepliesSuppressed,
+		"rspxdp_enrp_peers_refused_total":               c.PeersRefused,
+		"rspxdp_enrp_ownership_yielded_total":           c.OwnershipYielded,
+		"rspxdp_enrp_policy_conflicts_total":            c.PolicyConflicts,
+		"rspxdp_enrp_stalls_total":                      c.Stalls,
+		"rspxdp_enrp_stale_registrations_total":         c.StaleRegistrations,
 	}
 }
 
