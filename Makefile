@@ -21,7 +21,7 @@ FUZZTIME  ?= 100000x
 FUZZ_TARGETS ?= ./wire:FuzzDecodeMessage ./wire:FuzzParameters ./selector:FuzzOperations ./internal/capture:FuzzReader ./bpf:FuzzLbFrames ./asap:FuzzSession ./enrp:FuzzDecode ./security:FuzzParsePolicy ./security:FuzzMatch ./node:FuzzParseConfig ./node:FuzzParseVIP ./asap:FuzzParsePolicy ./cmd/rspxdp:FuzzRegistrarFlags
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: install all build test unit race fuzz generate bench bench-pps demo lint vmtest clean
+.PHONY: install all build test unit race fuzz generate bench bench-go bench-pps demo lint vmtest clean
 
 all: build
 
@@ -47,7 +47,26 @@ fuzz:
 generate:
 	$(GO) generate ./bpf/...
 
+# The data-plane benchmark table: XDP ns/packet above the test-run floor
+# for each of Katran's reference workloads (with the floor, Katran's figure
+# and the ratio; bpf's BenchmarkLb, BENCH_ROUNDS interleaved rounds on one
+# pinned CPU), packets/s through the LB namespace (XDP vs nftables vs
+# HAProxy, e2e/TestPPS), and a PNG of a failover (e2e/TestFailoverPlot).
+# Prints ONE table; rows and failover.png land in BENCH_OUT. Needs root,
+# nftables and haproxy; a few minutes.
+BENCH_OUT    ?= /tmp/rspxdp-bench
+BENCH_ROUNDS ?= 11
 bench:
+	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	RSPXDP_BENCH_OUT=$(BENCH_OUT) $(GO) test -count=1 -timeout 20m -run='^$$' -bench='^BenchmarkLb$$' \
+		-benchtime=$(BENCH_ROUNDS)x ./bpf > $(BENCH_OUT)/bpf.log 2>&1 || { tail -30 $(BENCH_OUT)/bpf.log; exit 1; }
+	RSPXDP_BENCH_OUT=$(BENCH_OUT) RSPXDP_PPS=1 RSPXDP_PPS_PACKETS=1000000 RSPXDP_PPS_ROUNDS=3 \
+		$(GO) test -count=1 -v -timeout 10m -run '^(TestPPS|TestFailoverPlot)$$' ./e2e > $(BENCH_OUT)/e2e.log 2>&1 || { tail -30 $(BENCH_OUT)/e2e.log; exit 1; }
+	@$(GO) run ./internal/benchtable/cmd/benchtable $(BENCH_OUT)
+	@echo "failover plot: $(BENCH_OUT)/failover.png"
+
+# Every Go benchmark of the module, as `go test -bench` prints them.
+bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 # Packets per second through the LB namespace on veth: the XDP load balancer

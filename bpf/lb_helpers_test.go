@@ -51,14 +51,17 @@ func readBenchFrames(t testing.TB) map[string][]byte {
 
 // pinCPU keeps the test goroutine on CPU 0, for per-CPU state such as the
 // flood guard's window to be one window.
-func pinCPU(t testing.TB) {
+func pinCPU(t testing.TB) { pinCPUTo(t, 0) }
+
+// pinCPUTo keeps the test goroutine on one CPU until the test ends.
+func pinCPUTo(t testing.TB, cpu int) {
 	t.Helper()
 	runtime.LockOSThread()
 	var old, one unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &old); err != nil {
 		t.Fatal(err)
 	}
-	one.Set(0)
+	one.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &one); err != nil {
 		t.Fatal(err)
 	}

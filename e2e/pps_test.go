@@ -20,6 +20,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/rspxdp/rspxdp/internal/benchtable"
 	"github.com/rspxdp/rspxdp/internal/netns"
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/loader"
@@ -108,6 +109,7 @@ func TestPPS(t *testing.T) {
 	fmt.Fprintf(&b, "\npackets per second through the LB namespace (%d packets per round, %d rounds, 2 shared cores)\n", packets, rounds)
 	fmt.Fprintf(&b, "%-38s %12s %12s %10s %14s %14s\n", "load balancer", "best pps", "median pps", "delivered", "xdp/this best", "xdp/this med.")
 	var xdpBest, xdpMedian float64
+	var rows []benchtable.Row
 	for i, v := range variants {
 		rs := results[v.name]
 		if len(rs) == 0 {
@@ -131,8 +133,21 @@ func TestPPS(t *testing.T) {
 			rMedian = fmt.Sprintf("%.2fx", xdpMedian/median)
 		}
 		fmt.Fprintf(&b, "%-38s %12.0f %12.0f %9.1f%% %14s %14s\n", v.name, best, median, 100*float64(got)/float64(sent), rBest, rMedian)
+		note := fmt.Sprintf("best %.2f M/s, %.1f%% delivered", best/1e6, 100*float64(got)/float64(sent))
+		if i > 0 && xdpMedian > 0 {
+			note += fmt.Sprintf("; XDP is %.1fx this", xdpMedian/median)
+		}
+		rows = append(rows, benchtable.Row{
+			Section:  fmt.Sprintf("packets/s through the LB namespace (veth, native XDP generator, %d packets x %d rounds, median)", packets, rounds),
+			Path:     v.name,
+			Workload: "one UDP flow, client ns -> LB ns -> PE ns",
+			Value:    median, Unit: "pps", Note: note,
+		})
 	}
 	t.Log(b.String())
+	if err := benchtable.Append("20-pps.jsonl", rows); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func envInt(t *testing.T, name string, def int) int {

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/rspxdp/rspxdp/bpf"
@@ -116,6 +117,20 @@ func (l *Loader) ConnCount() (int, error) {
 	}
 	if err := it.Err(); err != nil {
 		return n, fmt.Errorf("walk connection table: %w", err)
+	}
+	return n, nil
+}
+
+// ConnTableMemory is the kernel memory the connection table holds, as the
+// kernel accounts it (all of it is allocated when the table is created).
+func (l *Loader) ConnTableMemory() (uint64, error) {
+	info, err := l.objs.LbConns.Info()
+	if err != nil {
+		return 0, fmt.Errorf("connection table info: %w", err)
+	}
+	n, ok := info.Memlock()
+	if !ok {
+		return 0, errors.New("connection table info: the kernel reports no memory figure")
 	}
 	return n, nil
 }
