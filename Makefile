@@ -60,6 +60,8 @@ bench:
 	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
 	RSPXDP_BENCH_OUT=$(BENCH_OUT) $(GO) test -count=1 -timeout 20m -run='^$$' -bench='^BenchmarkLb$$' \
 		-benchtime=$(BENCH_ROUNDS)x ./bpf > $(BENCH_OUT)/bpf.log 2>&1 || { tail -30 $(BENCH_OUT)/bpf.log; exit 1; }
+	RSPXDP_BENCH_OUT=$(BENCH_OUT) $(GO) test -count=1 -timeout 10m -run='^$$' -bench='^BenchmarkConnTableCapacity$$' \
+		-benchtime=1x ./bpf > $(BENCH_OUT)/capacity.log 2>&1 || { tail -30 $(BENCH_OUT)/capacity.log; exit 1; }
 	RSPXDP_BENCH_OUT=$(BENCH_OUT) RSPXDP_PPS=1 RSPXDP_PPS_PACKETS=1000000 RSPXDP_PPS_ROUNDS=3 \
 		$(GO) test -count=1 -v -timeout 10m -run '^(TestPPS|TestFailoverPlot)$$' ./e2e > $(BENCH_OUT)/e2e.log 2>&1 || { tail -30 $(BENCH_OUT)/e2e.log; exit 1; }
 	@$(GO) run ./internal/benchtable/cmd/benchtable $(BENCH_OUT)
