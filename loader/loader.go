@@ -57,9 +57,10 @@ const (
 const NoFloodLimit = math.MaxUint32
 
 // ConnBytesPerFlow is what one connection table entry costs in kernel
-// memory, measured (TestConnTableCapacity): the kernel's hash element
-// header, the 40-byte key, the 8-byte value, the bucket and LRU overhead.
-const ConnBytesPerFlow = 112
+// memory, measured (BenchmarkConnTableCapacity: the table's memlock over its
+// capacity): the kernel's hash element header, the 40-byte key, the 8-byte
+// value, the bucket and LRU overhead.
+const ConnBytesPerFlow = 113
 
 // Per-flow outer sources used when Options give no source address: the
 // prefixes Katran uses (RFC 6666's discard-only 100::/64 for IPv6).

@@ -122,7 +122,7 @@ func Print(w io.Writer, rows []Row) error {
 		}
 	}
 	for _, s := range sections {
-		fmt.Fprintf(tw, "-- %s\t\t\t\t\t\t\t\n", s)
+		fmt.Fprintf(tw, "-- %s\n", s)
 		for _, r := range rows {
 			if r.Section != s {
 				continue
