@@ -21,7 +21,7 @@ FUZZTIME  ?= 100000x
 FUZZ_TARGETS ?= ./wire:FuzzDecodeMessage ./wire:FuzzParameters ./selector:FuzzOperations ./internal/capture:FuzzReader ./bpf:FuzzLbFrames ./asap:FuzzSession ./enrp:FuzzDecode ./security:FuzzParsePolicy ./security:FuzzMatch ./node:FuzzParseConfig ./node:FuzzParseVIP ./asap:FuzzParsePolicy ./cmd/rspxdp:FuzzRegistrarFlags
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: install all build test unit race fuzz generate bench bench-go bench-pps demo lint vmtest clean
+.PHONY: package install all build test unit race fuzz generate bench bench-go bench-pps demo lint vmtest clean
 
 all: build
 
@@ -118,5 +118,23 @@ install: build
 	test -e $(DESTDIR)/etc/rspxdp/rspxdp.yaml || \
 		install -D -m 0640 rspxdp.example.yaml $(DESTDIR)/etc/rspxdp/rspxdp.yaml
 
+# The Debian package (packaging/nfpm.yaml, nfpm as a Go tool dependency): the
+# binary, both units, the configuration (a conffile), the dashboard, bash,
+# zsh and fish completions and the manual pages, all generated from the
+# binary just built. Written to PKG_OUT as rspxdp_VERSION_ARCH.deb.
+# A tag v1.2.3[-n-gSHA] gives 1.2.3[~n~gSHA]; an untagged commit 0.0.0~gitSHA.
+PKG_VERSION ?= $(shell echo '$(VERSION)' | sed -E -e 's/^v([0-9])/\1/' -e 't tag' -e 's/^/0.0.0~git/' -e ':tag' -e 's/-/~/g')
+PKG_ARCH    ?= $(shell $(GO) env GOARCH)
+PKG_OUT     ?= bin
+package:
+	rm -rf build/pkg && mkdir -p build/pkg/completions build/pkg/man $(PKG_OUT)
+	$(GO) build -ldflags "$(LDFLAGS)" -o build/pkg/rspxdp ./cmd/rspxdp
+	build/pkg/rspxdp completion bash > build/pkg/completions/rspxdp.bash
+	build/pkg/rspxdp completion zsh > build/pkg/completions/_rspxdp
+	build/pkg/rspxdp completion fish > build/pkg/completions/rspxdp.fish
+	build/pkg/rspxdp man build/pkg/man && gzip -9nf build/pkg/man/*.1
+	PKG_VERSION='$(PKG_VERSION)' PKG_ARCH='$(PKG_ARCH)' \
+		$(GO) tool nfpm package -f packaging/nfpm.yaml -p deb -t $(PKG_OUT)/
+
 clean:
-	rm -rf bin
+	rm -rf bin build

@@ -41,6 +41,9 @@ func newFlagSet(env *cliEnv, name, usage string) *flag.FlagSet {
 	env.logFormat = "text"
 	fs.Var(choiceFlag{&env.logLevel, []string{"debug", "info", "warn", "error"}}, "log-level", "log level: debug, info, warn or error")
 	fs.Var(choiceFlag{&env.logFormat, []string{"text", "json"}}, "log-format", "log format: text (key=value) or json (one object per line)")
+	if env.onFlagSet != nil {
+		env.onFlagSet(fs, usage)
+	}
 	return fs
 }
 

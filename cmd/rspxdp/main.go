@@ -41,6 +41,11 @@ type cliEnv struct {
 
 	mu      sync.Mutex
 	reloads []reloadable
+
+	// onFlagSet, when set, sees every FlagSet newFlagSet makes, with its
+	// usage text: how `rspxdp completion` and `rspxdp man` read each
+	// command's flags (docs.go).
+	onFlagSet func(fs *flag.FlagSet, usage string)
 }
 
 // reloadable is something SIGHUP re-reads: certificates, a policy, a
@@ -103,6 +108,8 @@ func commands() []command {
 		{name: "registrar", summary: "run an RSerPool registrar (ASAP server, ENRP peer)", run: runRegistrar},
 		{name: "status", summary: "dump a registrar's handlespace: pools, PEs, owners, policies, checksums", run: runStatus},
 		{name: "version", summary: "print the version, commit and Go version of this binary", run: runVersion},
+		{name: "completion", summary: "print a shell completion script: bash, zsh or fish", run: runCompletion},
+		{name: "man", summary: "write the manual pages (rspxdp(1), rspxdp-COMMAND(1)) into a directory", run: runMan},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
