@@ -256,7 +256,7 @@ type client struct {
 }
 
 func dial(ctx context.Context, p wire.Protocol, addr, src string) (*client, error) {
-	d := net.Dialer{Timeout: time.Second}
+	d := net.Dialer{Timeout: 3 * time.Second} // a SYN dropped by a full backlog is resent after 1 s
 	if src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
 	}
