@@ -74,12 +74,12 @@ func runScale(t testing.TB, regs, pes int) scaleRow {
 	for k := range s.sent {
 		delete(s.sent, k)
 	}
-	start := time.Now()
+	start := cpuTime()
 	for i := 0; i < pes; i++ {
 		// Pools of 100 PEs, as many services of a site would be.
 		s.register(uint32(1+i%regs), fmt.Sprintf("pool-%d", i/100), scalePE(uint32(i+1)))
 	}
-	d := time.Since(start)
+	d := cpuTime() - start
 	row.registrations = pes
 	row.msgsPerReg = float64(total(s.sent)) / float64(pes)
 	row.updatesPerReg = float64(s.sent["HandleUpdate"]) / float64(pes)
@@ -91,9 +91,9 @@ func runScale(t testing.TB, regs, pes int) scaleRow {
 	for k := range s.sent {
 		delete(s.sent, k)
 	}
-	start = time.Now()
+	start = cpuTime()
 	s.advance(testConfig(1).PeerHeartbeatCycle)
-	row.cpuPerCycle = time.Since(start)
+	row.cpuPerCycle = cpuTime() - start
 	row.presencesPerCycle = s.sent["Presence"]
 	row.presencesPerRegistrar = row.presencesPerCycle / regs
 
@@ -105,7 +105,7 @@ func runScale(t testing.TB, regs, pes int) scaleRow {
 	dead := uint32(regs)
 	empty := s.regs[1].Checksum(0xdeadbeef)
 	s.kill(dead)
-	start = time.Now()
+	start = cpuTime()
 	var simulated time.Duration
 	for simulated = 0; simulated < time.Minute; simulated += 10 * time.Millisecond {
 		s.advance(10 * time.Millisecond)
@@ -113,7 +113,7 @@ func runScale(t testing.TB, regs, pes int) scaleRow {
 			break
 		}
 	}
-	row.cpuConverge = time.Since(start)
+	row.cpuConverge = cpuTime() - start
 	row.converge = simulated + 10*time.Millisecond
 	row.deathMsgs = total(s.sent)
 	row.takeoverMsgs = s.sent["InitTakeover"] + s.sent["InitTakeoverAck"] + s.sent["TakeoverServer"]
@@ -145,8 +145,8 @@ func (s *sim) converged(pes int, dead uint32, empty uint16) bool {
 }
 
 // TestScaleSimulation prints what ENRP costs as registrars and PEs grow, on
-// the in-memory simulator (no sockets; CPU is the whole simulated system on
-// one goroutine, so it is the sum over all registrars). The default run is
+// the in-memory simulator (no sockets; CPU is the process's CPU time for
+// the whole simulated system, the sum over all registrars, GC included). The default run is
 // 8, 32 and 64 registrars with 1,000 PEs, and checks the message counts
 // stay linear in the registrars; RSPXDP_SCALE_FULL=1 runs 10,000 and
 // 100,000 PEs instead (tens of minutes on 2 cores, several GB):

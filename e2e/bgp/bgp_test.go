@@ -2,15 +2,12 @@ package bgpe2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -26,6 +23,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 
+	"github.com/rspxdp/rspxdp/internal/e2etest"
 	"github.com/rspxdp/rspxdp/internal/netns"
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/loader/loadertest"
@@ -68,113 +66,19 @@ const (
 func lbAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + i)}) }
 func peAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 0, 0, byte(20 + i)}) }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// rspxdpBinary builds rspxdp once per test binary run.
-func rspxdpBinary(t *testing.T) string {
-	t.Helper()
-	testenv.RequireCommand(t, "go", "golang-go")
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "rspxdp-bgpe2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "rspxdp")
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", binPath, "github.com/rspxdp/rspxdp/cmd/rspxdp").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	e2etest.RemoveBinary()
 	os.Exit(code)
 }
 
-// logBuf collects a process's output.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+func (w *world) scrape(i int) (e2etest.Metrics, error) { return e2etest.Scrape(w.lbs[i], metrics) }
 
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// proc is a process in a namespace, in its own process group.
-type proc struct {
-	name    string
-	started time.Time
-	cmd     *exec.Cmd
-	log     *logBuf
-	done    chan struct{}
-	exitAt  time.Time
-}
-
-func start(t *testing.T, ns *netns.NS, name, bin string, args ...string) *proc {
+func (w *world) mustScrape(t *testing.T, i int) e2etest.Metrics {
 	t.Helper()
-	p := &proc{name: name, log: &logBuf{}, done: make(chan struct{}), started: time.Now()}
-	p.cmd = ns.Command(context.Background(), bin, args...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = p.cmd.Wait(); p.exitAt = time.Now(); close(p.done) }()
-	t.Cleanup(func() {
-		p.signal(syscall.SIGKILL)
-		<-p.done
-		if t.Failed() {
-			t.Logf("---- log of %s ----\n%s", name, p.log.String())
-		}
-	})
-	return p
-}
-
-func (p *proc) startedAt() time.Time { return p.started }
-
-func (p *proc) signal(sig syscall.Signal) { _ = syscall.Kill(-p.cmd.Process.Pid, sig) }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) waitLog(t *testing.T, s string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !strings.Contains(p.log.String(), s) {
-		if time.Now().After(deadline) || p.exited() {
-			t.Fatalf("%s: no %q in its output within %v (exited: %v):\n%s", p.name, s, timeout, p.exited(), p.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	m, err := w.scrape(i)
+	must(t, err)
+	return m
 }
 
 func must(t *testing.T, err error) {
@@ -182,35 +86,6 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// attachPass gives a veth the XDP_PASS program its peer needs for native
-// XDP_TX (shared README: XDP_TX on a veth drops every frame otherwise).
-func attachPass(t *testing.T, ns *netns.NS, ifname string) link.Link {
-	t.Helper()
-	prog := xdpVerdict(t, 2) // XDP_PASS
-	ifc, err := ns.Iface(ifname)
-	must(t, err)
-	var l link.Link
-	must(t, ns.Do(func() error {
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Index, Flags: link.XDPDriverMode})
-		if err != nil {
-			return fmt.Errorf("attach XDP_PASS to %s: %w", ifname, err)
-		}
-		t.Cleanup(func() { l.Close() })
-		return nil
-	}))
-	return l
-}
-
-// xdpVerdict is an XDP program that returns verdict for every frame.
-func xdpVerdict(t *testing.T, verdict int32) *ebpf.Program {
-	t.Helper()
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, verdict), asm.Return()}})
-	must(t, err)
-	t.Cleanup(func() { prog.Close() })
-	return prog
 }
 
 // clearHash attaches a tc ingress program to a router interface that
@@ -241,7 +116,7 @@ func (w *world) waitPEs(t *testing.T, i, n int, timeout time.Duration) {
 	var got float64
 	for time.Now().Before(deadline) {
 		if m, err := w.scrape(i); err == nil {
-			if got = m.sum("rspxdp_dataplane_pool_elements", `state="active"`); got == float64(n) {
+			if got = m.Sum("rspxdp_dataplane_pool_elements", `state="active"`); got == float64(n) {
 				return
 			}
 		}
@@ -258,9 +133,9 @@ type world struct {
 	cli      *netns.NS
 	lbs      [numNodes + 1]*netns.NS
 	swPorts  [numNodes + 1]link.Link // XDP on the switch side of each node's veth
-	nodes    [numNodes + 1]*proc
+	nodes    [numNodes + 1]*e2etest.Proc
 	pes      [numPEs + 1]*netns.NS
-	peProcs  [numPEs + 1]*proc
+	peProcs  [numPEs + 1]*e2etest.Proc
 	birdSock string
 }
 
@@ -298,7 +173,7 @@ func setup(t *testing.T) *world {
 	bird := testenv.RequireCommand(t, "bird", "bird2")
 	testenv.RequireCommand(t, "birdc", "bird2")
 	testenv.RequireCommand(t, "nft", "nftables")
-	w := &world{t: t, bin: rspxdpBinary(t)}
+	w := &world{t: t, bin: e2etest.Binary(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	w.sw, w.rt, w.cli = netns.New(t, "bsw"), netns.New(t, "brt"), netns.New(t, "bcli")
@@ -338,7 +213,7 @@ func setup(t *testing.T) *world {
 	conf := filepath.Join(dir, "bird.conf")
 	must(t, os.WriteFile(conf, []byte(birdConfig()), 0o644))
 	w.birdSock = filepath.Join(dir, "bird.ctl")
-	start(t, w.rt, "bird", bird, "-f", "-c", conf, "-s", w.birdSock, "-P", filepath.Join(dir, "bird.pid"))
+	e2etest.Start(t, w.rt, "bird", bird, "-f", "-c", conf, "-s", w.birdSock, "-P", filepath.Join(dir, "bird.pid"))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := w.birdc("show status"); err == nil {
@@ -353,7 +228,7 @@ func setup(t *testing.T) *world {
 		w.lbs[i] = netns.New(t, fmt.Sprintf("blb%d", i))
 		sw := fmt.Sprintf("s-lb%d", i)
 		port(w.lbs[i], sw, "l0", lbAddr(i))
-		w.swPorts[i] = attachPass(t, w.sw, sw)
+		w.swPorts[i] = e2etest.AttachPass(t, w.sw, sw)
 	}
 	for i := 1; i <= numPEs; i++ {
 		ns := netns.New(t, fmt.Sprintf("bpe%d", i))
@@ -368,13 +243,13 @@ func setup(t *testing.T) *world {
 		w.startNode(t, i)
 	}
 	for i := 1; i <= 3; i++ {
-		w.nodes[i].waitLog(t, "node $", 15*time.Second)
+		w.nodes[i].WaitLog(t, "node $", 15*time.Second)
 	}
 	for i := 1; i <= numPEs; i++ {
 		w.startPE(t, i)
 	}
 	for i := 1; i <= numPEs; i++ {
-		w.peProcs[i].waitLog(t, "pool", 15*time.Second)
+		w.peProcs[i].WaitLog(t, "pool", 15*time.Second)
 	}
 	// Maglev consistency needs the same PE set on every node.
 	for i := 1; i <= 3; i++ {
@@ -405,14 +280,14 @@ func (w *world) startNode(t *testing.T, i int) {
 			args = append(args, "--peer", lbAddr(j).String()+":9901")
 		}
 	}
-	w.nodes[i] = start(w.t, w.lbs[i], fmt.Sprintf("node%d", i), w.bin, args...)
+	w.nodes[i] = e2etest.Start(w.t, w.lbs[i], fmt.Sprintf("node%d", i), w.bin, args...)
 }
 
 // startPE runs PE i (identifier i), registered with node 1, the one node
 // that is never stopped.
 func (w *world) startPE(t *testing.T, i int) {
 	regs := lbAddr(1).String() + ":3863," + lbAddr(2).String() + ":3863"
-	w.peProcs[i] = start(w.t, w.pes[i], fmt.Sprintf("pe%d", i), w.bin, "pe", "--pool", pool, "--id", strconv.Itoa(i),
+	w.peProcs[i] = e2etest.Start(w.t, w.pes[i], fmt.Sprintf("pe%d", i), w.bin, "pe", "--pool", pool, "--id", strconv.Itoa(i),
 		"--registrar", regs, "--listen", fmt.Sprintf("0.0.0.0:%d", vipPort),
 		"--service", "echo", "--unaware", "--decap", "e0", "--policy", "rr", "--drain-timeout", "60s")
 }
@@ -542,71 +417,6 @@ func (w *world) onNodes(t *testing.T, conns []*conn) map[int][]*conn {
 	return by
 }
 
-// metricSet is one scrape: name -> labels -> value.
-type metricSet map[string]map[string]float64
-
-func (w *world) scrape(i int) (metricSet, error) {
-	var c net.Conn
-	if err := w.lbs[i].Do(func() error {
-		var err error
-		c, err = net.DialTimeout("tcp", metrics, 2*time.Second)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("scrape node %d: %w", i, err)
-	}
-	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + metrics + "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("scrape node %d: %w", i, err)
-	}
-	defer resp.Body.Close()
-	m := metricSet{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if sp < 0 || err != nil {
-			continue
-		}
-		name, labels := line[:sp], ""
-		if j := strings.IndexByte(name, '{'); j >= 0 {
-			name, labels = line[:j], line[j:sp]
-		}
-		if m[name] == nil {
-			m[name] = map[string]float64{}
-		}
-		m[name][labels] = v
-	}
-	return m, sc.Err()
-}
-
-func (w *world) mustScrape(t *testing.T, i int) metricSet {
-	t.Helper()
-	m, err := w.scrape(i)
-	must(t, err)
-	return m
-}
-
-// sum adds the values of name whose labels contain every filter.
-func (m metricSet) sum(name string, filters ...string) float64 {
-	var s float64
-next:
-	for labels, v := range m[name] {
-		for _, f := range filters {
-			if !strings.Contains(labels, f) {
-				continue next
-			}
-		}
-		s += v
-	}
-	return s
-}
-
 // conn is one client connection to the VIP.
 type conn struct {
 	c    net.Conn
@@ -685,8 +495,8 @@ func remove(conns, gone []*conn) []*conn {
 	return out
 }
 
-func newFlows(before, after metricSet, filters ...string) float64 {
-	return after.sum("rspxdp_pe_new_flows_total", filters...) - before.sum("rspxdp_pe_new_flows_total", filters...)
+func newFlows(before, after e2etest.Metrics, filters ...string) float64 {
+	return after.Sum("rspxdp_pe_new_flows_total", filters...) - before.Sum("rspxdp_pe_new_flows_total", filters...)
 }
 
 // TestBGPECMP is issue 16's evidence. Every figure is printed on one line
@@ -705,7 +515,7 @@ func TestBGPECMP(t *testing.T) {
 	t.Logf("BGP: 1. router route %s/32: bird next hops %v, kernel next hops %v (%d healthy nodes)", vip, b, k, len(live))
 
 	// 2. 300 connections over the three nodes and the three PEs.
-	before := map[int]metricSet{}
+	before := map[int]e2etest.Metrics{}
 	for _, i := range live {
 		before[i] = w.mustScrape(t, i)
 	}
@@ -751,7 +561,7 @@ func TestBGPECMP(t *testing.T) {
 	broken, slow := echoAll(conns, 10*time.Second)
 	moved := len(w.onNodes(t, remove(conns, broken))[4])
 	t.Logf("BGP: 5. node added: route over 4 next hops after %v; %d of %d flows now through node 4; connections broken: %d of %d (slowest echo %v)",
-		joined.Sub(w.nodes[4].startedAt()).Round(time.Millisecond), moved, len(conns), len(broken), len(conns), slow.Round(time.Millisecond))
+		joined.Sub(w.nodes[4].Started).Round(time.Millisecond), moved, len(conns), len(broken), len(conns), slow.Round(time.Millisecond))
 	if len(broken) != 0 || moved == 0 {
 		t.Errorf("node added: %d broken, %d moved to node 4", len(broken), moved)
 	}
@@ -761,19 +571,19 @@ func TestBGPECMP(t *testing.T) {
 	// hop, and only then does the node stop forwarding.
 	on4 := w.onNodes(t, conns)[4]
 	sigterm := time.Now()
-	w.nodes[4].signal(syscall.SIGTERM)
+	w.nodes[4].Signal(syscall.SIGTERM)
 	gone := w.waitHops(t, 10*time.Second, 1, 2, 3)
 	select {
-	case <-w.nodes[4].done:
+	case <-w.nodes[4].Done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("node 4 did not exit within 15s of SIGTERM")
 	}
 	broken, slow = echoAll(conns, 10*time.Second)
 	brokenOn4 := len(intersect(broken, on4))
 	t.Logf("BGP: 3. graceful stop of node 4: next hop gone %v after SIGTERM, process exited %v after SIGTERM; connections broken: %d of %d (%d of %d overall, slowest echo %v)",
-		gone.Sub(sigterm).Round(time.Millisecond), w.nodes[4].exitAt.Sub(sigterm).Round(time.Millisecond),
+		gone.Sub(sigterm).Round(time.Millisecond), w.nodes[4].ExitAt.Sub(sigterm).Round(time.Millisecond),
 		brokenOn4, len(on4), len(broken), len(conns), slow.Round(time.Millisecond))
-	if !gone.Before(w.nodes[4].exitAt) {
+	if !gone.Before(w.nodes[4].ExitAt) {
 		t.Errorf("the router still routed through node 4 when it exited")
 	}
 	if len(broken) != 0 || len(on4) == 0 {
@@ -791,8 +601,8 @@ func TestBGPECMP(t *testing.T) {
 	// to the same PE.
 	on3 := w.onNodes(t, conns)[3]
 	crash := time.Now()
-	must(t, w.swPorts[3].Update(xdpVerdict(t, 1))) // XDP_DROP
-	w.nodes[3].signal(syscall.SIGKILL)
+	must(t, w.swPorts[3].Update(e2etest.VerdictProgram(t, e2etest.XDPDrop))) // XDP_DROP
+	w.nodes[3].Signal(syscall.SIGKILL)
 	type result struct {
 		broken []*conn
 		slow   time.Duration
@@ -829,16 +639,16 @@ func TestBGPECMP(t *testing.T) {
 	// the router has no route; one PE returns and every node announces
 	// again.
 	for p := 1; p <= numPEs; p++ {
-		w.peProcs[p].signal(syscall.SIGKILL)
+		w.peProcs[p].Signal(syscall.SIGKILL)
 	}
 	deadAt := time.Now()
 	withdrawn := w.waitHops(t, 15*time.Second)
 	for _, i := range live {
 		m := w.mustScrape(t, i)
-		if v := m.sum("rspxdp_bgp_withdrawals_total", `reason="too-few-pes"`); v < 1 {
+		if v := m.Sum("rspxdp_bgp_withdrawals_total", `reason="too-few-pes"`); v < 1 {
 			t.Errorf("node %d: rspxdp_bgp_withdrawals_total{reason=too-few-pes} = %v", i, v)
 		}
-		if v := m.sum("rspxdp_bgp_vip_announced"); v != 0 {
+		if v := m.Sum("rspxdp_bgp_vip_announced"); v != 0 {
 			t.Errorf("node %d: rspxdp_bgp_vip_announced = %v after the pool died", i, v)
 		}
 	}
@@ -850,7 +660,7 @@ func TestBGPECMP(t *testing.T) {
 	t.Logf("BGP: 6. pool without PEs: route withdrawn by nodes %v %v after the PEs died; one PE back: re-announced %v later, next hops bird %v kernel %v",
 		live, withdrawn.Sub(deadAt).Round(time.Millisecond), reannounced.Sub(back).Round(time.Millisecond), b, k)
 	m := w.mustScrape(t, 1)
-	if v := m.sum("rspxdp_bgp_session_state", `state="established"`); v != 1 {
+	if v := m.Sum("rspxdp_bgp_session_state", `state="established"`); v != 1 {
 		t.Errorf("node 1: rspxdp_bgp_session_state{state=established} = %v, want 1", v)
 	}
 	t.Logf("BGP: whole test %v", time.Since(testStart).Round(time.Millisecond))
