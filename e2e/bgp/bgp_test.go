@@ -663,6 +663,16 @@ func TestBGPECMP(t *testing.T) {
 	if v := m.Sum("rspxdp_bgp_session_state", `state="established"`); v != 1 {
 		t.Errorf("node 1: rspxdp_bgp_session_state{state=established} = %v, want 1", v)
 	}
+	// What an operator sees: rspxdp status --node on node 1.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := w.lbs[1].Run(ctx, w.bin, "status", "--node", metrics)
+	must(t, err)
+	for _, want := range []string{"bgp: AS 65001, router id 10.0.0.11", "peer 10.0.0.1", "established", "10.99.0.1/32", "announced (healthy)", "too-few-pes 1"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("rspxdp status --node lacks %q:\n%s", want, st)
+		}
+	}
 	t.Logf("BGP: whole test %v", time.Since(testStart).Round(time.Millisecond))
 }
 
