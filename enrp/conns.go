@@ -210,7 +210,7 @@ func (s *Server) admitConn(c transport.Conn, p wire.Protocol, src netip.Prefix) 
 	total, fromSrc := t.counts(src)
 	if fromSrc >= s.maxPerSource {
 		s.count(&s.stats.connsRefused)
-		s.warnEvery(&s.refuseLog, "connection refused: too many from one source", "protocol", p.String(),
+		s.warnEvery("connection refused: too many from one source", "protocol", p.String(),
 			"remote", c.RemoteAddr().String(), "max", s.maxPerSource)
 		return false
 	}
@@ -222,7 +222,7 @@ func (s *Server) admitConn(c transport.Conn, p wire.Protocol, src netip.Prefix) 
 		// push others out: its connections would only evict each other
 		// (and newcomers) as fast as it redials.
 		s.count(&s.stats.connsRefused)
-		s.warnEvery(&s.refuseLog, "connection refused: listener full and this source holds its share", "protocol", p.String(),
+		s.warnEvery("connection refused: listener full and this source holds its share", "protocol", p.String(),
 			"remote", c.RemoteAddr().String(), "max", s.maxConns)
 		return false
 	}
@@ -230,12 +230,12 @@ func (s *Server) admitConn(c transport.Conn, p wire.Protocol, src netip.Prefix) 
 		v.evicted.Store(true)
 		v.close()
 		s.count(&s.stats.connsEvicted)
-		s.warnEvery(&s.evictLog, "connection evicted to make room: listener full", "protocol", p.String(),
+		s.warnEvery("connection evicted to make room: listener full", "protocol", p.String(),
 			"evicted", v.conn.RemoteAddr().String(), "for", c.RemoteAddr().String(), "max", s.maxConns)
 		return true
 	}
 	s.count(&s.stats.connsRefused)
-	s.warnEvery(&s.refuseLog, "connection refused: too many", "protocol", p.String(),
+	s.warnEvery("connection refused: too many", "protocol", p.String(),
 		"remote", c.RemoteAddr().String(), "max", s.maxConns)
 	return false
 }
@@ -302,7 +302,7 @@ func (s *Server) acceptLoop(ctx context.Context, ln transport.Listener, p wire.P
 				return
 			}
 			s.count(&s.stats.acceptErrors)
-			s.warnEvery(&s.acceptLog, "accept failed; backing off", "protocol", p.String(), "err", err,
+			s.warnEvery("accept failed; backing off", "protocol", p.String(), "err", err,
 				"descriptorsExhausted", errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE))
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 			select {
@@ -322,33 +322,50 @@ func (s *Server) acceptLoop(ctx context.Context, ln transport.Listener, p wire.P
 			continue
 		}
 		s.conns[p].add(src)
-		l := s.addLink(c, p, false, &s.conns[p], src)
-		_ = l
+		s.addLink(c, p, false, &s.conns[p], src)
 	}
 }
 
-// rateLog is a log line's limiter: at most one record per logInterval, the
-// record saying how many were suppressed since the last one.
+// rateLogs limit log lines by message: at most one record per
+// logInterval for each, the record saying how many were suppressed since
+// the last one, so a flood of one kind cannot fill the disk nor hide
+// another kind.
+type rateLogs struct {
+	mu    sync.Mutex
+	lines map[string]*rateLog
+}
+
 type rateLog struct {
-	mu         sync.Mutex
 	last       time.Time
 	suppressed int
 }
 
-// logInterval is the minimum time between two records of one rateLog.
+// logInterval is the minimum time between two records of one message.
 const logInterval = 10 * time.Second
 
-// warnEvery logs msg at most once per logInterval for rl.
-func (s *Server) warnEvery(rl *rateLog, msg string, args ...any) {
+// warnEvery logs msg at most once per logInterval.
+func (s *Server) warnEvery(msg string, args ...any) {
+	rl := &s.logs
 	rl.mu.Lock()
+	if rl.lines == nil {
+		rl.lines = map[string]*rateLog{}
+	}
+	l := rl.lines[msg]
+	if l == nil {
+		if len(rl.lines) > 64 { // messages are constants but for a few reasons
+			clear(rl.lines)
+		}
+		l = &rateLog{}
+		rl.lines[msg] = l
+	}
 	now := time.Now()
-	if !rl.last.IsZero() && now.Sub(rl.last) < logInterval {
-		rl.suppressed++
+	if !l.last.IsZero() && now.Sub(l.last) < logInterval {
+		l.suppressed++
 		rl.mu.Unlock()
 		return
 	}
-	n := rl.suppressed
-	rl.last, rl.suppressed = now, 0
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
 	rl.mu.Unlock()
 	if n > 0 {
 		args = append(args, "suppressed", n)
@@ -399,7 +416,7 @@ func (s *Server) readFirst(l *link) ([]byte, error) {
 	b, err := l.conn.ReadMessage(ctx)
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && s.ctx.Err() == nil {
 		s.count(&s.stats.firstMessageTimeouts)
-		s.warnEvery(&s.refuseLog, "connection closed: nothing received in time", "protocol", l.proto.String(),
+		s.warnEvery("connection closed: nothing received in time", "protocol", l.proto.String(),
 			"remote", l.conn.RemoteAddr().String(), "timeout", s.cfg.FirstMessageTimeout)
 		l.close()
 	}

@@ -102,8 +102,8 @@ type Server struct {
 	conns                  [3]connTable // open accepted associations, by wire.Protocol
 	budget                 queueBudget
 	stats                  serverStats
-	// One limiter per noisy log line (conns.go).
-	acceptLog, refuseLog, evictLog, protoLog rateLog
+	// logs limits each noisy log line (conns.go).
+	logs rateLogs
 	// replies limits the Errors and rejections sent for broken messages,
 	// per source.
 	replies *security.RateLimiter
@@ -614,7 +614,7 @@ func (s *Server) readLoop(l *link) {
 			checkFirst = false
 			if why := s.notThisProtocol(l, m, ok); why != "" {
 				s.count(&s.stats.notThisProtocol)
-				s.warnEvery(&s.protoLog, "closing connection: "+why, "protocol", l.proto.String(),
+				s.warnEvery("closing connection: "+why, "protocol", l.proto.String(),
 					"remote", l.conn.RemoteAddr().String(), "type", uint8(w.Type))
 				return
 			}
@@ -627,7 +627,7 @@ func (s *Server) readLoop(l *link) {
 			s.step(l.id, src, *report)
 		}
 		if derr != nil && !ok {
-			s.warnEvery(&s.protoLog, "undecodable message", "protocol", l.proto.String(), "remote", l.conn.RemoteAddr().String(), "err", derr)
+			s.warnEvery("undecodable message", "protocol", l.proto.String(), "remote", l.conn.RemoteAddr().String(), "err", derr)
 			continue
 		}
 		if !ok {
@@ -671,7 +671,7 @@ func (s *Server) dropLink(l *link, abort bool) {
 	switch {
 	case l.overflow.Load():
 		s.count(&s.stats.queueOverflows)
-		s.warnEvery(&s.refuseLog, "connection closed: its send queue is full (peer not reading, or queue budget spent)",
+		s.warnEvery("connection closed: its send queue is full (peer not reading, or queue budget spent)",
 			"protocol", l.proto.String(), "remote", l.conn.RemoteAddr().String(), "budgetUsed", s.budget.used.Load())
 	}
 	s.mu.Lock()

@@ -93,11 +93,11 @@ func TestAttacks(t *testing.T) {
 func attacks() []attack {
 	return []attack{
 		{name: "conn-memory", run: connMemory},
-		{name: "forged-peers", args: fastTimers, run: forgedPeers},
+		{name: "forged-peers", args: peerTimers, run: forgedPeers},
 		{name: "idle-lockout", args: lockoutArgs(), run: idleLockout},
 		{name: "fd-exhaustion", prefix: []string{"prlimit", "--nofile=1100:1100"}, run: fdExhaustion},
 		{name: "foreign-acks", args: fastTimers, run: foreignAcks},
-		{name: "oversized", args: fastTimers, run: oversized},
+		{name: "oversized", args: peerTimers, run: oversized},
 		{name: "malformed", run: malformed},
 	}
 }
@@ -336,7 +336,7 @@ func oversized(ctx context.Context, t *testing.T, r *registrar) string {
 	go func() { _, _ = c.recv(ctx, func(msg.Message) bool { return false }) }() // keep-alives
 	// A registrar joining now must receive every PE through table responses.
 	start := time.Now()
-	j := startRegistrar(t, 2, append([]string{"--peer", r.enrp}, fastTimers...)...)
+	j := startRegistrar(t, 2, append([]string{"--peer", r.enrp}, peerTimers...)...)
 	want := 1 + 128 + huge
 	got := 0
 	for time.Since(start) < 20*time.Second {
