@@ -12,8 +12,8 @@ import (
 // endpoint: the top bits 10 tell receivers that do not know it to skip it
 // silently (rsplib skips what follows the transport in a Server
 // Information; an extra top-level parameter would make it reject the
-// whole Presence).
-const ParamASAPEndpoint wire.ParamType = 0xbf41
+// whole Presence). Defined in wire, so decoders name it.
+const ParamASAPEndpoint = wire.ParamASAPEndpoint
 
 // asapEndpointParam wraps ap as a ParamASAPEndpoint parameter.
 func asapEndpointParam(ap netip.AddrPort, proto selector.Protocol) (wire.RawParam, bool) {

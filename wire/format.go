@@ -176,8 +176,29 @@ func (c Cause) String() string {
 	return fmt.Sprintf("%v(%s)", c.Code, hex.EncodeToString(c.Info))
 }
 
-// String renders a raw parameter as type=hex.
-func (r RawParam) String() string { return r.Type.String() + "=" + hex.EncodeToString(r.Value) }
+// String renders a raw parameter as type=hex; rspxdp's ASAP endpoint
+// (ParamASAPEndpoint) as ASAPEndpoint=<its nested transport>.
+func (r RawParam) String() string {
+	if t, ok := r.ASAPEndpoint(); ok {
+		return r.Type.String() + "=" + t.String()
+	}
+	return r.Type.String() + "=" + hex.EncodeToString(r.Value)
+}
+
+// ASAPEndpoint decodes the transport parameter nested in a
+// ParamASAPEndpoint; ok is false for any other parameter or a value that
+// is not a transport.
+func (r RawParam) ASAPEndpoint() (*Param, bool) {
+	if r.Type != ParamASAPEndpoint {
+		return nil, false
+	}
+	var d Decoder
+	p, err := d.DecodeParam(r.Value)
+	if err != nil || !p.Type.IsTransport() {
+		return nil, false
+	}
+	return &p, true
+}
 
 // AddrPorts returns the transport's addresses combined with its port.
 func (t Transport) AddrPorts() []netip.AddrPort {

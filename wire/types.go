@@ -305,9 +305,17 @@ var paramNames = [...]string{
 }
 
 // String returns the parameter's name, e.g. "PoolHandle", or its code.
+// ParamASAPEndpoint is rspxdp's private parameter, nested in a Server
+// Information after the ENRP transport, that carries the registrar's ASAP
+// endpoint (package msg writes it). Its top bits 10 tell a receiver that
+// does not know it (rsplib) to skip it silently.
+const ParamASAPEndpoint ParamType = 0xbf41
+
 func (t ParamType) String() string {
 	c := t.Code()
 	switch {
+	case t == ParamASAPEndpoint:
+		return "ASAPEndpoint"
 	case c == ParamHandleResolution.Code():
 		return "HandleResolution"
 	case t.Known():

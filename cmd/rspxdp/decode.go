@@ -20,9 +20,12 @@ const decodeUsage = `Usage: rspxdp decode [--json] FILE.pcap
 Print every ASAP and ENRP message in a packet capture (pcap or pcapng):
 SCTP DATA chunks with PPID 11/12, UDP to or from ports 3863/9901, and TCP
 streams on those ports reassembled and framed by the message length. One
-line per message: time, source > destination, transport, protocol, type,
-flags and parameters. A message that does not decode is printed with its
-error and the tool carries on; the exit status is then 1.
+line per message: the frame number, seconds since the first message, the
+time, source > destination, transport, protocol, type, flags and
+parameters (rspxdp's private 0xbf41 shown as ASAPEndpoint=TRANSPORT). A
+message that does not decode is printed with its error and the tool
+carries on; the exit status is then 1, as it is for a capture cut short
+(the messages before the cut are printed, then a warning).
 
 Examples:
   rspxdp decode capture.pcap
@@ -52,7 +55,8 @@ func runDecode(ctx context.Context, env *cliEnv, args []string) error {
 	defer w.Flush()
 	var dec wire.Decoder
 	var m wire.Message
-	total, failed := 0, 0
+	total, failed, lastFrame := 0, 0, 0
+	var start time.Time
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -63,8 +67,15 @@ func runDecode(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		if err != nil {
 			w.Flush()
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("warning: %s is truncated after frame %d (%v): the messages before the cut were printed", path, lastFrame, err)
+			}
 			return fmt.Errorf("decode %s: %w", path, err)
 		}
+		if total == 0 {
+			start = cm.Time
+		}
+		lastFrame = cm.Frame
 		total++
 		derr := cm.Err
 		if derr == nil {
@@ -76,7 +87,7 @@ func runDecode(ctx context.Context, env *cliEnv, args []string) error {
 		if *asJSON {
 			err = writeJSON(w, &cm, &m, derr)
 		} else {
-			err = writeText(w, &cm, &m, derr)
+			err = writeText(w, &cm, &m, derr, start)
 		}
 		if err != nil {
 			return fmt.Errorf("decode: write: %w", err)
@@ -93,8 +104,12 @@ func runDecode(ctx context.Context, env *cliEnv, args []string) error {
 
 const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
 
-func writeText(w io.Writer, cm *capture.Message, m *wire.Message, err error) error {
-	prefix := fmt.Sprintf("%s %s > %s %s", cm.Time.UTC().Format(timeLayout), cm.Src, cm.Dst, cm.Transport)
+// writeText prints one message as a line: the frame number that completed
+// it, the seconds since the first message (as tshark's relative time), the
+// absolute time, the endpoints and the decoded message.
+func writeText(w io.Writer, cm *capture.Message, m *wire.Message, err error, start time.Time) error {
+	prefix := fmt.Sprintf("%5d %11.6f %s %s > %s %s", cm.Frame, cm.Time.Sub(start).Seconds(),
+		cm.Time.UTC().Format(timeLayout), cm.Src, cm.Dst, cm.Transport)
 	if err != nil {
 		_, werr := fmt.Fprintf(w, "%s %s ERROR %v (%d bytes: %s)\n", prefix, cm.Protocol, err, len(cm.Payload), shortHex(cm.Payload))
 		return werr
@@ -202,6 +217,9 @@ func jsonRaw(rs []wire.RawParam) []map[string]any {
 	out := make([]map[string]any, len(rs))
 	for i, r := range rs {
 		out[i] = map[string]any{"type": r.Type.String(), "type_code": uint16(r.Type), "value": hex.EncodeToString(r.Value)}
+		if t, ok := r.ASAPEndpoint(); ok {
+			out[i]["transport"] = jsonTransport(t.Transport)
+		}
 	}
 	return out
 }

@@ -204,3 +204,36 @@ func TestDecodeUsage(t *testing.T) {
 		t.Errorf("--help: exit %d\n%s", code, out)
 	}
 }
+
+// A capture cut in the middle of a packet (tcpdump killed, a disk full)
+// prints what it holds, then warns and exits 1.
+func TestDecodeTruncatedCapture(t *testing.T) {
+	path := writeSamplePcap(t)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.pcap")
+	if err := os.WriteFile(cut, b[:len(b)-5], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "decode", cut)
+	if code != 1 || !strings.Contains(errs, "warning: ") || !strings.Contains(errs, "truncated after frame") {
+		t.Errorf("exit %d, stderr %q; want 1 and a truncation warning", code, errs)
+	}
+	if n := strings.Count(out, "\n"); n < len(wiretest.Messages()) {
+		t.Errorf("only %d messages printed before the cut", n)
+	}
+}
+
+// Text lines start with the frame number and the seconds since the first
+// message.
+func TestDecodeTextFramesAndRelativeTimes(t *testing.T) {
+	_, out, _ := runCLI(t, "decode", writeSamplePcap(t))
+	lines := strings.Split(out, "\n")
+	for i, want := range []string{"    1    0.000000 2026-11-22T12:00:00.000000Z ", "    2    0.001000 ", "    3    0.002000 "} {
+		if !strings.HasPrefix(lines[i], want) {
+			t.Errorf("line %d = %q, want prefix %q", i+1, lines[i], want)
+		}
+	}
+}

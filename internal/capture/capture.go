@@ -155,12 +155,18 @@ func ReadFile(path string) ([]Message, error) {
 }
 
 // Next returns the next message, or io.EOF after the last one. Packets that
-// are not ASAP or ENRP, or that cannot be parsed, are skipped.
+// are not ASAP or ENRP, or that cannot be parsed, are skipped. A capture cut
+// in the middle of a packet (tcpdump killed, a full disk) ends with an error
+// wrapping io.ErrUnexpectedEOF after the last whole packet's messages, so
+// the caller can tell it from a complete file.
 func (r *Reader) Next() (Message, error) {
 	for len(r.queue) == 0 {
 		data, ci, err := r.src.ReadPacketData()
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return Message{}, fmt.Errorf("packet %d cut short: %w", r.frame+1, io.ErrUnexpectedEOF)
+			}
+			if errors.Is(err, io.EOF) {
 				return Message{}, io.EOF
 			}
 			return Message{}, fmt.Errorf("packet %d: %w", r.frame+1, err)
