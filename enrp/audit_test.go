@@ -3,6 +3,8 @@ package enrp
 import (
 	"testing"
 	"time"
+
+	"github.com/rspxdp/rspxdp/selector"
 )
 
 // TestAuditBacksOffWhenItCannotConverge: a registrar that refuses some of a
@@ -46,5 +48,36 @@ func TestAuditBacksOffWhenItCannotConverge(t *testing.T) {
 	s.agree(t, 2)
 	if p := a.peers[2]; p.auditFails != 0 {
 		t.Fatalf("audit still backing off (%d failures) after the checksums agree", p.auditFails)
+	}
+}
+
+// TestAuditBackoffEndsWhenThePeerChanges: the back-off of an audit that
+// cannot converge holds only while the peer's PEs stay as they were; a PE
+// the peer gains meanwhile (its Handle Update lost in a partition here)
+// is audited in within a few heartbeats, as before the back-off existed.
+func TestAuditBackoffEndsWhenThePeerChanges(t *testing.T) {
+	s := newSim(t)
+	a := s.addReg(testConfig(1))
+	s.addReg(testConfig(2))
+	s.advance(time.Second)
+	// Each registrar registers a PE of pool q that the other refuses
+	// (inconsistent transport): both audits are stuck from the start.
+	s.cut[[2]uint32{1, 2}] = true
+	s.register(1, "q", testPE(11))
+	udp := testPE(21)
+	udp.Transport.Protocol = selector.UDP
+	s.register(2, "q", udp)
+	delete(s.cut, [2]uint32{1, 2})
+	s.advance(maxAuditBackoff * testConfig(1).PeerHeartbeatCycle)
+	if a.peers[2].auditFails == 0 {
+		t.Fatal("the stuck audit is not backing off")
+	}
+	// Registrar 2 gains a PE registrar 1 does not hear of.
+	s.cut[[2]uint32{1, 2}] = true
+	s.register(2, "p", testPE(22))
+	delete(s.cut, [2]uint32{1, 2})
+	s.advance(6 * testConfig(1).PeerHeartbeatCycle)
+	if _, ok := a.lookup("p", 22); !ok {
+		t.Fatalf("registrar 1 lacks the peer's new PE 6 heartbeats after the partition (audit back-off %d)", a.peers[2].auditFails)
 	}
 }

@@ -89,10 +89,12 @@ type peer struct {
 	reqSeen    map[peKey]bool
 	reqSentAt  time.Time
 	mismatches int // consecutive presences whose checksum differed from ours
-	// auditWant is the peer's checksum the running audit should reach;
+	// auditWant is the peer's checksum the last audit should reach;
+	// audited says it completed and the next Presence judges it;
 	// auditFails counts audits in a row that did not (we refused some of
 	// its PEs), and auditNext is when the next may start (back-off).
 	auditWant  uint16
+	audited    bool
 	auditFails int
 	auditNext  time.Time
 }

@@ -90,7 +90,7 @@ func (c *Core) onPresence(link LinkID, m Presence) {
 	// Two mismatches in a row are required: one can be an update still in
 	// flight on the peer's other connection.
 	if m.Checksum == c.hs.Checksum(p.id) {
-		p.mismatches = 0
+		p.mismatches, p.audited = 0, false
 		if p.auditFails > 0 {
 			c.log.Info("audit converged", "peer", idString(p.id), "after", p.auditFails)
 			p.auditFails, p.auditNext = 0, time.Time{}
@@ -100,7 +100,19 @@ func (c *Core) onPresence(link LinkID, m Presence) {
 	p.mismatches++
 	// An audit that cannot converge (we refuse some of the peer's PEs,
 	// e.g. for pool consistency or capacity) backs off instead of asking
-	// for the table every other heartbeat forever.
+	// for the table every other heartbeat forever. The first Presence
+	// after an audit judges it: the peer still announcing the checksum
+	// the audit was to reach, ours still another, is an audit that cannot
+	// converge. A new checksum means the peer's PEs changed (or the audit
+	// raced an update in flight): no back-off, audit again as usual.
+	if p.audited || p.auditFails > 0 && m.Checksum != p.auditWant {
+		if p.audited && m.Checksum == p.auditWant {
+			c.auditStuck(p, m.Checksum)
+		} else {
+			p.auditFails, p.auditNext = 0, time.Time{}
+		}
+		p.audited = false
+	}
 	if p.mismatches >= 2 && !p.reqPending && !c.now.Before(p.auditNext) {
 		p.mismatches = 0
 		if p.auditFails == 0 {
@@ -116,13 +128,10 @@ func (c *Core) onPresence(link LinkID, m Presence) {
 // in peer heartbeat cycles.
 const maxAuditBackoff = 32
 
-// auditDone judges an audit of p's own PEs once its table is imported.
-func (c *Core) auditDone(p *peer) {
+// auditStuck backs off the audits of p, which did not bring our checksum
+// of its PEs to theirs.
+func (c *Core) auditStuck(p *peer, theirs uint16) {
 	got := c.hs.Checksum(p.id)
-	if got == p.auditWant {
-		p.auditFails, p.auditNext = 0, time.Time{}
-		return
-	}
 	p.auditFails++
 	c.counts.AuditsNotConverged++
 	wait := c.cfg.PeerHeartbeatCycle << min(p.auditFails, 5)
@@ -131,7 +140,7 @@ func (c *Core) auditDone(p *peer) {
 	if p.auditFails == 1 {
 		// Said once per episode; AuditsNotConverged counts every one.
 		c.log.Warn("audit does not converge: this registrar refuses some of the peer's PEs (see \"replicated PE refused\"); auditing it again with back-off",
-			"peer", idString(p.id), "theirs", p.auditWant, "ours", got, "next", wait)
+			"peer", idString(p.id), "theirs", theirs, "ours", got, "next", wait)
 	}
 }
 
@@ -277,9 +286,9 @@ func (c *Core) onHandleTableResponse(link LinkID, m HandleTableResponse) {
 	}
 	p.reqPending, p.reqSeen = false, nil
 	if p.reqOwnOnly {
-		c.auditDone(p)
-		if p.auditFails > 1 {
-			return // said once, in auditDone
+		p.audited = true // judged by the next Presence
+		if p.auditFails > 0 {
+			return // backing off: said once, in auditStuck
 		}
 	}
 	c.log.Info("handle table synchronised", "peer", idString(p.id), "ownOnly", p.reqOwnOnly, "pes", c.hs.Len())

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -675,6 +676,95 @@ func TestSessionsMixedPool(t *testing.T) {
 		5: "HANDLE_RESOLUTION", 6: "HANDLE_RESOLUTION_RESPONSE",
 		11: "COOKIE",
 	}, nil)
+}
+
+// statusDump is `rspxdp status --json` as the scenarios keep it.
+type statusDump struct {
+	Registrar string `json:"registrar"`
+	Pools     []struct {
+		Handle string `json:"handle"`
+		PEs    []struct{ ID, Home string }
+	} `json:"pools"`
+	Checksums map[string]string `json:"checksums"`
+}
+
+// homes reads a status dump of a scenario: pool/PE -> home, and the
+// registrar's own ID.
+func homes(t *testing.T, path string) (map[string]string, string) {
+	t.Helper()
+	var d statusDump
+	if err := json.Unmarshal([]byte(readFile(t, path)), &d); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	m := map[string]string{}
+	for _, p := range d.Pools {
+		for _, pe := range p.PEs {
+			m[p.Handle+"/"+pe.ID] = pe.Home
+		}
+	}
+	return m, d.Registrar
+}
+
+// TestMixedScope: two rsplib and two rspxdp registrars share one operation
+// scope whose pools each hold an rspserver PE and an rspxdp PE; every
+// registrar lists every PE with the same home, before and after a takeover
+// of an rspxdp registrar and of an rsplib one, and the registrars do not
+// audit each other in a loop.
+func TestMixedScope(t *testing.T) {
+	g := guest(t)
+	dir := enrpScenario(t, g, "60-mixed-scope")
+	phases := []struct {
+		name  string
+		ports []string
+		dead  []string // ENRP ports of the registrars killed by then
+	}{
+		{"agree", []string{"9901", "9902", "9903", "9904"}, nil},
+		{"x1", []string{"9901", "9903", "9904"}, []string{"9902"}},
+		{"r1", []string{"9903", "9904"}, []string{"9902", "9901"}},
+	}
+	ids := map[string]string{} // ENRP port -> server ID
+	for _, ph := range phases {
+		var ref map[string]string
+		for _, port := range ph.ports {
+			path := filepath.Join(dir, "status-"+port+"-"+ph.name+".json")
+			if _, err := os.Stat(path); err != nil {
+				t.Errorf("%s: registrar %s was not read (%v)", ph.name, port, err)
+				continue
+			}
+			m, id := homes(t, path)
+			if ph.name == "agree" {
+				ids[port] = id
+			}
+			if len(m) != 6 {
+				t.Errorf("%s: registrar %s (%s) lists %d PEs, want 6: %v", ph.name, port, id, len(m), m)
+			}
+			for pe, home := range m {
+				for _, d := range ph.dead {
+					if home == ids[d] {
+						t.Errorf("%s: registrar %s lists %s still homed at the dead registrar %s", ph.name, port, pe, home)
+					}
+				}
+			}
+			if ref == nil {
+				ref = m
+			} else if !maps.Equal(ref, m) {
+				t.Errorf("%s: registrars disagree on who owns what:\n%s: %v\n%s: %v", ph.name, ph.ports[0], ref, port, m)
+			}
+		}
+		t.Logf("%s: %v", ph.name, ref)
+	}
+	// No audit loop: Handle Table Requests between the registrars (not
+	// the status readers') stay few over the whole run.
+	fields := tsharkFields(t, filepath.Join(dir, "capture.pcap"))
+	between := "enrp.message_type == 2 && sctp.srcport >= 9901 && sctp.srcport <= 9904 && sctp.dstport >= 9901 && sctp.dstport <= 9904"
+	reqs := len(fields(between, "frame.number"))
+	t.Logf("Handle Table Requests between the four registrars: %d", reqs)
+	if reqs > 24 { // a mentor sync per registrar and pair, a few audits after each takeover
+		t.Errorf("%d Handle Table Requests between the registrars: an audit loop", reqs)
+	}
+	checkCapture(t, filepath.Join(dir, "capture.pcap"), map[int]string{
+		1: "REGISTRATION", 3: "REGISTRATION_RESPONSE", 7: "ENDPOINT_KEEP_ALIVE", 8: "ENDPOINT_KEEP_ALIVE_ACK",
+	}, map[int]string{1: "PRESENCE", 4: "HANDLE_UPDATE", 7: "INIT_TAKEOVER", 9: "TAKEOVER_SERVER"})
 }
 
 // checkCapture decodes a guest capture with tshark (zero malformed packets,

@@ -1,0 +1,93 @@
+#!/bin/bash
+# Scenario (issue 15): one operation scope shared by two rsplib registrars
+# (R1, R2) and two rspxdp registrars (X1 = $00000058, X2 = $00000059), with
+# three pools (RoundRobin, WeightedRoundRobin, LeastUsed) each holding an
+# rspserver PE and an rspxdp PE (rspxdp pe --transport sctp), homed across
+# all four registrars.
+#   agree:      every registrar's handlespace, read with `rspxdp status`
+#               (status-<enrp port>-agree.json), lists the six PEs with the
+#               same homes, and the per-owner checksums are equal;
+#   kill X1:    the survivors take X1's PEs over (status-*-x1.json);
+#   kill R1:    the survivors take R1's PEs over (status-*-r1.json).
+# The host judges the JSON (who owns what at whom) and the capture (no
+# audit loop: Handle Table Requests between registrars counted).
+set -u
+. /payload/lib.sh
+
+A=$VM_ADDR4
+capture_start lo || fail "no capture"
+KA=(-endpointkeepalivetransmissioninterval=1000 -endpointkeepalivetimeoutinterval=1000)
+XKA=(--keepalive-interval=1s --keepalive-timeout=1s --heartbeat=1s --max-time-last-heard=2s
+	--max-time-no-response=2s --takeover-expiry=2s --transport=sctp)
+start_bg r1 rspregistrar -asap="$A:3863" -enrp="$A:9901" -asapannounce=off -enrpannounce=off -loglevel=3 "${KA[@]}"
+r1=${pids[-1]}
+wait_sctp_listen 9901 || fail "R1 does not listen"
+start_bg r2 rspregistrar -asap="$A:3865" -enrp="$A:9903" -peer="$A:9901" -asapannounce=off -enrpannounce=off \
+	-loglevel=3 "${KA[@]}"
+wait_sctp_listen 9903 || fail "R2 does not listen"
+start_bg x1 rspxdp registrar --id 0x58 "${XKA[@]}" --asap="$A:3864" --enrp="$A:9902" \
+	--peer="$A:9901" --peer="$A:9903"
+x1=${pids[-1]}
+start_bg x2 rspxdp registrar --id 0x59 "${XKA[@]}" --asap="$A:3866" --enrp="$A:9904" \
+	--peer="$A:9901" --peer="$A:9903" --peer="$A:9902"
+wait_sctp_listen 3864 || fail "X1 does not listen"
+wait_sctp_listen 3866 || fail "X2 does not listen"
+sleep 3 # let ENRP settle before the PEs come
+
+# Pools: rspserver and rspxdp PEs side by side, homes spread.
+start_bg rr-rsplib rspserver -echo -poolhandle=PoolRR -policy=RoundRobin -registrar="$A:3863" -asapannounce=off -loglevel=3
+start_bg rr-rspxdp rspxdp pe --pool PoolRR --registrar "$A:3864" --transport sctp --id 0x6001 \
+	--listen "$A:7201" --asap-listen "$A:7211" --service echo --policy RoundRobin
+start_bg wrr-rsplib rspserver -echo -poolhandle=PoolWRR -policy=WeightedRoundRobin:3 -registrar="$A:3865" -asapannounce=off -loglevel=3
+start_bg wrr-rspxdp rspxdp pe --pool PoolWRR --registrar "$A:3866" --transport sctp --id 0x6002 \
+	--listen "$A:7202" --asap-listen "$A:7212" --service echo --policy wrr:2
+start_bg lu-rsplib rspserver -echo -poolhandle=PoolLU -policy=LeastUsed -registrar="$A:3863" -asapannounce=off -loglevel=3
+start_bg lu-rspxdp rspxdp pe --pool PoolLU --registrar "$A:3864" --transport sctp --id 0x6003 \
+	--listen "$A:7203" --asap-listen "$A:7213" --service echo --policy lu:10%
+
+# status_of PORT PHASE: `rspxdp status --json` of the registrar whose ENRP
+# port is PORT, into status-PORT-PHASE.json; true if it answered.
+status_of() {
+	timeout 10 rspxdp status --registrar "$A:$1" --transport sctp --json >"status-$1-$2.json" 2>&1 &&
+		grep -q '"pools"' "status-$1-$2.json"
+}
+
+# converged PHASE PORT...: every listed registrar holds six PEs and they
+# all print the same per-owner checksums.
+converged() {
+	local phase=$1 p first=
+	shift
+	for p in "$@"; do
+		status_of "$p" "$phase" || return 1
+		[ "$(grep -c '"id"' "status-$p-$phase.json")" -eq 6 ] || return 1
+		if [ -z "$first" ]; then
+			first=$p
+		elif [ "$(checksums_of "status-$first-$phase.json")" != "$(checksums_of "status-$p-$phase.json")" ]; then
+			return 1
+		fi
+	done
+}
+
+retry 40 converged agree 9901 9902 9903 9904 || phase_fail "the four registrars do not agree"
+for p in 9901 9902 9903 9904; do echo "$p:"; checksums_of "status-$p-agree.json"; done
+timeout 10 hsdump "$A:9901" >hsdump-r1.txt 2>&1
+# Sessions through each registrar reach the mixed pools.
+for reg in 3863 3864 3865 3866; do
+	retry 3 echo_through "$A:$reg" PoolRR "terminal-RR-$reg.txt" || phase_fail "rspterminal via $reg got no echo from PoolRR"
+done
+timeout 30 rspxdp pu --pool PoolWRR --registrar "$A:3865" --transport sctp echo --count 4 --interval 100ms \
+	>echo-WRR.txt 2>&1 || phase_fail "rspxdp pu echo in PoolWRR through R2 failed"
+
+# Takeover of an rspxdp registrar: X1 dies, its PEs move to a survivor.
+kill_now X1 "$x1"
+retry 60 converged x1 9901 9903 9904 || phase_fail "after X1's death the survivors do not agree on six PEs"
+echo "X1's PEs taken over after $(uptime_since "$killed") s"
+grep -l '"home": "\$00000058"' status-*-x1.json && phase_fail "a survivor still lists PEs homed at X1"
+
+# Takeover of an rsplib registrar: R1 dies, its PEs move to a survivor.
+kill_now R1 "$r1"
+retry 90 converged r1 9903 9904 || phase_fail "after R1's death the survivors do not agree on six PEs"
+echo "R1's PEs taken over after $(uptime_since "$killed") s"
+for p in 9903 9904; do echo "$p:"; checksums_of "status-$p-r1.json"; done
+
+finish
