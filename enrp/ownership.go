@@ -174,9 +174,12 @@ func (c *Core) evictForPolicy(handle string, el selector.PoolElement) {
 }
 
 // stallThreshold: a clock that jumped further than this between two calls
-// means we were not running (the timer loop wakes at least every heartbeat).
+// means we were not running (the timer loop wakes at least every
+// heartbeat). Never under a second, so a loaded machine's scheduling delays
+// and GC pauses are not taken for stalls (with test timers of 100 ms they
+// were, and the recovery's table requests made the load worse).
 func (c *Core) stallThreshold() time.Duration {
-	return max(2*c.cfg.PeerHeartbeatCycle, c.cfg.PeerMaxTimeLastHeard)
+	return max(2*c.cfg.PeerHeartbeatCycle, c.cfg.PeerMaxTimeLastHeard, time.Second)
 }
 
 func (c *Core) recovering() bool { return c.now.Before(c.recoverUntil) }

@@ -204,6 +204,20 @@ func TestPolicySplitBrainConverges(t *testing.T) {
 	}
 }
 
+// Scheduling delays on a loaded machine are not stalls: with test timers
+// of 100 ms, a 600 ms gap starts no recovery.
+func TestShortGapIsNoStall(t *testing.T) {
+	c, now := newTestCore(t, 1)
+	c.SetNow(now.Add(600 * time.Millisecond))
+	if n := c.Counters().Stalls; n != 0 {
+		t.Fatalf("a 600 ms gap counted as %d stalls", n)
+	}
+	c.SetNow(now.Add(2 * time.Second))
+	if n := c.Counters().Stalls; n != 1 {
+		t.Fatalf("a 1.4 s gap with 100 ms heartbeats: %d stalls, want 1", n)
+	}
+}
+
 // A PE registered with lifetime 0 stays at the peers between its home's
 // updates (issue 19 item 8).
 func TestZeroLifetimeDoesNotExpireAtPeers(t *testing.T) {
