@@ -126,9 +126,12 @@ install: build
 PKG_VERSION ?= $(shell echo '$(VERSION)' | sed -E -e 's/^v([0-9])/\1/' -e 't tag' -e 's/^/0.0.0~git/' -e ':tag' -e 's/-/~/g')
 PKG_ARCH    ?= $(shell $(GO) env GOARCH)
 PKG_OUT     ?= bin
+# PKG_BIN: package this binary instead of building one (the tests do).
+PKG_BIN     ?=
 package:
 	rm -rf build/pkg && mkdir -p build/pkg/completions build/pkg/man $(PKG_OUT)
-	$(GO) build -ldflags "$(LDFLAGS)" -o build/pkg/rspxdp ./cmd/rspxdp
+	if [ -n "$(PKG_BIN)" ]; then cp $(PKG_BIN) build/pkg/rspxdp; else \
+		$(GO) build -ldflags "$(LDFLAGS)" -o build/pkg/rspxdp ./cmd/rspxdp; fi
 	build/pkg/rspxdp completion bash > build/pkg/completions/rspxdp.bash
 	build/pkg/rspxdp completion zsh > build/pkg/completions/_rspxdp
 	build/pkg/rspxdp completion fish > build/pkg/completions/rspxdp.fish

@@ -40,7 +40,7 @@ replies straight to the client). The demo then:
   1. opens new connections and prints how the data plane spread them;
   2. drains a PE (SIGTERM: it deregisters, keeps serving open connections):
      open connections keep working, new ones avoid it;
-  3. kills a PE (SIGKILL): keep-alives (200ms/200ms) notice, the node moves
+  3. kills a PE (SIGKILL): keep-alives (500ms/500ms) notice, the node moves
      its flows; prints the measured failover time;
 and removes everything it made, also on Ctrl-C (exit status 130). Besides
 root it needs only the ip command (iproute2): offloads and sysctls are set
@@ -64,8 +64,9 @@ const (
 	demoLock    = "/run/rspxdp-demo.lock"
 	// demoKeepAlive is the keep-alive interval and timeout: short, so the
 	// failover is quick, but not so short that a PE on a busy machine
-	// misses one while it starts (100ms did, on a loaded 2-core host).
-	demoKeepAlive = 200 * time.Millisecond
+	// misses one (100ms and 200ms both did, on a loaded 2-core host, and
+	// the demo then lost all three PEs).
+	demoKeepAlive = 500 * time.Millisecond
 )
 
 func demoPEAddr(i int) string { return fmt.Sprintf("10.0.1%d.2", i) }

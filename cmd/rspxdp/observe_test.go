@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,30 +123,70 @@ func TestVersion(t *testing.T) {
 	}
 }
 
-// `make build` links the version and commit in: the -X paths in the
-// Makefile name real variables (a wrong path would be silently ignored).
-func TestMakeBuildLinksVersion(t *testing.T) {
+// madeBin is the binary `make build` produced once for the tests that need
+// a real executable (version, install, units, package): one compilation
+// instead of one per test, which on a loaded machine ran past the
+// package's test timeout.
+var madeBin struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+const (
+	testVersion = "v9.8.7-test"
+	testCommit  = "c0ffee"
+)
+
+// makeBinary runs `make build` with a known version and commit, once.
+func makeBinary(t *testing.T) string {
+	t.Helper()
+	testenv.RequireCommand(t, "make", "make")
 	if testing.Short() {
 		t.Skip("runs make build")
 	}
-	testenv.RequireCommand(t, "make", "make")
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
+	madeBin.once.Do(func() {
+		root, err := testenv.ModuleRoot()
+		if err != nil {
+			madeBin.err = err
+			return
+		}
+		if madeBin.dir, err = os.MkdirTemp("", "rspxdp-test-bin-"); err != nil {
+			madeBin.err = err
+			return
+		}
+		madeBin.path = filepath.Join(madeBin.dir, "rspxdp")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "make", "-C", root, "build", "BIN="+madeBin.path,
+			"VERSION="+testVersion, "COMMIT="+testCommit).CombinedOutput()
+		if err != nil {
+			madeBin.err = fmt.Errorf("make build: %v\n%s", err, out)
+		}
+	})
+	if madeBin.err != nil {
+		t.Fatal(madeBin.err)
 	}
-	bin := filepath.Join(t.TempDir(), "rspxdp")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "make", "-C", root, "build", "BIN="+bin, "VERSION=v9.8.7-test", "COMMIT=c0ffee")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make build: %v\n%s", err, out)
+	return madeBin.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if madeBin.dir != "" {
+		os.RemoveAll(madeBin.dir)
 	}
+	os.Exit(code)
+}
+
+// `make build` links the version and commit in: the -X paths in the
+// Makefile name real variables (a wrong path would be silently ignored).
+func TestMakeBuildLinksVersion(t *testing.T) {
+	bin := makeBinary(t)
 	out, err := exec.Command(bin, "--version").CombinedOutput()
 	if err != nil {
 		t.Fatalf("--version: %v: %s", err, out)
 	}
-	if want := "rspxdp v9.8.7-test (commit c0ffee, " + runtime.Version() + ")\n"; string(out) != want {
+	if want := "rspxdp " + testVersion + " (commit " + testCommit + ", " + runtime.Version() + ")\n"; string(out) != want {
 		t.Errorf("--version = %q, want %q", out, want)
 	}
-	_ = os.Remove(bin)
 }

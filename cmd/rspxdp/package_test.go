@@ -32,7 +32,8 @@ func TestDebianPackage(t *testing.T) {
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if b, err := exec.CommandContext(ctx, "make", "-C", root, "package", "PKG_OUT="+out, "VERSION=v1.2.3-test", "COMMIT=feed").CombinedOutput(); err != nil {
+	if b, err := exec.CommandContext(ctx, "make", "-C", root, "package", "PKG_OUT="+out, "PKG_BIN="+makeBinary(t),
+		"VERSION=v1.2.3-test").CombinedOutput(); err != nil {
 		t.Fatalf("make package: %v\n%s", err, b)
 	}
 	debs, _ := filepath.Glob(filepath.Join(out, "rspxdp_1.2.3~test_*.deb"))
@@ -68,7 +69,7 @@ func TestDebianPackage(t *testing.T) {
 	if !strings.Contains(string(conf), "/etc/rspxdp/rspxdp.yaml") {
 		t.Errorf("/etc/rspxdp/rspxdp.yaml is not a conffile: %q", conf)
 	}
-	wantVersion := regexp.MustCompile(`^rspxdp v1\.2\.3-test \(commit feed, go`)
+	wantVersion := regexp.MustCompile(`^rspxdp ` + regexp.QuoteMeta(testVersion) + ` \(commit ` + testCommit + `, go`)
 
 	if !testenv.InCI() {
 		dir := t.TempDir()

@@ -73,7 +73,7 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := buildBinary(t)
+	bin := makeBinary(t)
 	dir := t.TempDir()
 	for _, unit := range []string{"rspxdp-node.service", "rspxdp-registrar.service"} {
 		b, err := os.ReadFile(filepath.Join(root, "deploy", "systemd", unit))
@@ -115,8 +115,8 @@ func TestMakeInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	dest := t.TempDir()
-	bin := filepath.Join(t.TempDir(), "rspxdp")
-	out, err := exec.Command("make", "-C", root, "install", "DESTDIR="+dest, "BIN="+bin).CombinedOutput()
+	// -o build: install the binary made once, do not compile again.
+	out, err := exec.Command("make", "-C", root, "-o", "build", "install", "DESTDIR="+dest, "BIN="+makeBinary(t)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("make install: %v\n%s", err, out)
 	}
