@@ -329,7 +329,8 @@ func (n *Node) Run(ctx context.Context) error {
 
 	// The grace covers PEs of a previous run: they re-register within a
 	// keep-alive round or are sent by a mentor peer well before it ends.
-	grace := 3 * max(n.cfg.Registrar.Timers.KeepAliveInterval.D(), enrp.DefaultKeepAliveInterval)
+	cfg := n.config()
+	grace := 3 * max(cfg.Registrar.Timers.KeepAliveInterval.D(), enrp.DefaultKeepAliveInterval)
 	adopted, err := n.sync.Start(grace)
 	if err != nil {
 		n.close()
@@ -374,11 +375,11 @@ func (n *Node) Run(ctx context.Context) error {
 		close(mdone)
 	}
 	n.log.Info("node running", "registrar_id", n.reg.ID(), "asap", n.reg.ASAPAddr(), "enrp", n.reg.ENRPAddr(),
-		"interfaces", n.cfg.Dataplane.Interfaces, "vips", len(n.config().VIPs), "metrics", n.MetricsAddr())
-	n.log.Info("control ports closed to the client-facing interfaces", "ports", controlPorts(n.cfg),
-		"interfaces", n.cfg.Dataplane.Interfaces, "allowed_sources", n.config().Dataplane.ControlNetworks)
+		"interfaces", cfg.Dataplane.Interfaces, "vips", len(cfg.VIPs), "metrics", n.MetricsAddr())
+	n.log.Info("control ports closed to the client-facing interfaces", "ports", controlPorts(cfg),
+		"interfaces", cfg.Dataplane.Interfaces, "allowed_sources", cfg.Dataplane.ControlNetworks)
 
-	tick := time.NewTicker(n.cfg.ReconcileEvery.D())
+	tick := time.NewTicker(cfg.ReconcileEvery.D())
 	defer tick.Stop()
 	fbTick := time.NewTicker(time.Second)
 	defer fbTick.Stop()
@@ -477,12 +478,13 @@ func (n *Node) applyPending() {
 }
 
 func (n *Node) close() {
-	keep := n.cfg.Dataplane.KeepOnExit
+	cfg := n.config() // a reload may run while the node stops
+	keep := cfg.Dataplane.KeepOnExit
 	if err := n.lb.Close(keep); err != nil {
 		n.log.Warn("data plane: close", "err", err)
 	}
 	if keep {
-		n.log.Info("left the data plane attached and pinned for the next run", "pin_dir", n.cfg.Dataplane.PinDir)
+		n.log.Info("left the data plane attached and pinned for the next run", "pin_dir", cfg.Dataplane.PinDir)
 	} else {
 		n.log.Info("detached the data plane and removed its pins")
 	}
