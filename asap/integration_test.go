@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/selector/policy"
 	"github.com/rspxdp/rspxdp/transport"
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 // Integration tests: real registrars (package enrp) over TCP (or what
@@ -124,26 +126,9 @@ func startTunedRegistrars(t testing.TB, k int, tune func(*enrp.ServerConfig)) []
 }
 
 // logBuf collects log lines from several goroutines.
-type logBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
+type logBuf struct{ testenv.LogBuffer }
 
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuf) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
+func (l *logBuf) logger() *slog.Logger { return l.Logger() }
 
 func waitFor(t testing.TB, d time.Duration, what string, f func() bool) {
 	t.Helper()
@@ -911,5 +896,31 @@ func TestBusinessCardNamesFailoverPEs(t *testing.T) {
 	ans, ev := echoRound(t, c, r, "three")
 	if ev == nil || ev.To.ID != target.ID || !strings.HasPrefix(ans, fmt.Sprintf("%08x ", target.ID)) {
 		t.Fatalf("after the PE died: answer %q, event %v; want the card's PE %s", ans, ev, target)
+	}
+}
+
+// TestPERecoveryLogged: a PE that lost its registrar says so, and says
+// again when it is registered again (it used to re-register silently).
+func TestPERecoveryLogged(t *testing.T) {
+	// No graceful leave: the home just goes away, as when it crashes.
+	rs := startTunedRegistrars(t, 2, func(c *enrp.ServerConfig) { c.LeaveTimeout = -1 })
+	logs := &logBuf{}
+	e := startEchoPE(t, "echo", addrs(rs), WithReregistrationInterval(testenv.Scaled(200*time.Millisecond)), WithLogger(logs.logger()))
+	waitFor(t, 2*time.Second, "home known", func() bool { return e.pe.Home() != 0 })
+	home := e.pe.Home()
+	rs[home-1].stop()
+	other := rs[2-home]
+	waitFor(t, 5*time.Second, "new home", func() bool { return e.pe.Home() == other.srv.ID() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("PE log:\n%s", logs.String())
+		}
+	})
+	waitFor(t, 2*time.Second, "recovery logged", func() bool {
+		return strings.Contains(logs.String(), `msg="registered again: registrar reachable" pool=echo`)
+	})
+	l := logs.String()
+	if !strings.Contains(l, "level=WARN") || !regexp.MustCompile(`registered again: registrar reachable" pool=echo pe=`+wire.FormatID(e.pe.ID())+` outage=\S+ failures=\d+`).MatchString(l) {
+		t.Fatalf("recovery line lacks the outage or the failures:\n%s", l)
 	}
 }

@@ -55,14 +55,18 @@ type PoolElement struct {
 
 	registered chan struct{} // closed at the first outcome of registering
 	regOnce    sync.Once
-	closed     chan struct{} // closed once deregistered (or refused)
-	closeOnce  sync.Once
-	kick       chan struct{}
-	ctx        context.Context
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	sessGone   chan struct{} // poked whenever a session closes
-	stopOnce   sync.Once
+	// outageSince is when the PE lost its registrar (zero: registered);
+	// outageEvents counts the failures since, for the recovery's log line.
+	outageSince  time.Time
+	outageEvents int
+	closed       chan struct{} // closed once deregistered (or refused)
+	closeOnce    sync.Once
+	kick         chan struct{}
+	ctx          context.Context
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	sessGone     chan struct{} // poked whenever a session closes
+	stopOnce     sync.Once
 }
 
 // Register registers the service listening on ln under the pool handle and
@@ -115,7 +119,7 @@ func Register(ctx context.Context, handle string, ln net.Listener, opts ...Optio
 	pctx, cancel := context.WithCancel(context.Background())
 	p := &PoolElement{
 		handle: handle, cfg: cfg, ln: ln, tr: tr, asapLn: asapLn,
-		log:        cfg.log.With("pool", handle, "pe", fmt.Sprintf("$%08x", id)),
+		log:        cfg.log.With("pool", handle, "pe", wire.FormatID(id)),
 		regs:       &registrarSet{addrs: append([]string(nil), cfg.registrars...)},
 		links:      map[linkID]transport.Conn{},
 		sessions:   map[*Session]struct{}{},
@@ -549,6 +553,16 @@ func (p *PoolElement) dial(addr string) {
 func (p *PoolElement) event(e *peEvent) {
 	switch e.Kind {
 	case evRegistered:
+		p.mu.Lock()
+		since, failures := p.outageSince, p.outageEvents
+		p.outageSince, p.outageEvents = time.Time{}, 0
+		p.mu.Unlock()
+		if !since.IsZero() {
+			// The operator saw "registrar unreachable"; say it is over
+			// (the new home follows in its own line).
+			p.log.Info("registered again: registrar reachable",
+				"outage", time.Since(since).Round(time.Millisecond), "failures", failures)
+		}
 		p.regOnce.Do(func() {
 			p.mu.Lock()
 			t := p.m.pe.Transport
@@ -567,15 +581,21 @@ func (p *PoolElement) event(e *peEvent) {
 		p.mu.Lock()
 		p.home = e.Home
 		p.mu.Unlock()
-		p.log.Info("home registrar", "home", fmt.Sprintf("$%08x", e.Home))
+		p.log.Info("home registrar", "home", wire.FormatID(e.Home))
 	case evDeregistered:
 		p.log.Info("deregistered")
 		p.closeOnce.Do(func() { close(p.closed) })
 	case evRegistrarLost:
+		p.mu.Lock()
+		if p.outageSince.IsZero() {
+			p.outageSince = time.Now()
+		}
+		p.outageEvents++
+		p.mu.Unlock()
 		if e.Addr != "" {
 			p.log.Warn("registrar unreachable", "registrar", e.Addr)
 		} else {
-			p.log.Warn("lost home registrar, looking for another", "home", fmt.Sprintf("$%08x", e.Home))
+			p.log.Warn("lost home registrar, looking for another", "home", wire.FormatID(e.Home))
 		}
 	}
 }

@@ -2,6 +2,7 @@ package asap
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -110,4 +111,36 @@ func parseValue(s string, fraction bool) (uint32, error) {
 		return 0, fmt.Errorf("want a 32-bit number")
 	}
 	return uint32(v), nil
+}
+
+// FormatPolicy writes settings the way ParsePolicy reads them and an
+// operator enters them: the short name and the values in wire order, loads,
+// degradations and DPFs as percentages ("lu:20%", "lud:10%,1%", "wrr:3").
+// ParsePolicy(FormatPolicy(s)) gives s back, to the percentages' rounding.
+func FormatPolicy(s policy.Settings) string {
+	name := s.Type.String()
+	for alias, t := range policyAliases {
+		if t == s.Type {
+			name = alias
+		}
+	}
+	wp := wire.Policy{Type: wire.PolicyType(s.Type)}
+	names, _ := wp.Values()
+	if len(names) == 0 {
+		return name
+	}
+	vals := make([]string, len(names))
+	for i, n := range names {
+		switch n {
+		case "weight", "priority":
+			vals[i] = strconv.FormatUint(uint64(s.Weight), 10)
+		case "distance":
+			vals[i] = strconv.FormatUint(uint64(s.Distance), 10)
+		default:
+			v := map[string]uint32{"load": s.Load, "loaddeg": s.LoadDegradation, "loaddpf": s.LoadDPF, "weightdpf": s.WeightDPF}[n]
+			pct := math.Round(float64(v)/float64(policy.MaxLoad)*100*1000) / 1000
+			vals[i] = strconv.FormatFloat(pct, 'f', -1, 64) + "%"
+		}
+	}
+	return name + ":" + strings.Join(vals, ",")
 }

@@ -38,3 +38,17 @@ func TestParsePolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatPolicyAsEntered: a policy is shown as the operator entered it,
+// loads as percentages, not as raw 32-bit values.
+func TestFormatPolicyAsEntered(t *testing.T) {
+	for _, in := range []string{"rr", "wrr:3", "lu:20%", "lud:10%,1%", "lu:25.5%", "prio:7", "rand", "wrand:2"} {
+		s, err := ParsePolicy(in)
+		if err != nil {
+			t.Fatalf("ParsePolicy(%q): %v", in, err)
+		}
+		if got := FormatPolicy(s); got != in {
+			t.Errorf("FormatPolicy(ParsePolicy(%q)) = %q", in, got)
+		}
+	}
+}

@@ -52,7 +52,7 @@ func (p PEInfo) element() msg.PoolElement {
 		Transport: selector.Transport{Addrs: addrs, Port: p.Addr.Port(), Protocol: proto, Use: selector.DataAndControl}}
 }
 
-func (p PEInfo) String() string { return fmt.Sprintf("$%08x@%s", p.ID, p.Addr) }
+func (p PEInfo) String() string { return fmt.Sprintf("0x%08x@%s", p.ID, p.Addr) }
 
 func peInfo(pe msg.PoolElement) PEInfo {
 	i := PEInfo{ID: pe.ID, Home: pe.Home, Addrs: pe.Transport.Addrs, Policy: pe.Policy,
@@ -234,7 +234,7 @@ func (u *PoolUser) resolve(ctx context.Context, handle string, items uint32) ([]
 func (u *PoolUser) ReportUnreachable(ctx context.Context, handle string, id uint32) error {
 	u.forget(handle, id)
 	if _, err := u.request(ctx, msg.EndpointUnreachable{Handle: handle, PEID: id}, nil); err != nil {
-		return fmt.Errorf("report PE $%08x of %s unreachable: %w", id, handle, err)
+		return fmt.Errorf("report PE 0x%08x of %s unreachable: %w", id, handle, err)
 	}
 	return nil
 }

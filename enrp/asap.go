@@ -204,7 +204,7 @@ func (c *Core) onUnreachable(m EndpointUnreachable) {
 	if err != nil || !removed {
 		return
 	}
-	c.log.Info("PE removed: too many unreachable reports", "pool", m.Handle, "pe", idString(m.PEID))
+	c.log.Warn("PE removed: too many unreachable reports", "pool", m.Handle, "pe", idString(m.PEID))
 	c.counts.UnreachableRemovals++
 	c.unown(k)
 	c.toAllPeers(func(h Header) Message {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rspxdp/rspxdp/selector"
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 // LinkID names one connection (ASAP or ENRP) the driver holds. The core
@@ -181,7 +182,7 @@ func NewCore(cfg Config, now time.Time) (*Core, error) {
 		DrainTimeout:             cfg.DrainTimeout,
 		Seed:                     cfg.Seed,
 		OnExpire: func(handle string, el selector.PoolElement) {
-			c.log.Info("PE expired", "pool", handle, "pe", idString(el.ID), "owner", idString(el.Home))
+			c.log.Warn("PE expired", "pool", handle, "pe", idString(el.ID), "owner", idString(el.Home))
 		},
 	})
 	if err != nil {
@@ -332,7 +333,7 @@ func (c *Core) fire(s *peState) {
 	case timerKASend:
 		c.sendKeepAlive(s, false)
 	case timerKATimeout:
-		c.log.Info("PE removed: keep-alive timeout", "pool", s.key.handle, "pe", idString(s.key.id))
+		c.log.Warn("PE removed: keep-alive timeout", "pool", s.key.handle, "pe", idString(s.key.id))
 		c.counts.KeepAliveFailures++
 		c.removeOwned(s.key, selector.ReasonKeepAlive)
 	}
@@ -570,12 +571,5 @@ func (c *Core) Step(link LinkID, src netip.Addr, m Message) {
 	}
 }
 
-func idString(id uint32) string {
-	const hex = "0123456789abcdef"
-	b := []byte("$00000000")
-	for i := 8; i > 0; i-- {
-		b[i] = hex[id&0xf]
-		id >>= 4
-	}
-	return string(b)
-}
+// idString is the one format of identifiers, wire.FormatID.
+func idString(id uint32) string { return wire.FormatID(id) }

@@ -140,7 +140,7 @@ func (c *Core) onLeavingPresence(link LinkID, m Presence) {
 	}
 	p.dead = true
 	p.noRespDeadline = timeZero
-	c.log.Info("peer leaving: taking its PEs over now", "peer", idString(p.id), "pes", len(c.ownedBy(p.id)))
+	c.log.Warn("peer leaving: taking its PEs over now", "peer", idString(p.id), "pes", len(c.ownedBy(p.id)))
 	if p.takeover == nil && p.ackedFor == 0 {
 		c.startTakeover(p)
 	}

@@ -578,7 +578,7 @@ func (c *Core) onTakeoverServer(link LinkID, m TakeoverServer) {
 		return
 	}
 	moved := c.hs.TakeOver(m.Target, p.id)
-	c.log.Info("peer taken over", "target", idString(m.Target), "by", idString(p.id), "pes", moved)
+	c.log.Warn("peer taken over", "target", idString(m.Target), "by", idString(p.id), "pes", moved)
 	if t := c.peers[m.Target]; t != nil {
 		c.dropPeer(t)
 	}

@@ -65,6 +65,10 @@ func (s *Server) peerLoop(ctx context.Context, addr string, id uint32) {
 	}()
 	first, longest := s.peerBackoff()
 	pause := first
+	// A static peer that never answers is a configuration mistake or a
+	// down neighbour the operator must hear of: warned once, after
+	// max-time-last-heard of failed dials, and shown by StaticPeerStates.
+	started, warned := time.Now(), false
 	for ctx.Err() == nil {
 		var err error
 		l := s.awaitPeerDial(ctx, addr) // peerlink.go: over SCTP, never a second association
@@ -79,6 +83,13 @@ func (s *Server) peerLoop(ctx context.Context, addr string, id uint32) {
 				l = s.addLink(c, wire.ENRP, true, nil, netip.Prefix{})
 			}
 		}
+		if id == 0 {
+			s.setStaticPeerUp(addr, l != nil)
+		}
+		if l != nil && warned {
+			s.log.Info("static peer answers now", "addr", addr)
+			warned = false
+		}
 		if l != nil {
 			up := time.Now()
 			select {
@@ -86,6 +97,10 @@ func (s *Server) peerLoop(ctx context.Context, addr string, id uint32) {
 			case <-ctx.Done():
 				return
 			}
+			if id == 0 {
+				s.setStaticPeerUp(addr, false)
+			}
+			started = time.Now() // the next silence is measured afresh
 			if time.Since(up) > s.core.cfg.PeerMaxTimeLastHeard {
 				pause = first // it was up for a while: a fresh failure
 			}
@@ -100,6 +115,9 @@ func (s *Server) peerLoop(ctx context.Context, addr string, id uint32) {
 		case id != 0 && !s.peerAlive(id):
 			s.log.Info("learned peer unreachable and no longer alive: not redialled", "addr", addr, "peer", idString(id))
 			return
+		case id == 0 && !warned && time.Since(started) >= s.core.cfg.PeerMaxTimeLastHeard:
+			s.log.Warn("static peer does not answer; still trying", "addr", addr, "for", time.Since(started).Round(time.Millisecond), "err", err)
+			warned = true
 		default:
 			s.log.Debug("peer dial failed", "addr", addr, "err", err)
 		}

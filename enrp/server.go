@@ -129,9 +129,12 @@ type Server struct {
 	// (redial.go) or accepted connections. dialled holds the addresses
 	// of the dial loops (guarded by mu). Graceful leave (leave.go): abrupt
 	// skips it, handedOver is closed once a peer took our PEs over.
-	dialCtx      context.Context
-	stopDials    context.CancelFunc
-	dialled      map[string]bool
+	dialCtx   context.Context
+	stopDials context.CancelFunc
+	dialled   map[string]bool
+	// staticUp is whether each static peer's last dial succeeded
+	// (redial.go; StaticPeerStates).
+	staticUp     map[string]bool
 	abrupt       atomic.Bool
 	handedOver   chan struct{}
 	handoverOnce sync.Once

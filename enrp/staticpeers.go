@@ -28,6 +28,28 @@ func (s *Server) StaticPeers() []string {
 	return slices.Clone(s.cfg.Peers)
 }
 
+// StaticPeerStates reports, for each configured static peer, whether its
+// last connection attempt succeeded (true while connected). A peer not yet
+// tried is false.
+func (s *Server) StaticPeerStates() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(s.cfg.Peers))
+	for _, p := range s.cfg.Peers {
+		out[p] = s.staticUp[p]
+	}
+	return out
+}
+
+func (s *Server) setStaticPeerUp(addr string, up bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.staticUp == nil {
+		s.staticUp = map[string]bool{}
+	}
+	s.staticUp[addr] = up
+}
+
 // staticPeer reports whether addr is (still) a configured static peer.
 func (s *Server) staticPeer(addr string) bool {
 	s.mu.Lock()

@@ -60,7 +60,7 @@ func (c *Core) unreachableElsewhere(m EndpointUnreachable) {
 		return
 	}
 	c.counts.UnreachableRemovals++
-	c.log.Info("PE dropped locally: too many unreachable reports and its home cannot be told",
+	c.log.Warn("PE dropped locally: too many unreachable reports and its home cannot be told",
 		"pool", m.Handle, "pe", idString(m.PEID), "home", idString(pe.Home))
 }
 

@@ -540,22 +540,26 @@ func (l *Loader) attach(ifname string) error {
 			return fmt.Errorf("update pinned link on %s: %w", ifname, err)
 		}
 		l.links[ifname] = old
+		l.opts.Logger.Info("XDP program attached", "interface", ifname, "mode", "kept from the previous run (pinned link updated)")
 		return nil
 	}
 	try := func(flags link.XDPAttachFlags) (link.Link, error) {
 		return link.AttachXDP(link.XDPOptions{Program: l.objs.LbXdp, Interface: iface.Index, Flags: flags})
 	}
 	var lk link.Link
+	mode := "native"
 	switch l.opts.Mode {
 	case ModeNative:
 		lk, err = try(link.XDPDriverMode)
 	case ModeGeneric:
+		mode = "generic"
 		lk, err = try(link.XDPGenericMode)
 	default:
 		lk, err = try(link.XDPDriverMode)
 		if err != nil {
 			l.opts.Logger.Warn("native XDP attach failed, falling back to generic mode (slower: runs after skb allocation)",
 				"interface", ifname, "err", err)
+			mode = "generic"
 			lk, err = try(link.XDPGenericMode)
 		}
 	}
@@ -568,6 +572,7 @@ func (l *Loader) attach(ifname string) error {
 	}
 	l.links[ifname] = lk
 	l.fresh = append(l.fresh, lk)
+	l.opts.Logger.Info("XDP program attached", "interface", ifname, "mode", mode)
 	return nil
 }
 

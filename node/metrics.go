@@ -2,7 +2,6 @@ package node
 
 import (
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/rspxdp/rspxdp/internal/telemetry"
 	"github.com/rspxdp/rspxdp/loader"
 	"github.com/rspxdp/rspxdp/selector"
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 // StatsSource reads the data plane's counters; *loader.Loader implements it.
@@ -26,6 +26,9 @@ type RegistrarView interface {
 	Handlespace() *selector.Handlespace
 	Peers() []uint32
 	Counters() enrp.Counters
+	// StaticPeerStates says, per configured peer address, whether it is
+	// reachable (enrp.Server.StaticPeerStates).
+	StaticPeerStates() map[string]bool
 }
 
 // Metrics exposes a node to Prometheus. Counters of the data plane and the
@@ -57,6 +60,7 @@ type Metrics struct {
 	descDrops, descConn, descResteered, descFlood    *prometheus.Desc
 	descICMP, descPools, descPEs, descPeers, descDPE *prometheus.Desc
 	descPeerUp, descRejected                         *prometheus.Desc
+	descStaticPeerUp                                 *prometheus.Desc
 	descReg                                          map[string]*prometheus.Desc
 	descGoroutines                                   *prometheus.Desc
 
@@ -141,6 +145,8 @@ func NewMetrics(stats StatsSource, rv RegistrarView, vips []VIP, log *slog.Logge
 	m.descPEs = prometheus.NewDesc("rspxdp_pool_elements", "Pool elements in the handlespace, by pool and state.", []string{"pool", "state"}, nil)
 	m.descPeers = prometheus.NewDesc("rspxdp_enrp_peers", "ENRP peers currently alive.", nil, nil)
 	m.descGoroutines = prometheus.NewDesc("rspxdp_registrar_goroutines", "Goroutines of the process (about two per open connection).", nil, nil)
+	m.descStaticPeerUp = prometheus.NewDesc("rspxdp_enrp_static_peer_up",
+		"1 while the configured ENRP peer (address, --peer) is connected, 0 while it does not answer.", []string{"address"}, nil)
 	m.descPeerUp = prometheus.NewDesc("rspxdp_enrp_peer_up", "1 while the ENRP peer (server id) is alive, 0 once it died or left.", []string{"peer"}, nil)
 	m.descRejected = prometheus.NewDesc("rspxdp_registrations_rejected_total", "Registrations refused, by the cause sent back.", []string{"cause"}, nil)
 	m.descDPE = prometheus.NewDesc("rspxdp_dataplane_pool_elements", "Pool elements programmed in the data plane, by pool, virtual service and state.", []string{"pool", "vip", "state"}, nil)
@@ -244,7 +250,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 	for _, d := range []*prometheus.Desc{m.descVIPPackets, m.descVIPBytes, m.descPEPackets, m.descPEBytes, m.descPENewFlows,
 		m.descDrops, m.descConn, m.descResteered, m.descFlood, m.descICMP, m.descPools, m.descPEs, m.descPeers, m.descDPE, m.descGoroutines,
-		m.descPeerUp, m.descRejected} {
+		m.descPeerUp, m.descStaticPeerUp, m.descRejected} {
 		ch <- d
 	}
 }
@@ -282,6 +288,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				v = 1
 			}
 			gauge(m.descPeerUp, v, idLabel(id))
+		}
+		for addr, up := range m.rv.StaticPeerStates() {
+			v := 0
+			if up {
+				v = 1
+			}
+			gauge(m.descStaticPeerUp, v, addr)
 		}
 		cs := m.rv.Counters()
 		for name, v := range registrarCounterValues(cs) {
@@ -375,7 +388,7 @@ func (m *Metrics) peerStates(alive []uint32) map[uint32]bool {
 }
 
 // idLabel is the one form of a PE or registrar identifier in metric labels.
-func idLabel(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
+func idLabel(id uint32) string { return wire.FormatID(id) }
 
 // causeLabel turns a cause into a label value: "lack_of_resources",
 // "rejection_due_to_security_considerations"; unknown codes keep their hex.

@@ -35,6 +35,9 @@ func (f *fakeRegistrar) Peers() []uint32 {
 	defer f.mu.Unlock()
 	return append([]uint32(nil), f.peers...)
 }
+func (f *fakeRegistrar) StaticPeerStates() map[string]bool {
+	return map[string]bool{"192.0.2.1:9901": true, "192.0.2.2:9901": false}
+}
 func (f *fakeRegistrar) setPeers(ids ...uint32) {
 	f.mu.Lock()
 	f.peers = ids
@@ -149,12 +152,14 @@ func TestMetricsLabels(t *testing.T) {
 		{"rspxdp_dataplane_pool_elements", `{pool="web",state="down",vip="10.200.1.1:80/tcp"}`, 0},
 		{"rspxdp_dataplane_pool_elements", `{pool="db",state="active",vip="10.200.1.2:5432/tcp"}`, 1},
 		{"rspxdp_enrp_peers", "", 2},
-		{"rspxdp_enrp_peer_up", `{peer="7"}`, 1},
-		{"rspxdp_enrp_peer_up", `{peer="8"}`, 1},
+		{"rspxdp_enrp_static_peer_up", `{address="192.0.2.1:9901"}`, 1},
+		{"rspxdp_enrp_static_peer_up", `{address="192.0.2.2:9901"}`, 0},
+		{"rspxdp_enrp_peer_up", `{peer="0x00000007"}`, 1},
+		{"rspxdp_enrp_peer_up", `{peer="0x00000008"}`, 1},
 		{"rspxdp_registrations_rejected_total", `{cause="lack_of_resources"}`, 2},
 		{"rspxdp_registrations_rejected_total", `{cause="rejection_due_to_security_considerations"}`, 1},
 		{"rspxdp_registrations_rejected_total", `{cause="invalid_values"}`, 0},
-		{"rspxdp_pe_new_flows_total", `{pe="1",pool="web",vip="10.200.1.1:80/tcp"}`, 2},
+		{"rspxdp_pe_new_flows_total", `{pe="0x00000001",pool="web",vip="10.200.1.1:80/tcp"}`, 2},
 		{"rspxdp_handle_resolution_duration_seconds", "", 1},
 	}
 	for _, tc := range tests {
@@ -172,7 +177,7 @@ func TestMetricsLabels(t *testing.T) {
 	// A peer that died keeps its series, at 0.
 	rv.setPeers(8)
 	got = gather(t, m)
-	if v, ok := got["rspxdp_enrp_peer_up"][`{peer="7"}`]; !ok || v != 0 {
+	if v, ok := got["rspxdp_enrp_peer_up"][`{peer="0x00000007"}`]; !ok || v != 0 {
 		t.Errorf("dead peer 7: rspxdp_enrp_peer_up = %v (present %v), want 0", v, ok)
 	}
 	if v := got["rspxdp_enrp_peers"][""]; v != 1 {

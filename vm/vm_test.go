@@ -457,7 +457,7 @@ func (st registrarStatus) pool(handle string) []resolvedPE {
 
 // rspxdpID is the server identifier the ENRP scenarios give `rspxdp
 // registrar` (--id 0x58), as status and resolution print it.
-const rspxdpID = "$00000058"
+const rspxdpID = "0x00000058"
 
 // checkENRPPair asserts the phase both ENRP scenarios start with
 // (enrp_pair_agree in guest/lib.sh): rspregistrar was told nothing about
@@ -585,7 +585,7 @@ func TestRsplibTakesOverFromRspxdp(t *testing.T) {
 			return
 		}
 		rlog := readFile(t, filepath.Join(dir, "rsplib-registrar.log"))
-		expired := regexp.MustCompile(`Takeover of peer \` + rspxdpID + ` has expired, \d+ outstanding acknowledgements`).FindString(rlog)
+		expired := regexp.MustCompile(`Takeover of peer \$00000058 has expired, \d+ outstanding acknowledgements`).FindString(rlog)
 		if expired == "" {
 			t.Errorf("rsplib neither took over nor logged the documented expiry of its takeover: %s", what)
 		}

@@ -19,11 +19,11 @@ func (m *Message) String() string {
 		fmt.Fprintf(&sb, " flags=%s", strings.Join(f, ","))
 	}
 	if m.Protocol == ENRP {
-		fmt.Fprintf(&sb, " sender=%#08x receiver=%#08x", m.SenderID, m.ReceiverID)
+		fmt.Fprintf(&sb, " sender=0x%08x receiver=0x%08x", m.SenderID, m.ReceiverID)
 	}
 	switch {
 	case m.hasTarget():
-		fmt.Fprintf(&sb, " target=%#08x", m.TargetID)
+		fmt.Fprintf(&sb, " target=0x%08x", m.TargetID)
 	case m.hasUpdate():
 		action := "add"
 		if m.Action == UpdateDelPE {
@@ -36,7 +36,7 @@ func (m *Message) String() string {
 			fmt.Fprintf(&sb, " reserved=%#04x", m.Reserved)
 		}
 	case m.hasServerID():
-		fmt.Fprintf(&sb, " server=%#08x", m.ServerID)
+		fmt.Fprintf(&sb, " server=0x%08x", m.ServerID)
 	}
 	for i := range m.Params {
 		sb.WriteByte(' ')
@@ -72,7 +72,7 @@ func (p *Param) String() string {
 	case ParamCookie:
 		return fmt.Sprintf("%s=%d bytes", name, len(p.Cookie))
 	case ParamPEIdentifier:
-		return fmt.Sprintf("%s=%#08x", name, p.PEID)
+		return fmt.Sprintf("%s=0x%08x", name, p.PEID)
 	case ParamPEChecksum:
 		return fmt.Sprintf("%s=%#04x", name, p.Checksum)
 	case ParamHandleResolution.Code():
@@ -140,7 +140,7 @@ func (p Policy) String() string {
 
 // String renders a pool element on one line.
 func (pe PoolElement) String() string {
-	s := fmt.Sprintf("PE{id=%#08x home=%#08x life=%dms", pe.ID, pe.HomeRegistrar, pe.Lifetime)
+	s := fmt.Sprintf("PE{id=0x%08x home=0x%08x life=%dms", pe.ID, pe.HomeRegistrar, pe.Lifetime)
 	if pe.UserTransport.Kind != 0 {
 		s += " user=" + pe.UserTransport.String()
 	}
@@ -158,7 +158,7 @@ func (pe PoolElement) String() string {
 
 // String renders a server information parameter on one line.
 func (si ServerInfo) String() string {
-	s := fmt.Sprintf("Server{id=%#08x", si.ID)
+	s := fmt.Sprintf("Server{id=0x%08x", si.ID)
 	if si.Transport.Kind != 0 {
 		s += " " + si.Transport.String()
 	}
@@ -207,4 +207,18 @@ func (t Transport) AddrPorts() []netip.AddrPort {
 		out[i] = netip.AddrPortFrom(a, t.Port)
 	}
 	return out
+}
+
+// FormatID writes a PE or registrar identifier the one way rspxdp shows
+// identifiers everywhere (logs, status, metrics labels, decode text and
+// JSON): 0x and eight hex digits, e.g. 0x00000201. It reads back as
+// --id 0x00000201.
+func FormatID(id uint32) string {
+	const hex = "0123456789abcdef"
+	b := []byte("0x00000000")
+	for i := 9; i > 1; i-- {
+		b[i] = hex[id&0xf]
+		id >>= 4
+	}
+	return string(b)
 }

@@ -139,10 +139,10 @@ type jsonMessage struct {
 	Type      string           `json:"type,omitempty"`
 	TypeCode  *uint8           `json:"type_code,omitempty"`
 	Flags     []string         `json:"flags,omitempty"`
-	SenderID  *uint32          `json:"sender_id,omitempty"`
-	Receiver  *uint32          `json:"receiver_id,omitempty"`
-	TargetID  *uint32          `json:"target_id,omitempty"`
-	ServerID  *uint32          `json:"server_id,omitempty"`
+	SenderID  *jsonID          `json:"sender_id,omitempty"`
+	Receiver  *jsonID          `json:"receiver_id,omitempty"`
+	TargetID  *jsonID          `json:"target_id,omitempty"`
+	ServerID  *jsonID          `json:"server_id,omitempty"`
 	Action    *uint16          `json:"update_action,omitempty"`
 	Params    []map[string]any `json:"params,omitempty"`
 	Error     string           `json:"error,omitempty"`
@@ -162,16 +162,16 @@ func writeJSON(w io.Writer, cm *capture.Message, m *wire.Message, err error) err
 		j.Type, j.TypeCode = m.TypeName(), &code
 		j.Flags = m.Protocol.FlagNames(m.Type, m.Flags)
 		if m.Protocol == wire.ENRP {
-			j.SenderID, j.Receiver = &m.SenderID, &m.ReceiverID
+			j.SenderID, j.Receiver = idPtr(m.SenderID), idPtr(m.ReceiverID)
 			switch m.Type {
 			case wire.ENRPInitTakeover, wire.ENRPInitTakeoverAck, wire.ENRPTakeoverServer:
-				j.TargetID = &m.TargetID
+				j.TargetID = idPtr(m.TargetID)
 			case wire.ENRPHandleUpdate:
 				a := uint16(m.Action)
 				j.Action = &a
 			}
 		} else if m.Type == wire.ASAPEndpointKeepAlive || m.Type == wire.ASAPServerAnnounce {
-			j.ServerID = &m.ServerID
+			j.ServerID = idPtr(m.ServerID)
 		}
 		for i := range m.Params {
 			j.Params = append(j.Params, jsonParam(&m.Params[i]))
@@ -240,7 +240,7 @@ func jsonParam(p *wire.Param) map[string]any {
 		o["pool_handle_hex"] = hex.EncodeToString(p.PoolHandle)
 	case c == wire.ParamPoolElement:
 		pe := p.PoolElement
-		e := map[string]any{"id": pe.ID, "home_registrar": pe.HomeRegistrar, "lifetime_ms": pe.Lifetime}
+		e := map[string]any{"id": jsonID(pe.ID), "home_registrar": jsonID(pe.HomeRegistrar), "lifetime_ms": pe.Lifetime}
 		if pe.UserTransport.Kind != 0 {
 			e["user_transport"] = jsonTransport(pe.UserTransport)
 		}
@@ -255,7 +255,7 @@ func jsonParam(p *wire.Param) map[string]any {
 		}
 		o["pool_element"] = e
 	case c == wire.ParamServerInformation:
-		s := map[string]any{"id": p.Server.ID}
+		s := map[string]any{"id": jsonID(p.Server.ID)}
 		if p.Server.Transport.Kind != 0 {
 			s["transport"] = jsonTransport(p.Server.Transport)
 		}
@@ -269,7 +269,7 @@ func jsonParam(p *wire.Param) map[string]any {
 	case c == wire.ParamCookie:
 		o["cookie"] = hex.EncodeToString(p.Cookie)
 	case c == wire.ParamPEIdentifier:
-		o["pe_id"] = p.PEID
+		o["pe_id"] = jsonID(p.PEID)
 	case c == wire.ParamPEChecksum:
 		o["checksum"] = p.Checksum
 	case c == wire.ParamHandleResolution.Code():

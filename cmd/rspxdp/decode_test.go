@@ -141,7 +141,7 @@ func TestDecodeJSONFields(t *testing.T) {
 			pe := ps[1].(map[string]any)["pool_element"].(map[string]any)
 			pol := pe["policy"].(map[string]any)
 			if o["type"] != "Registration" || ps[0].(map[string]any)["pool_handle"] != wiretest.PoolHandle ||
-				pe["id"] != float64(wiretest.PEID) || pol["type"] != "WRR" || pol["weight"] != float64(5) {
+				pe["id"] != wire.FormatID(wiretest.PEID) || pol["type"] != "WRR" || pol["weight"] != float64(5) {
 				t.Errorf("first message: %s", line)
 			}
 		}

@@ -674,7 +674,7 @@ func (d *demo) peName(labels string) string {
 	if id > 100 && id <= 100+demoPEs {
 		return fmt.Sprintf("pe%d", id-100)
 	}
-	return fmt.Sprintf("$%08x", id)
+	return fmt.Sprintf("0x%08x", id)
 }
 
 // printShares prints each PE's share of the new flows the XDP counters saw

@@ -95,8 +95,8 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`12/12 open connections still echo; pe2 still got [1-9]\d* packets`),
 		regexp.MustCompile(`pe2 got 0 of them`),
 		regexp.MustCompile(`killed pe1 \(SIGKILL\): its \d+ flows answered again from another PE after \d+ ms`),
-		regexp.MustCompile(`(?m)^    \$00000066 +10\.0\.12\.2 +draining +0 `),
-		regexp.MustCompile(`(?m)^    \$00000067 +10\.0\.13\.2 +active +1 `),
+		regexp.MustCompile(`(?m)^    0x00000066 +10\.0\.12\.2 +draining +0 `),
+		regexp.MustCompile(`(?m)^    0x00000067 +10\.0\.13\.2 +active +1 `),
 		regexp.MustCompile(`done; removing`),
 	} {
 		if !want.Match(out) {

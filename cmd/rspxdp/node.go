@@ -244,7 +244,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 		}
 		return n.Reload(c)
 	})
-	fmt.Fprintf(env.stdout, "node $%08x: ASAP %v, ENRP %v, XDP on %v, %d VIPs, metrics %v\n",
+	fmt.Fprintf(env.stdout, "node 0x%08x: ASAP %v, ENRP %v, XDP on %v, %d VIPs, metrics %v\n",
 		n.Registrar().ID(), n.Registrar().ASAPAddr(), n.Registrar().ENRPAddr(), cfg.Dataplane.Interfaces, len(cfg.VIPs), n.MetricsAddr())
 	notifyLifecycle(ctx, n.Readiness().Serving(), log)
 	return n.Run(ctx)

@@ -87,7 +87,7 @@ func TestRegistrarAndPEMetricsListeners(t *testing.T) {
 	pe := startInProc(t, "pe", "--pool", "obs", "--registrar", asapAddr, "--listen", "127.0.0.1:0",
 		"--service", "echo", "--metrics", "127.0.0.1:0", "--drain-timeout", "100ms")
 	peMetrics := "http://" + pe.wait(t, metricsAddrRE)[1]
-	pe.wait(t, regexp.MustCompile(`pe \$[0-9a-f]{8}: pool "obs"`))
+	pe.wait(t, regexp.MustCompile(`pe 0x[0-9a-f]{8}: pool "obs"`))
 
 	for _, tc := range []struct {
 		url, want string

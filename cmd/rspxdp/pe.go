@@ -176,7 +176,7 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	obs.setRegistered(true)
-	fmt.Fprintf(env.stdout, "pe $%08x: pool %q, %s on %s, policy %s\n", pe.ID(), *pool, *service, ln.Addr(), settings.Type)
+	fmt.Fprintf(env.stdout, "pe 0x%08x: pool %q, %s on %s, policy %s\n", pe.ID(), *pool, *service, ln.Addr(), asap.FormatPolicy(settings))
 	go func() {
 		for {
 			s, err := pe.Accept()
@@ -194,13 +194,13 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 	}()
 	<-ctx.Done()
 	obs.setRegistered(false)
-	fmt.Fprintf(env.stdout, "pe $%08x: draining (at most %v)\n", pe.ID(), *drain)
+	fmt.Fprintf(env.stdout, "pe 0x%08x: draining (at most %v)\n", pe.ID(), *drain)
 	dctx, cancel := context.WithTimeout(context.Background(), *drain)
 	defer cancel()
 	if err := pe.Drain(dctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "pe $%08x: drained\n", pe.ID())
+	fmt.Fprintf(env.stdout, "pe 0x%08x: drained\n", pe.ID())
 	return nil
 }
 
@@ -235,7 +235,7 @@ func serveEcho(s *asap.Session, id uint32, log *slog.Logger) {
 		}
 		if n > 0 {
 			total += n
-			err := s.SendCookie([]byte(fmt.Sprintf("pe=$%08x bytes=%d", id, total)))
+			err := s.SendCookie([]byte(fmt.Sprintf("pe=0x%08x bytes=%d", id, total)))
 			if err != nil && !errors.Is(err, asap.ErrUnawareSession) {
 				return
 			}

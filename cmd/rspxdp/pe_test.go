@@ -127,18 +127,18 @@ func TestCLIFailoverEndToEnd(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		p := startProc(t, bin, fmt.Sprintf("pe%d", i), "pe", "--pool", "echo", "--registrar", asapAddr,
 			"--listen", "127.0.0.1:0", "--service", "echo", "--policy", "rr")
-		id := p.waitOut(t, regexp.MustCompile(`pe \$([0-9a-f]{8}): pool "echo"`), 10*time.Second)[1]
+		id := p.waitOut(t, regexp.MustCompile(`pe 0x([0-9a-f]{8}): pool "echo"`), 10*time.Second)[1]
 		pes[id] = p
 	}
 	// The handlespace as the operator sees it.
 	code, out, errs := runCLI(t, "status", "--registrar", enrpAddr)
-	if code != 0 || !strings.Contains(out, `pool "echo": 3 PE(s)`) || !strings.Contains(out, "owner $00000007: checksum 0x") {
+	if code != 0 || !strings.Contains(out, `pool "echo": 3 PE(s)`) || !strings.Contains(out, "owner 0x00000007: checksum 0x") {
 		t.Fatalf("status: exit %d\n%s%s", code, out, errs)
 	}
 
 	pu := startProc(t, bin, "pu", "pu", "--pool", "echo", "--registrar", asapAddr, "echo",
 		"--count", "40", "--interval", "25ms", "--log-level", "error")
-	first := pu.waitOut(t, regexp.MustCompile(`session with pool "echo" on PE \$([0-9a-f]{8})@`), 10*time.Second)[1]
+	first := pu.waitOut(t, regexp.MustCompile(`session with pool "echo" on PE 0x([0-9a-f]{8})@`), 10*time.Second)[1]
 	pu.waitOut(t, regexp.MustCompile(`line 5: answer from PE`), 10*time.Second)
 	victim := pes[first]
 	if victim == nil {
@@ -150,7 +150,7 @@ func TestCLIFailoverEndToEnd(t *testing.T) {
 		t.Fatalf("pu: %v\n%s", err, pu.out.String())
 	}
 	o := pu.out.String()
-	fo := regexp.MustCompile(`FAILOVER failover from PE \$` + first + `@\S+ to PE \$([0-9a-f]{8})@\S+ after \S+ \(cookie echoed: true\)`).FindStringSubmatch(o)
+	fo := regexp.MustCompile(`FAILOVER failover from PE 0x` + first + `@\S+ to PE 0x([0-9a-f]{8})@\S+ after \S+ \(cookie echoed: true\)`).FindStringSubmatch(o)
 	if fo == nil || !strings.Contains(o, "done: 40 lines answered") {
 		t.Fatalf("pu output lacks the failover or the end:\n%s", o)
 	}
@@ -158,10 +158,10 @@ func TestCLIFailoverEndToEnd(t *testing.T) {
 	if to == nil || to == victim {
 		t.Fatalf("failed over to %s, not one of the other PEs", fo[1])
 	}
-	if !regexp.MustCompile(`cookie echo from a failed-over pool user.*cookie="pe=\$` + first).MatchString(to.err.String()) {
+	if !regexp.MustCompile(`cookie echo from a failed-over pool user.*cookie="pe=0x` + first).MatchString(to.err.String()) {
 		t.Fatalf("new PE did not log the old PE's cookie:\n%s", to.err.String())
 	}
-	if !strings.Contains(o, "line 40: answer from PE $"+fo[1]) {
+	if !strings.Contains(o, "line 40: answer from PE 0x"+fo[1]) {
 		t.Fatalf("session did not finish on the new PE:\n%s", o)
 	}
 	t.Logf("%v: PU done", time.Now().Format("15:04:05.000"))

@@ -108,7 +108,7 @@ func puResolve(ctx context.Context, env *cliEnv, pool string, asJSON bool, opts 
 	}
 	fmt.Fprintf(env.stdout, "pool %q: %d PE(s)\n", pool, len(pes))
 	for _, p := range pes {
-		fmt.Fprintf(env.stdout, "  $%08x  %-21s  home $%08x  %s\n", p.ID, p.Addr, p.Home, policyString(p))
+		fmt.Fprintf(env.stdout, "  0x%08x  %-21s  home 0x%08x  %s\n", p.ID, p.Addr, p.Home, policyString(p))
 	}
 	return nil
 }
@@ -119,6 +119,7 @@ type jsonPE struct {
 	Addr     string            `json:"addr"`
 	Home     string            `json:"home"`
 	Policy   string            `json:"policy"`
+	Settings string            `json:"settings"` // as entered: "lu:20%"
 	Values   map[string]uint32 `json:"values,omitempty"`
 	Lifetime string            `json:"lifetime"`
 	ASAP     string            `json:"asap,omitempty"`
@@ -127,8 +128,8 @@ type jsonPE struct {
 func jsonPEs(pes []asap.PEInfo) []jsonPE {
 	out := make([]jsonPE, 0, len(pes))
 	for _, p := range pes {
-		j := jsonPE{ID: fmt.Sprintf("$%08x", p.ID), Addr: p.Addr.String(), Home: fmt.Sprintf("$%08x", p.Home),
-			Policy: p.Policy.Type.String(), Lifetime: p.Lifetime.String()}
+		j := jsonPE{ID: fmt.Sprintf("0x%08x", p.ID), Addr: p.Addr.String(), Home: fmt.Sprintf("0x%08x", p.Home),
+			Policy: p.Policy.Type.String(), Settings: asap.FormatPolicy(p.Policy), Lifetime: p.Lifetime.String()}
 		if p.ASAP.IsValid() {
 			j.ASAP = p.ASAP.String()
 		}
@@ -162,7 +163,7 @@ func puEcho(ctx context.Context, env *cliEnv, pool string, count int, interval, 
 			}
 			ans, err := echoOnce(c, r, line, timeout)
 			if err == nil {
-				fmt.Fprintf(env.stdout, "%s: answer from PE $%08x in %v: %s\n", line, c.PE().ID,
+				fmt.Fprintf(env.stdout, "%s: answer from PE 0x%08x in %v: %s\n", line, c.PE().ID,
 					time.Since(sent).Round(time.Microsecond), strings.TrimSpace(ans))
 				break
 			}

@@ -101,19 +101,19 @@ func TestResolveAndStatusJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pe.Close()
-	id := fmt.Sprintf("$%08x", pe.ID())
+	id := fmt.Sprintf("0x%08x", pe.ID())
 
 	code, out, errs := runCLI(t, "pu", "--pool", "echo", "--registrar", asapAddr, "resolve", "--json")
 	var pes []jsonPE
 	if code != 0 || json.Unmarshal([]byte(out), &pes) != nil {
 		t.Fatalf("pu resolve --json: exit %d, %q %q", code, out, errs)
 	}
-	if len(pes) != 1 || pes[0].ID != id || pes[0].Addr != ln.Addr().String() || pes[0].Home != "$00000005" ||
-		pes[0].Policy != "WeightedRoundRobin" || pes[0].Values["weight"] != 3 {
+	if len(pes) != 1 || pes[0].ID != id || pes[0].Addr != ln.Addr().String() || pes[0].Home != "0x00000005" ||
+		pes[0].Policy != "WeightedRoundRobin" || pes[0].Settings != "wrr:3" || pes[0].Values["weight"] != 3 {
 		t.Fatalf("resolve: %+v", pes)
 	}
 	code, out, _ = runCLI(t, "pu", "--pool", "echo", "--registrar", asapAddr, "resolve")
-	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "WeightedRoundRobin(weight=3)") {
+	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, " wrr:3") {
 		t.Fatalf("pu resolve: exit %d\n%s", code, out)
 	}
 	code, out, errs = runCLI(t, "status", "--registrar", enrpAddr, "--json")
@@ -129,8 +129,8 @@ func TestResolveAndStatusJSON(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
 		t.Fatalf("status --json: exit %d, %q %q", code, out, errs)
 	}
-	if st.Registrar != "$00000005" || len(st.Pools) != 1 || st.Pools[0].Handle != "echo" || st.Pools[0].PEs[0].ID != id ||
-		st.Checksums["$00000005"] == "" || st.Checksums["$00000005"] != st.Total {
+	if st.Registrar != "0x00000005" || len(st.Pools) != 1 || st.Pools[0].Handle != "echo" || st.Pools[0].PEs[0].ID != id ||
+		st.Checksums["0x00000005"] == "" || st.Checksums["0x00000005"] != st.Total {
 		t.Fatalf("status: %+v", st)
 	}
 	code, out, _ = runCLI(t, "pu", "--pool", "nothere", "--registrar", asapAddr, "resolve")

@@ -104,7 +104,7 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	obs.start(ctx, srv, cfg.Logger)
 	defer obs.close()
-	fmt.Fprintf(env.stdout, "registrar $%08x: ASAP %v, ENRP %v\n", srv.ID(), srv.ASAPAddr(), srv.ENRPAddr())
+	fmt.Fprintf(env.stdout, "registrar 0x%08x: ASAP %v, ENRP %v\n", srv.ID(), srv.ASAPAddr(), srv.ENRPAddr())
 	notifyLifecycle(ctx, closedChan(), cfg.Logger) // listeners bound: Run serves them at once
 	if err := srv.Run(ctx); err != nil {
 		return fmt.Errorf("registrar: %w", err)

@@ -54,7 +54,7 @@ func TestRegistrarRunsUntilCancelled(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, errb.String())
 	}
-	if !strings.Contains(out.String(), "registrar $0000002a: ASAP 127.0.0.1:") {
+	if !strings.Contains(out.String(), "registrar 0x0000002a: ASAP 127.0.0.1:") {
 		t.Fatalf("stdout %q", out.String())
 	}
 	for _, want := range []string{"left the operation scope", "registrar left"} {

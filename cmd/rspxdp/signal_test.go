@@ -188,6 +188,9 @@ func TestNodeSignals(t *testing.T) {
 				}
 			})
 			p.waitOut(t, regexp.MustCompile(`node \S+: ASAP`), 30*time.Second)
+			if !strings.Contains(p.err.String(), `msg="XDP program attached" interface=n0 mode=generic`) {
+				t.Errorf("the attach is not logged with its interface and mode")
+			}
 			p.hangup(t, `msg=reloaded what="node configuration"`)
 			if err := os.WriteFile(cfgFile, []byte("vips: 5\n"), 0o600); err != nil {
 				t.Fatal(err)

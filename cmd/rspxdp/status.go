@@ -91,13 +91,13 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 			Pools     []pool            `json:"pools"`
 			Checksums map[string]string `json:"checksums"`
 			Total     string            `json:"total_checksum"`
-		}{Registrar: fmt.Sprintf("$%08x", d.Registrar), Pools: []pool{}, Checksums: map[string]string{},
+		}{Registrar: fmt.Sprintf("0x%08x", d.Registrar), Pools: []pool{}, Checksums: map[string]string{},
 			Total: fmt.Sprintf("0x%04x", d.Total)}
 		for _, p := range d.Pools {
 			out.Pools = append(out.Pools, pool{Handle: p.Handle, PEs: jsonPEs(p.PEs)})
 		}
 		for h, c := range d.Checksums {
-			out.Checksums[fmt.Sprintf("$%08x", h)] = fmt.Sprintf("0x%04x", c)
+			out.Checksums[fmt.Sprintf("0x%08x", h)] = fmt.Sprintf("0x%04x", c)
 		}
 		enc := json.NewEncoder(env.stdout)
 		enc.SetIndent("", "  ")
@@ -107,19 +107,19 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	for _, p := range d.Pools {
 		n += len(p.PEs)
 	}
-	fmt.Fprintf(env.stdout, "registrar $%08x: %d pool(s), %d PE(s), handlespace checksum 0x%04x\n", d.Registrar, len(d.Pools), n, d.Total)
+	fmt.Fprintf(env.stdout, "registrar 0x%08x: %d pool(s), %d PE(s), handlespace checksum 0x%04x\n", d.Registrar, len(d.Pools), n, d.Total)
 	homes := make([]uint32, 0, len(d.Checksums))
 	for h := range d.Checksums {
 		homes = append(homes, h)
 	}
 	sort.Slice(homes, func(i, j int) bool { return homes[i] < homes[j] })
 	for _, h := range homes {
-		fmt.Fprintf(env.stdout, "  owner $%08x: checksum 0x%04x\n", h, d.Checksums[h])
+		fmt.Fprintf(env.stdout, "  owner 0x%08x: checksum 0x%04x\n", h, d.Checksums[h])
 	}
 	for _, p := range d.Pools {
 		fmt.Fprintf(env.stdout, "pool %q: %d PE(s)\n", p.Handle, len(p.PEs))
 		for _, pe := range p.PEs {
-			fmt.Fprintf(env.stdout, "  $%08x  %-21s  home $%08x  %s  lifetime %v\n", pe.ID, pe.Addr, pe.Home, policyString(pe), pe.Lifetime)
+			fmt.Fprintf(env.stdout, "  0x%08x  %-21s  home 0x%08x  %s  lifetime %v\n", pe.ID, pe.Addr, pe.Home, policyString(pe), pe.Lifetime)
 		}
 	}
 	return nil
@@ -136,14 +136,8 @@ func policyValues(p asap.PEInfo) ([]string, []uint32) {
 	return w.Values()
 }
 
-func policyString(p asap.PEInfo) string {
-	names, vals := policyValues(p)
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = fmt.Sprintf("%s=%d", n, vals[i])
-	}
-	return fmt.Sprintf("%s(%s)", p.Policy.Type, strings.Join(parts, ","))
-}
+// policyString shows a PE's policy as an operator enters it: "lu:20%".
+func policyString(p asap.PEInfo) string { return asap.FormatPolicy(p.Policy) }
 
 // nodeStatus prints the data plane of an rspxdp node from its /status.
 func nodeStatus(ctx context.Context, env *cliEnv, addr string, asJSON bool, timeout time.Duration) error {
@@ -173,7 +167,7 @@ func nodeStatus(ctx context.Context, env *cliEnv, addr string, asJSON bool, time
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("node %s: not an rspxdp node's status: %w", addr, err)
 	}
-	fmt.Fprintf(env.stdout, "node $%08x: %d pool(s), %d ENRP peer(s)\n", st.RegistrarID, st.Pools, len(st.Peers))
+	fmt.Fprintf(env.stdout, "node 0x%08x: %d pool(s), %d ENRP peer(s)\n", st.RegistrarID, st.Pools, len(st.Peers))
 	d := st.Dataplane
 	fmt.Fprintf(env.stdout, "data plane: conn table %d hits, %d misses, %d re-steered; flood guard %d; drops: no PE %d, bad header %d, too big %d, control port %d, undeliverable %d\n",
 		d.ConnHits, d.ConnMisses, d.Resteered, d.FloodSkipped, d.DropNoPE, d.DropBadHeader, d.DropTooBig, d.DropControl, d.DropUndeliverable)
@@ -185,7 +179,7 @@ func nodeStatus(ctx context.Context, env *cliEnv, addr string, asJSON bool, time
 		}
 		fmt.Fprintf(env.stdout, "  %-10s  %-39s  %-8s  %6s  %10s  %12s  %9s\n", "PE", "address", "state", "weight", "packets", "bytes", "new flows")
 		for _, p := range v.PEs {
-			fmt.Fprintf(env.stdout, "  $%08x   %-39s  %-8s  %6d  %10d  %12d  %9d\n", p.ID, p.Addr, p.State, p.Weight, p.Packets, p.Bytes, p.NewFlows)
+			fmt.Fprintf(env.stdout, "  0x%08x   %-39s  %-8s  %6d  %10d  %12d  %9d\n", p.ID, p.Addr, p.State, p.Weight, p.Packets, p.Bytes, p.NewFlows)
 		}
 	}
 	printBGPStatus(env.stdout, st.BGP)

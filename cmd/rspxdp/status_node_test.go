@@ -37,10 +37,10 @@ func TestStatusNodeShowsTheDataPlane(t *testing.T) {
 		t.Fatalf("status --node: code %d, stderr %q", code, errs)
 	}
 	for _, want := range []string{
-		"node $0000002a: 1 pool(s), 1 ENRP peer(s)",
+		"node 0x0000002a: 1 pool(s), 1 ENRP peer(s)",
 		"conn table 88 hits, 12 misses",
 		`vip 10.200.1.1:80/tcp -> pool "web": 100 packets, 6400 bytes`,
-		"$00000002   10.0.0.2",
+		"0x00000002   10.0.0.2",
 		"draining",
 		"bgp: AS 65001, router id 10.0.0.11",
 		"peer 10.0.0.1",

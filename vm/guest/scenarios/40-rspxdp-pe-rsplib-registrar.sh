@@ -32,7 +32,7 @@ start_bg rspxdp-pe rspxdp pe --pool PoolP --registrar "$A:3863" --transport sctp
 resolved=
 for _ in $(seq 1 15); do
 	if timeout 10 rspxdp pu --pool PoolP --registrar "$A:3863" --transport sctp resolve >resolve.txt 2>&1 &&
-		grep -q '\$00004242' resolve.txt; then
+		grep -q '0x00004242' resolve.txt; then
 		resolved=1
 		break
 	fi

@@ -46,9 +46,9 @@ grep -q 'session opened.*network=sctp' rspxdp-pe.log || phase_fail "no rsptermin
 timeout 30 rspxdp pu --pool PoolM --registrar "$A:3863" --transport sctp echo --count 6 --interval 100ms \
 	>echo-rsplib.txt 2>&1 || phase_fail "rspxdp pu echo through the mixed pool failed"
 cat echo-rsplib.txt
-grep 'answer from PE' echo-rsplib.txt | grep -vq '\$00005001' ||
+grep 'answer from PE' echo-rsplib.txt | grep -vq '0x00005001' ||
 	{ timeout 30 rspxdp pu --pool PoolM --registrar "$A:3863" --transport sctp echo --count 3 --interval 100ms \
-		>>echo-rsplib.txt 2>&1; grep 'answer from PE' echo-rsplib.txt | grep -vq '\$00005001'; } ||
+		>>echo-rsplib.txt 2>&1; grep 'answer from PE' echo-rsplib.txt | grep -vq '0x00005001'; } ||
 	phase_fail "rspxdp pu never reached the rspserver PE"
 
 # Failover: kill the PE the session is on (whichever kind), mid-run.
