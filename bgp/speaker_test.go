@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,17 +150,24 @@ func TestSpeakerAnnouncesToARouter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
 	var states []string
-	s.onState = func(p PeerStatus) { states = append(states, p.Address+" "+p.State) }
+	s.OnState(func(p PeerStatus) {
+		mu.Lock()
+		defer mu.Unlock()
+		states = append(states, p.Address+" "+p.State)
+	})
 	ctx := context.Background()
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Stop(ctx, false)
 	waitFor(t, "both sessions established", 20*time.Second, established(s, 2))
+	mu.Lock()
 	if !slices.Contains(states, "127.0.0.1 established") {
 		t.Errorf("state callbacks %v lack the v4 session's establishment", states)
 	}
+	mu.Unlock()
 	for _, p := range []netip.Prefix{vip4, vip6} {
 		if err := s.Announce(p); err != nil {
 			t.Fatal(err)
