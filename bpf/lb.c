@@ -82,7 +82,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, CONN_ENTRIES);
-	__type(key, struct flow);
+	__type(key, struct conn_key);
 	__type(value, struct conn);
 } lb_conns SEC(".maps");
 
@@ -611,6 +611,11 @@ int lb_xdp(struct xdp_md *ctx)
 	struct global_stats *gs = gstats();
 	struct backend *be = NULL;
 	struct conn *c = NULL;
+	struct conn_key ck = {
+		.src = pk.flow.src,
+		.sport = pk.flow.sport,
+		.svc = svc->id,
+	};
 	__u32 bid = 0;
 	int new_flow = 0;
 	/* A SYN opens a connection, so it is steered as new even when its
@@ -618,7 +623,7 @@ int lb_xdp(struct xdp_md *ctx)
 	 * must not land on a draining PE. It reads the table only after the
 	 * flood guard let it in (below), so a flood never pays a lookup. */
 	if (!pk.syn) {
-		c = bpf_map_lookup_elem(&lb_conns, &pk.flow);
+		c = bpf_map_lookup_elem(&lb_conns, &ck);
 		if (c) {
 			bid = c->backend;
 			be = bpf_map_lookup_elem(&lb_backends, &bid);
@@ -654,7 +659,7 @@ int lb_xdp(struct xdp_md *ctx)
 			} else {
 				__u64 v = ((__u64)svc->id << 32) | bid; /* struct conn */
 				if (pk.syn)
-					c = bpf_map_lookup_elem(&lb_conns, &pk.flow);
+					c = bpf_map_lookup_elem(&lb_conns, &ck);
 				/* An entry that exists (a repeated SYN, a flow off a
 				 * down PE) is rewritten in place with one 8-byte store,
 				 * atomic for concurrent readers, and only if it
@@ -664,7 +669,7 @@ int lb_xdp(struct xdp_md *ctx)
 					if (*(__u64 *)c != v)
 						*(__u64 *)c = v;
 				} else {
-					bpf_map_update_elem(&lb_conns, &pk.flow, &v, BPF_ANY);
+					bpf_map_update_elem(&lb_conns, &ck, &v, BPF_ANY);
 				}
 			}
 		}

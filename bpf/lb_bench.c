@@ -95,13 +95,13 @@ int lb_bench_trivial(struct xdp_md *ctx)
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 262144);
-	__type(key, struct flow);
+	__type(key, struct conn_key);
 	__type(value, struct conn);
 } lb_ref_conns SEC(".maps");
 
-/* The IPv4 TCP flow of the frame, read at fixed offsets (the reference
- * frames have no IP options). */
-static __always_inline int ref_flow(struct xdp_md *ctx, struct flow *f)
+/* The connection key of the frame's IPv4 flow (service 0), read at fixed
+ * offsets (the reference frames have no IP options). */
+static __always_inline int ref_flow(struct xdp_md *ctx, struct conn_key *f)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -111,11 +111,7 @@ static __always_inline int ref_flow(struct xdp_md *ctx, struct flow *f)
 	if ((void *)(ports + 2) > data_end)
 		return -1;
 	f->src.w[0] = ip->saddr;
-	f->dst.w[0] = ip->daddr;
 	f->sport = ports[0];
-	f->dport = ports[1];
-	f->proto = ip->protocol;
-	f->family = 4;
 	return 0;
 }
 
@@ -123,7 +119,7 @@ static __always_inline int ref_flow(struct xdp_md *ctx, struct flow *f)
 SEC("xdp")
 int lb_ref_encap(struct xdp_md *ctx)
 {
-	struct flow f = {};
+	struct conn_key f = {};
 
 	if (ref_flow(ctx, &f))
 		return XDP_ABORTED;
@@ -167,7 +163,7 @@ int lb_ref_encap(struct xdp_md *ctx)
 SEC("xdp")
 int lb_ref_insert(struct xdp_md *ctx)
 {
-	struct flow f = {};
+	struct conn_key f = {};
 	struct conn c = { .backend = 1, .svc = 0 };
 
 	if (ref_flow(ctx, &f))

@@ -28,21 +28,15 @@ type LbBenchConn struct {
 	Svc     uint32
 }
 
-type LbBenchFlow struct {
+type LbBenchConnKey struct {
 	_   structs.HostLayout
 	Src struct {
 		_ structs.HostLayout
 		W [4]uint32
 	}
-	Dst struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Sport  uint16
-	Dport  uint16
-	Proto  uint8
-	Family uint8
-	Pad    uint16
+	Sport uint16
+	Pad   uint16
+	Svc   uint32
 }
 
 // Names of all BPF objects in the ELF.

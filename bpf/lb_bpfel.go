@@ -56,6 +56,17 @@ type LbConn struct {
 	Svc     uint32
 }
 
+type LbConnKey struct {
+	_   structs.HostLayout
+	Src struct {
+		_ structs.HostLayout
+		W [4]uint32
+	}
+	Sport uint16
+	Pad   uint16
+	Svc   uint32
+}
+
 type LbCtrlKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -69,23 +80,6 @@ type LbFloodState struct {
 	_           structs.HostLayout
 	WindowStart uint64
 	Count       uint64
-}
-
-type LbFlow struct {
-	_   structs.HostLayout
-	Src struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Dst struct {
-		_ structs.HostLayout
-		W [4]uint32
-	}
-	Sport  uint16
-	Dport  uint16
-	Proto  uint8
-	Family uint8
-	Pad    uint16
 }
 
 type LbGlobalStats struct {

@@ -58,7 +58,7 @@ const NoFloodLimit = math.MaxUint32
 
 // ConnBytesPerFlow is what one connection table entry costs in kernel
 // memory, measured (BenchmarkConnTableCapacity: the table's memlock over its
-// capacity): the kernel's hash element header, the 40-byte key, the 8-byte
+// capacity): the kernel's hash element header, the 24-byte key, the 8-byte
 // value, the bucket and LRU overhead.
 const ConnBytesPerFlow = 113
 

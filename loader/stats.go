@@ -108,7 +108,7 @@ func (l *Loader) Stats() (Stats, error) {
 // ConnCount counts the connection table's entries (it walks the table:
 // for tests and diagnostics, not for a hot path).
 func (l *Loader) ConnCount() (int, error) {
-	var k bpf.LbFlow
+	var k bpf.LbConnKey
 	var v bpf.LbConn
 	n := 0
 	it := l.objs.LbConns.Iterate()
