@@ -315,7 +315,9 @@ func newSink(t *testing.T, tp *topo, atL0 bool) *sink {
 		return &sink{prog: prog, count: m}
 	}
 	for _, p := range tp.pes {
-		if err := p.decap.Detach("e0"); err != nil {
+		// Inside the PE's namespace: the decap finds the interface by
+		// index through netlink there.
+		if err := p.ns.Do(func() error { return p.decap.Detach("e0") }); err != nil {
 			t.Fatal(err)
 		}
 		attach(p.ns, "e0")
