@@ -60,7 +60,7 @@ const NoFloodLimit = math.MaxUint32
 // memory, measured (BenchmarkConnTableCapacity: the table's memlock over its
 // capacity): the kernel's hash element header, the 24-byte key, the 8-byte
 // value, the bucket and LRU overhead.
-const ConnBytesPerFlow = 113
+const ConnBytesPerFlow = 97
 
 // Per-flow outer sources used when Options give no source address: the
 // prefixes Katran uses (RFC 6666's discard-only 100::/64 for IPv6).
