@@ -27,6 +27,7 @@ import (
 	"github.com/rspxdp/rspxdp/internal/netns"
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/loader/loadertest"
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 // The topology: the router namespace has two legs, one to the client and
@@ -243,7 +244,7 @@ func setup(t *testing.T) *world {
 		w.startNode(t, i)
 	}
 	for i := 1; i <= 3; i++ {
-		w.nodes[i].WaitLog(t, "node $", 15*time.Second)
+		w.nodes[i].WaitLog(t, "node running", 15*time.Second)
 	}
 	for i := 1; i <= numPEs; i++ {
 		w.startPE(t, i)
@@ -537,7 +538,7 @@ func TestBGPECMP(t *testing.T) {
 		after := w.mustScrape(t, i)
 		perNode[i] = newFlows(before[i], after)
 		for p := 1; p <= numPEs; p++ {
-			perPE[p] += newFlows(before[i], after, fmt.Sprintf(`pe="%d"`, p))
+			perPE[p] += newFlows(before[i], after, `pe="`+wire.FormatID(uint32(p))+`"`)
 		}
 	}
 	t.Logf("BGP: 2. %d connections: new flows per node %v (router forwarded %d/%d/%d), per PE %v",
