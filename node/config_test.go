@@ -1,11 +1,14 @@
 package node
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rspxdp/rspxdp/loader"
 )
 
 func validConfig() Config {
@@ -196,5 +199,31 @@ func TestValidateHandleLimit(t *testing.T) {
 	c.VIPs[0].Handle = strings.Repeat("h", 255)
 	if err := c.Validate(); err != nil {
 		t.Fatalf("255-byte handle: %v", err)
+	}
+}
+
+// TestFloodLimitOptions: the flood guard is on at Katran's limit by default,
+// 0 in the configuration turns it off, any other value is passed on.
+func TestFloodLimitOptions(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(*Config)
+		want uint32
+	}{
+		{"default", func(*Config) {}, loader.DefaultFloodLimit},
+		{"off", func(c *Config) { c.Dataplane.FloodLimit = 0 }, loader.NoFloodLimit},
+		{"set", func(c *Config) { c.Dataplane.FloodLimit = 5000 }, 5000},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Defaults()
+			c.set(&cfg)
+			o, err := loaderOptions(cfg, slog.Default())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.FloodLimit != c.want {
+				t.Errorf("loader flood limit %d, want %d", o.FloodLimit, c.want)
+			}
+		})
 	}
 }
