@@ -57,10 +57,15 @@ Examples:
 
   # Restart without dropping established flows.
   rspxdp node --config /etc/rspxdp.yaml --keep-on-exit
+  # ... and remove what such a node left, once it is stopped for good.
+  rspxdp node detach --config /etc/rspxdp.yaml
 
 Inspect the maps with: bpftool map dump pinned /sys/fs/bpf/rspxdp/<map>`
 
 func runNode(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) > 0 && args[0] == "detach" {
+		return runNodeDetach(ctx, env, args[1:])
+	}
 	fs := newFlagSet(env, "node", nodeUsage)
 	d := node.Defaults()
 	cfgPath := fs.String("config", "", "YAML configuration file (flags override it)")
@@ -230,6 +235,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	if !cfg.Registrar.TLS.Enabled() {
 		warnUnauthenticated(log, "node", "any host that reaches the ASAP and ENRP ports may register PEs (and so steer the VIPs' traffic), resolve and peer")
 	}
+	warnPrivateBPFFS(log, cfg.Dataplane.PinDir)
 	n, err := node.New(ctx, cfg, log, node.WithLevel(env.level))
 	if err != nil {
 		return fmt.Errorf("start node: %w", err)
