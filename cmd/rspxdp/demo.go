@@ -421,7 +421,7 @@ func (d *demo) startNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := waitLine(ctx, out, "node $", 15*time.Second); err != nil {
+	if err := waitLine(ctx, out, "node 0x", 15*time.Second); err != nil {
 		return fmt.Errorf("node did not start: %w", err)
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
@@ -630,20 +630,6 @@ func (d *demo) scrape(ctx context.Context) (metrics, error) {
 	return m, nil
 }
 
-func jsonUint(s, key string) (uint64, bool) {
-	i := strings.Index(s, key)
-	if i < 0 {
-		return 0, false
-	}
-	s = strings.TrimLeft(s[i+len(key):], " ")
-	j := 0
-	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-		j++
-	}
-	v, err := strconv.ParseUint(s[:j], 10, 64)
-	return v, err == nil
-}
-
 // peDelta sums metric name's increase for the PE called pe.
 func (d *demo) peDelta(before, after metrics, name, pe string) float64 {
 	var sum float64
@@ -666,9 +652,20 @@ func counterDelta(before, after float64) float64 {
 	return after - before
 }
 
+// peName names the PE of a metric's labels. The pe label is written by
+// wire.FormatID (0x00000065); ParseUint with base 0 reads it, and a
+// decimal label as well.
 func (d *demo) peName(labels string) string {
-	id, ok := jsonUint(strings.ReplaceAll(labels, `pe="`, `pe=`), "pe=")
-	if !ok {
+	i := strings.Index(labels, `pe="`)
+	if i < 0 {
+		return "?"
+	}
+	v := labels[i+len(`pe="`):]
+	if j := strings.IndexByte(v, '"'); j >= 0 {
+		v = v[:j]
+	}
+	id, err := strconv.ParseUint(v, 0, 32)
+	if err != nil {
 		return "?"
 	}
 	if id > 100 && id <= 100+demoPEs {

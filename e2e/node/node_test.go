@@ -288,7 +288,7 @@ func setup(t *testing.T) *world {
 		w.nodes[i] = start(t, w.lbs[i], fmt.Sprintf("node%d", i), w.nodeArgs[i]...)
 	}
 	for i := 1; i <= 2; i++ {
-		w.nodes[i].waitLog(t, "node $", 15*time.Second)
+		w.nodes[i].waitLog(t, "node 0x", 15*time.Second)
 	}
 	for i := 1; i <= numPEs; i++ {
 		// PEs 1 and 3 register with node 1, PE 2 with node 2: each node
