@@ -54,6 +54,11 @@ func DumpHandlespace(ctx context.Context, enrpAddr string, opts ...Option) (*Han
 	if err != nil {
 		return nil, err
 	}
+	if cfg.transport != nil && cfg.transport.Name() == "tls" {
+		// A TLS registrar serves ENRP to peer identities: dial with the
+		// certificate WithTransport carries (TLSTransport).
+		tr = cfg.transport
+	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.dialTimeout)
 	c, err := tr.Dial(dctx, enrpAddr)
 	cancel()

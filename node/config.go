@@ -37,6 +37,9 @@ type Config struct {
 	// LogLevel is debug, info, warn or error ("": info, or the flag's);
 	// a reload (SIGHUP) applies a changed one.
 	LogLevel string `yaml:"log-level"`
+	// LogFormat is text (key=value, the default) or json (one object per
+	// line), as --log-format; it is read at start only.
+	LogFormat string `yaml:"log-format"`
 }
 
 // RegistrarConfig configures the embedded registrar.
@@ -394,6 +397,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
+	}
+	switch c.LogFormat {
+	case "", "text", "json":
+	default:
+		return fmt.Errorf("log-format: %q is not text or json", c.LogFormat)
 	}
 	if c.ReconcileEvery.D() < 100*time.Millisecond {
 		return fmt.Errorf("reconcile-every: %s is below 100ms", c.ReconcileEvery.D())

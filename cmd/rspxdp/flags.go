@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -342,4 +343,40 @@ func checkIPPort(s string) error {
 		return errors.New("not IP:PORT (IPv6 in brackets)")
 	}
 	return nil
+}
+
+var (
+	addrInText = regexp.MustCompile(`\[?[0-9A-Za-z.:-]*\]?:\d+`)
+	dialLayer  = regexp.MustCompile(`^(\w+ )*dial( \w+)* \S+$`)
+)
+
+// tidyError prints err once per fact: without a leading layer that only
+// repeats the command's name ("decode: decode: open"), without the dial
+// layers of the transport and of package net that repeat an address an
+// outer layer already named ("registrar 10.0.0.1:3863 unreachable: tcp
+// dial ASAP 10.0.0.1:3863: dial tcp 10.0.0.1:3863: connect: connection
+// refused"), with lines joined.
+func tidyError(cmd string, err error) string {
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		l = tidyLine(cmd, l)
+		// errors.Join of the same failure twice, once with context.
+		if l != "" && !slices.ContainsFunc(lines, func(o string) bool { return strings.HasSuffix(o, l) }) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "; ")
+}
+
+func tidyLine(cmd, msg string) string {
+	msg = strings.TrimPrefix(msg, cmd+": ")
+	parts := strings.Split(msg, ": ")
+	out := parts[:1]
+	for _, p := range parts[1:] {
+		if a := addrInText.FindString(p); a != "" && dialLayer.MatchString(p) && strings.Contains(strings.Join(out, ": "), a) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return strings.Join(out, ": ")
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -125,5 +126,48 @@ func TestReloadKeepsGoingAndSaysWhy(t *testing.T) {
 	if ran != 2 || !strings.Contains(errb.String(), `level=ERROR msg="reload failed, keeping the old state" what=bad err="file is garbage"`) ||
 		!strings.Contains(errb.String(), "msg=reloaded what=good") {
 		t.Fatalf("ran %d:\n%s", ran, errb.String())
+	}
+}
+
+func TestTidyError(t *testing.T) {
+	for _, tc := range []struct{ cmd, in, want string }{
+		{"decode", "decode: open x.pcap: no such file or directory", "open x.pcap: no such file or directory"},
+		{"status", "registrar 10.0.0.1:9901 unreachable: tcp dial ENRP 10.0.0.1:9901: dial tcp 10.0.0.1:9901: connect: connection refused",
+			"registrar 10.0.0.1:9901 unreachable: connect: connection refused"},
+		{"pu", "resolve x: registrar [::1]:3863 unreachable: connect: connection refused\nregistrar [::1]:3863 unreachable: connect: connection refused",
+			"resolve x: registrar [::1]:3863 unreachable: connect: connection refused"},
+		{"pe", "listen 10.0.0.1:7: bind: address already in use", "listen 10.0.0.1:7: bind: address already in use"},
+	} {
+		if got := tidyError(tc.cmd, errors.New(tc.in)); got != tc.want {
+			t.Errorf("tidyError(%q)\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestTimeoutsNameWhatTimedOut: a registrar port that accepts and says
+// nothing is reported with the flag that bounded the wait.
+func TestTimeoutsNameWhatTimedOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	a := ln.Addr().String()
+	code, _, errs := runCLI(t, "status", "--registrar", a, "--timeout", "300ms")
+	if code != 1 || !strings.Contains(errs, "within --timeout 300ms") || strings.Contains(errs, "context deadline exceeded") {
+		t.Errorf("status: code %d, %q", code, errs)
+	}
+	code, _, errs = runCLI(t, "pe", "--pool", "x", "--registrar", a, "--listen", "127.0.0.1:0", "--register-timeout", "300ms", "--log-level", "error")
+	if code != 1 || !strings.Contains(errs, "no registrar accepted the registration within --register-timeout 300ms") {
+		t.Errorf("pe: code %d, %q", code, errs)
 	}
 }

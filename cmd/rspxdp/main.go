@@ -193,7 +193,7 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 			return 0 // stopped by a signal: the command ended as asked
 		default:
-			fmt.Fprintf(env.stderr, "rspxdp %s: %v\n", c.name, err)
+			fmt.Fprintf(env.stderr, "rspxdp %s: %s\n", c.name, tidyError(c.name, err))
 			return 1
 		}
 	}

@@ -165,6 +165,8 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 				r.ListenOnClientSide = *clientSide
 			case "log-level":
 				cfg.LogLevel = env.logLevel
+			case "log-format":
+				cfg.LogFormat = env.logFormat
 			case "bgp-asn":
 				cfg.BGP.ASN = uint32(*bgpASN)
 			case "bgp-router-id":
@@ -215,6 +217,9 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 		if cfg.LogLevel == "" {
 			cfg.LogLevel = env.logLevel
 		}
+		if cfg.LogFormat == "" {
+			cfg.LogFormat = env.logFormat
+		}
 		if err := cfg.Validate(); err != nil {
 			return cfg, rf.configError(fs, *cfgPath, err)
 		}
@@ -231,6 +236,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 		}
 	}
 	env.logLevel = cfg.LogLevel // the file's, unless --log-level
+	env.logFormat = cfg.LogFormat
 	log := env.logger()
 	if !cfg.Registrar.TLS.Enabled() {
 		warnUnauthenticated(log, "node", "any host that reaches the ASAP and ENRP ports may register PEs (and so steer the VIPs' traffic), resolve and peer")
@@ -279,6 +285,7 @@ var nodeFlagFields = map[string]string{
 	"metrics":                         "metrics",
 	"reconcile-every":                 "reconcile-every",
 	"log-level":                       "log-level",
+	"log-format":                      "log-format",
 	"bgp.asn":                         "bgp-asn",
 	"bgp.router-id":                   "bgp-router-id",
 	"bgp.listen-port":                 "bgp-listen-port",

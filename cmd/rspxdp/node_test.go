@@ -151,3 +151,28 @@ func TestNodeFlagsRefuseWhatTheFileRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeLogFormatFromFile: log-format in the YAML selects JSON logs, as
+// --log-format does; a bad one is refused naming the field.
+func TestNodeLogFormatFromFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "n.yaml")
+	if err := os.WriteFile(p, []byte("log-format: xml\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCLI(t, "node", "--config", p, "-i", "eth0", "--vip", "web=10.0.0.1:80")
+	if code != 2 || !strings.Contains(errs, `log-format: "xml" is not text or json`) {
+		t.Fatalf("code %d, %q", code, errs)
+	}
+	if err := os.WriteFile(p, []byte("log-format: json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The node cannot start here (no such interface, maybe no root), but
+	// what it logs before failing is JSON.
+	_, _, errs = runCLI(t, "node", "--config", p, "-i", "nonexistent0", "--vip", "web=10.0.0.1:80", "--pin-dir", filepath.Join(dir, "pins"),
+		"--asap", "127.0.0.1:0", "--enrp", "127.0.0.1:0", "--metrics", "")
+	first, _, _ := strings.Cut(errs, "\n")
+	if !strings.HasPrefix(first, `{"time":`) {
+		t.Fatalf("first log line is not JSON: %q", errs)
+	}
+}

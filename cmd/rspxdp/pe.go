@@ -173,6 +173,9 @@ func runPE(ctx context.Context, env *cliEnv, args []string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted before registration: %w", err)
 		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("no registrar accepted the registration within --register-timeout %v: %w", *regTimeout, err)
+		}
 		return err
 	}
 	obs.setRegistered(true)

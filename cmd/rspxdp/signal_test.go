@@ -203,3 +203,46 @@ func TestNodeSignals(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusOfTLSRegistrar: status --registrar takes the TLS flags and
+// reads a TLS registrar's handlespace with a certificate it lets peer.
+func TestStatusOfTLSRegistrar(t *testing.T) {
+	pki := t.TempDir()
+	if code, _, errs := runCLI(t, "certs", "--out", pki, "--registrar", "r1,r2", "--ip", "127.0.0.1"); code != 0 {
+		t.Fatalf("certs: %s", errs)
+	}
+	policy := filepath.Join(pki, "policy.yaml")
+	if err := os.WriteFile(policy, []byte(signalPolicy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsArgs := func(name string) []string {
+		return []string{"--tls-ca", filepath.Join(pki, "ca.pem"), "--tls-cert", filepath.Join(pki, "registrar-"+name+".pem"),
+			"--tls-key", filepath.Join(pki, "registrar-"+name+"-key.pem")}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuf
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, &cliEnv{stdout: &out, stderr: &errb}, append([]string{"registrar", "--id", "0x51",
+			"--asap", "127.0.0.1:0", "--enrp", "127.0.0.1:0", "--policy", policy}, tlsArgs("r1")...))
+	}()
+	var enrpAddr string
+	for deadline := time.Now().Add(10 * time.Second); enrpAddr == ""; time.Sleep(10 * time.Millisecond) {
+		if m := regexp.MustCompile(`ENRP (127\.0\.0\.1:\d+)`).FindStringSubmatch(out.String()); m != nil {
+			enrpAddr = m[1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registrar did not start: %s", errb.String())
+		}
+	}
+	code, stdout, errs := runCLI(t, append([]string{"status", "--registrar", enrpAddr, "--json"}, tlsArgs("r2")...)...)
+	if code != 0 || !strings.Contains(stdout, `"registrar": "0x00000051"`) {
+		t.Fatalf("status with TLS: exit %d, %s%s", code, stdout, errs)
+	}
+	if code, _, _ := runCLI(t, "status", "--registrar", enrpAddr, "--timeout", "1s"); code == 0 {
+		t.Fatalf("status without TLS read a TLS registrar")
+	}
+	cancel()
+	<-done
+}

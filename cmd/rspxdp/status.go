@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,6 +41,9 @@ Examples:
   rspxdp status --registrar 127.0.0.1:9901
   rspxdp status --registrar 10.0.0.1:9901 --json | jq '.pools[].handle'
   rspxdp status --registrar 10.0.0.1:9901 --transport sctp
+  # A registrar with TLS: a certificate its policy lets peer.
+  rspxdp status --registrar 10.0.0.1:9901 --tls-ca pki/ca.pem \
+      --tls-cert pki/registrar-r2.pem --tls-key pki/registrar-r2-key.pem
   rspxdp status --node 127.0.0.1:9464`
 
 func runStatus(ctx context.Context, env *cliEnv, args []string) error {
@@ -49,6 +53,7 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
 	tr := fs.String("transport", "tcp", "ENRP transport to the registrar: tcp, sctp (needs kernel SCTP; what rsplib's rspregistrar speaks) or auto")
+	tf := addTLSFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -71,13 +76,17 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	defer cancel()
 	setDefault(fs, "log-level", "error")
 	log := env.logger()
-	// Plain transport only: a registrar with TLS serves ENRP to peer
-	// identities alone; ask its node (--node) instead.
-	trOpt, err := asapTransportOption(env, *tr, noTLS(), log, "")
+	// A registrar with TLS serves ENRP to peer identities alone: the
+	// certificate must be one its policy lets peer (a registrar's).
+	trOpt, err := asapTransportOption(env, *tr, tf, log, "")
 	if err != nil {
 		return err
 	}
 	d, err := asap.DumpHandlespace(ctx, *reg, asap.WithLogger(log), trOpt)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("registrar %s sent no complete handle table within --timeout %v (is %s its ENRP port? a TLS registrar needs --tls-*)",
+			*reg, *timeout, *reg)
+	}
 	if err != nil {
 		return err
 	}

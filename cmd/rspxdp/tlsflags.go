@@ -23,9 +23,6 @@ func addTLSFlags(fs *flag.FlagSet) *tlsFlags {
 	}
 }
 
-// noTLS is the empty flag set: plain transport.
-func noTLS() *tlsFlags { return &tlsFlags{ca: new(string), cert: new(string), key: new(string)} }
-
 // reloader loads the files; nil, nil when no TLS flag is given.
 func (f *tlsFlags) reloader() (*security.Reloader, error) {
 	n := 0
