@@ -135,8 +135,9 @@ func Register(ctx context.Context, handle string, ln net.Listener, opts ...Optio
 		Lifetime: cfg.lifetime,
 		Transport: selector.Transport{Protocol: listenerProtocol(ln), Port: userPort,
 			Use: selector.DataAndControl, Addrs: userAddrs},
-		ASAP:   asapAP,
-		Policy: cfg.policy,
+		ASAP:         asapAP,
+		ASAPProtocol: asapProtocol(tr),
+		Policy:       cfg.policy,
 	}
 	p.m = newPEMachine(handle, pe, p.regs.list(), cfg.interval, cfg.respTimeout, cfg.respTimeout, time.Now())
 	p.regs.onChange = func(l []string) {
@@ -192,6 +193,17 @@ func listenerProtocol(ln net.Listener) selector.Protocol {
 		return selector.SCTP
 	case "udp", "udp4", "udp6":
 		return selector.UDP
+	}
+	return selector.TCP
+}
+
+// asapProtocol is the kind of the PE's ASAP transport parameter: the
+// transport its ASAP endpoint listens on. rsplib refuses a PE whose
+// registrator transport is not SCTP ("invalid registrator", 0xf006), also
+// in the Handle Updates of a peer.
+func asapProtocol(tr transport.Transport) selector.Protocol {
+	if tr.Name() == "sctp" {
+		return selector.SCTP
 	}
 	return selector.TCP
 }

@@ -95,3 +95,44 @@ func TestPEUserTransportKind(t *testing.T) {
 		})
 	}
 }
+
+// sctpNamed is a transport that says it is SCTP.
+type sctpNamed struct{ transport.Transport }
+
+func (sctpNamed) Name() string { return "sctp" }
+
+// TestPEASAPTransportKind: the PE's ASAP transport parameter names the
+// transport its ASAP endpoint listens on. An SCTP PE advertised it as TCP,
+// and rsplib refused the Handle Updates carrying it ("invalid
+// registrator", 0xf006), so an rspxdp PE homed at an rspxdp registrar was
+// missing at every rsplib registrar.
+func TestPEASAPTransportKind(t *testing.T) {
+	base, err := transport.New(testenv.Transport(), transport.Config{Protocol: transport.ASAP, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	native := selector.TCP
+	if base.Name() == "sctp" {
+		native = selector.SCTP
+	}
+	for _, tc := range []struct {
+		name string
+		tr   transport.Transport
+		want selector.Protocol
+	}{
+		{base.Name(), base, native},
+		{"named sctp", sctpNamed{base}, selector.SCTP},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := startRegistrars(t, 1)
+			e := startEchoPE(t, "echo", addrs(rs), WithTransport(tc.tr))
+			snap := rs[0].srv.Snapshot()
+			if len(snap) != 1 || len(snap[0].PEs) != 1 || snap[0].PEs[0].ID != e.pe.ID() {
+				t.Fatalf("handlespace %+v: want the one PE", snap)
+			}
+			if got := snap[0].PEs[0].ASAPProtocol; got != tc.want {
+				t.Fatalf("PE's ASAP transport %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

@@ -57,8 +57,8 @@ status_of() {
 converged() {
 	local phase=$1 p first=
 	shift
+	for p in "$@"; do status_of "$p" "$phase"; done # all read, for the host
 	for p in "$@"; do
-		status_of "$p" "$phase" || return 1
 		[ "$(grep -c '"id"' "status-$p-$phase.json")" -eq 6 ] || return 1
 		if [ -z "$first" ]; then
 			first=$p
