@@ -82,7 +82,7 @@ timeout 30 rspxdp pu --pool PoolWRR --registrar "$A:3865" --transport sctp echo 
 kill_now X1 "$x1"
 retry 60 converged x1 9901 9903 9904 || phase_fail "after X1's death the survivors do not agree on six PEs"
 echo "X1's PEs taken over after $(uptime_since "$killed") s"
-grep -l '"home": "\$00000058"' status-*-x1.json && phase_fail "a survivor still lists PEs homed at X1"
+grep -El '"home": "(\$|0x)00000058"' status-*-x1.json && phase_fail "a survivor still lists PEs homed at X1"
 
 # Takeover of an rsplib registrar: R1 dies, its PEs move to a survivor.
 kill_now R1 "$r1"
