@@ -42,12 +42,21 @@ func runDecode(ctx context.Context, env *cliEnv, args []string) error {
 		return usagef("want exactly one capture file, got %d arguments", fs.NArg())
 	}
 	path := fs.Arg(0)
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("decode: %w", err)
+	var in io.Reader = env.stdin
+	if path == "-" { // stdin, e.g. tcpdump -w - | rspxdp decode -
+		path = "stdin"
+		if in == nil {
+			in = os.Stdin
+		}
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
 	}
-	defer f.Close()
-	r, err := capture.NewReader(f)
+	r, err := capture.NewReader(in)
 	if err != nil {
 		return fmt.Errorf("decode %s: %w", path, err)
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"net/netip"
@@ -235,5 +237,25 @@ func TestDecodeTextFramesAndRelativeTimes(t *testing.T) {
 		if !strings.HasPrefix(lines[i], want) {
 			t.Errorf("line %d = %q, want prefix %q", i+1, lines[i], want)
 		}
+	}
+}
+
+// TestDecodeStdinAndFlagsAfter: "-" reads the capture from stdin, and
+// flags may follow the file, as the README writes them.
+func TestDecodeStdinAndFlagsAfter(t *testing.T) {
+	path := writeSamplePcap(t)
+	_, want, _ := runCLI(t, "decode", "--json", path)
+	_, after, _ := runCLI(t, "decode", path, "--json")
+	if after != want {
+		t.Errorf("decode FILE --json differs from decode --json FILE")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	run(context.Background(), &cliEnv{stdout: &out, stderr: &errb, stdin: bytes.NewReader(b)}, []string{"decode", "-", "--json"})
+	if out.String() != want {
+		t.Errorf("decode - read from stdin:\n%s\nwant\n%s\nstderr %s", out.String(), want, errb.String())
 	}
 }

@@ -33,6 +33,7 @@ type command struct {
 type cliEnv struct {
 	stdout io.Writer
 	stderr io.Writer
+	stdin  io.Reader // nil: os.Stdin, read for the argument "-"
 
 	// Set by newFlagSet and the shared flags.
 	logLevel, logFormat string
