@@ -28,6 +28,11 @@ const (
 	// DefaultFirstMessageTimeout bounds the time from accepting a
 	// connection to its first whole message (TLS handshake included).
 	DefaultFirstMessageTimeout = 5 * time.Second
+	// DefaultIdleTimeout closes a connection that serves nothing (no PE,
+	// no peer) after this long without a message. A PU that comes back
+	// later dials again; a PE's connection is never idle-closed, since
+	// its keep-alives are what the registrar watches.
+	DefaultIdleTimeout = 2 * time.Minute
 	// DefaultQueueBudget bounds the bytes queued for sending over all
 	// connections together.
 	DefaultQueueBudget = 128 << 20
@@ -271,6 +276,52 @@ func (s *Server) idlest(p wire.Protocol) *link {
 	return victim
 }
 
+// idleLoop closes, every quarter of IdleTimeout, the accepted connections
+// that serve nothing and have been silent for IdleTimeout.
+func (s *Server) idleLoop(ctx context.Context) {
+	defer s.wg.Done()
+	every := max(s.cfg.IdleTimeout/4, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.closeIdle(now)
+		}
+	}
+}
+
+// closeIdle closes the connections idle since before now-IdleTimeout that
+// no PE and no peer depend on, and returns how many.
+func (s *Server) closeIdle(now time.Time) int {
+	if s.cfg.IdleTimeout <= 0 {
+		return 0
+	}
+	cutoff := now.Add(-s.cfg.IdleTimeout).UnixNano()
+	var idle []*link
+	s.mu.Lock()
+	for _, l := range s.links {
+		if l.table == nil || l.peer.Load() || l.evicted.Load() || !l.spoke.Load() ||
+			l.lastRead.Load() >= cutoff || s.core.LinkInUse(l.id) {
+			continue
+		}
+		idle = append(idle, l)
+	}
+	s.mu.Unlock()
+	for _, l := range idle {
+		l.evicted.Store(true)
+		s.stats.idleClosed.Add(1)
+		l.close()
+		// Routine for a PU that went away without closing: debug, and
+		// counted (rspxdp_registrar_idle_closed_total).
+		s.log.Debug("idle connection closed", "protocol", l.proto.String(),
+			"remote", l.conn.RemoteAddr().String(), "idle_timeout", s.cfg.IdleTimeout)
+	}
+	return len(idle)
+}
+
 // evictKey orders eviction candidates.
 type evictKey struct {
 	spoke    bool
@@ -377,6 +428,7 @@ func (s *Server) warnEvery(msg string, args ...any) {
 // events); Counters merges them.
 type serverStats struct {
 	acceptErrors, connsRefused, connsEvicted atomic.Uint64
+	idleClosed                               atomic.Uint64
 	queueOverflows, firstMessageTimeouts     atomic.Uint64
 	notThisProtocol, repliesSuppressed       atomic.Uint64
 }

@@ -182,6 +182,54 @@ func TestFirstMessageTimeout(t *testing.T) {
 	}
 }
 
+// A connection that spoke and then fell silent is closed after IdleTimeout
+// unless a PE is registered on it (issue 19 item 3: idle timeouts), so an
+// attacker's resolving-once connections do not hold slots until the
+// listener is full.
+func TestIdleTimeout(t *testing.T) {
+	cfg := tcpConfig(1)
+	cfg.IdleTimeout = 200 * time.Millisecond
+	// The raw PE below answers no keep-alives: keep it registered for the
+	// test's length so only idleness can close its connection.
+	cfg.KeepAliveInterval, cfg.KeepAliveTimeout = time.Minute, time.Minute
+	n := startNode(t, cfg)
+	addr := n.srv.ASAPAddr().String()
+	pu := dialFrom(t, "127.0.0.1", addr)
+	if !served(t, pu) {
+		t.Fatal("PU not served")
+	}
+	pe := dialFrom(t, "127.0.0.1", addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	resp, err := pe.call(ctx, Registration{Handle: "p", PE: testPE(1)})
+	cancel()
+	if rr, ok := resp.(RegistrationResponse); err != nil || !ok || rr.Reject {
+		t.Fatalf("registration: %v %v", resp, err)
+	}
+	if !closedByServer(pu, 5*time.Second) {
+		t.Fatal("idle PU connection not closed")
+	}
+	if got := n.srv.Counters().IdleClosed; got != 1 {
+		t.Fatalf("IdleClosed = %d, want 1 (the PE's connection must stay)", got)
+	}
+	if n.srv.Count() != 1 {
+		t.Fatalf("PEs = %d, want 1", n.srv.Count())
+	}
+}
+
+// With a negative IdleTimeout nothing is closed for being idle.
+func TestIdleTimeoutOff(t *testing.T) {
+	cfg := tcpConfig(1)
+	cfg.IdleTimeout = -1
+	n := startNode(t, cfg)
+	pu := dialFrom(t, "127.0.0.1", n.srv.ASAPAddr().String())
+	if !served(t, pu) {
+		t.Fatal("PU not served")
+	}
+	if got := n.srv.closeIdle(time.Now().Add(time.Hour)); got != 0 {
+		t.Fatalf("closeIdle with IdleTimeout off closed %d", got)
+	}
+}
+
 // Idle connections cost little memory: 400 open ENRP connections that have
 // proved nothing take far less than the 1.5 MiB each a preallocated peer
 // queue did (issue 19 item 1).

@@ -509,6 +509,8 @@ type Counters struct {
 	// room, closed for a full send queue or for sending nothing in time.
 	AcceptErrors, ConnectionsRefused, ConnectionsEvicted uint64
 	QueueOverflows, FirstMessageTimeouts                 uint64
+	// IdleClosed: connections serving nothing closed after IdleTimeout.
+	IdleClosed uint64
 	// WrongProtocol: connections closed for speaking the other protocol;
 	// RepliesSuppressed: answers to broken messages over the rate limit.
 	WrongProtocol, RepliesSuppressed uint64

@@ -76,6 +76,12 @@ type ServerConfig struct {
 	// accepted (0: DefaultFirstMessageTimeout), so silent connections
 	// cannot hold slots.
 	FirstMessageTimeout time.Duration
+	// IdleTimeout closes an accepted connection that carries no PE and no
+	// peer and has sent nothing for this long (0: DefaultIdleTimeout;
+	// negative: never). Eviction frees a slot only once a listener is
+	// full; this returns the memory and descriptors of connections
+	// abandoned by clients (or held by an attacker) before it is.
+	IdleTimeout time.Duration
 	// QueueBudget bounds the bytes queued for sending over all connections
 	// (0: DefaultQueueBudget); a connection that would take the total past
 	// it is closed, as one that stops reading is.
@@ -196,6 +202,9 @@ func NewServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.FirstMessageTimeout <= 0 {
 		cfg.FirstMessageTimeout = DefaultFirstMessageTimeout
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
 	if cfg.QueueBudget <= 0 {
 		cfg.QueueBudget = DefaultQueueBudget
@@ -443,6 +452,7 @@ func (s *Server) Counters() Counters {
 	st := &s.stats
 	c.AcceptErrors, c.ConnectionsRefused, c.ConnectionsEvicted = st.acceptErrors.Load(), st.connsRefused.Load(), st.connsEvicted.Load()
 	c.QueueOverflows, c.FirstMessageTimeouts = st.queueOverflows.Load(), st.firstMessageTimeouts.Load()
+	c.IdleClosed = st.idleClosed.Load()
 	c.WrongProtocol, c.RepliesSuppressed = st.notThisProtocol.Load(), st.repliesSuppressed.Load()
 	c.Goroutines = uint64(runtime.NumGoroutine())
 	return c
@@ -473,6 +483,10 @@ func (s *Server) Run(ctx context.Context) error {
 	go s.acceptLoop(s.dialCtx, s.asapLn, wire.ASAP)
 	go s.acceptLoop(s.dialCtx, s.enrpLn, wire.ENRP)
 	go s.timerLoop(ctx)
+	if s.cfg.IdleTimeout > 0 {
+		s.wg.Add(1)
+		go s.idleLoop(ctx)
+	}
 	for _, p := range s.StaticPeers() {
 		s.keepPeer(p, 0)
 	}

@@ -133,6 +133,9 @@ type Timers struct {
 	LeaveTimeout Duration `yaml:"leave-timeout"`
 	// AnnounceInterval is the ASAP Server Announce period.
 	AnnounceInterval Duration `yaml:"announce-interval"`
+	// IdleTimeout closes a client connection that carries no PE and no
+	// peer after this long without a message (0s: never).
+	IdleTimeout Duration `yaml:"idle-timeout"`
 	// DialTimeout bounds connecting to a peer or, after a takeover, a PE.
 	DialTimeout Duration `yaml:"dial-timeout"`
 }
@@ -281,6 +284,7 @@ func Defaults() Config {
 				LeaveTimeout:          Duration(enrp.DefaultLeaveTimeout),
 				AnnounceInterval:      Duration(enrp.DefaultAnnounceInterval),
 				DialTimeout:           Duration(2 * time.Second),
+				IdleTimeout:           Duration(enrp.DefaultIdleTimeout),
 			},
 			MaxConnections:          enrp.DefaultMaxConnections,
 			MaxConnectionsPerSource: enrp.DefaultMaxConnectionsPerSource,

@@ -254,6 +254,10 @@ func registrarConfig(r RegistrarConfig, log *slog.Logger) (enrp.ServerConfig, er
 		c.DrainTimeout = -1 // 0s in the file: no drain (enrp's 0 is its default)
 	}
 	c.LeaveTimeout = t.LeaveTimeout.D()
+	c.IdleTimeout = t.IdleTimeout.D()
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = -1 // 0s: never (enrp's 0 is its default)
+	}
 	if c.LeaveTimeout == 0 {
 		c.LeaveTimeout = -1 // 0s: leave without telling the peers
 	}

@@ -87,6 +87,7 @@ func addRegistrarFlags(fs *flag.FlagSet) *registrarFlags {
 		{"dial-timeout", "dial-timeout", func(c *rc) *node.Duration { return &c.Timers.DialTimeout }, "bound on connecting to a peer or, after a takeover, to a PE"},
 		{"leave-timeout", "leave-timeout", func(c *rc) *node.Duration { return &c.Timers.LeaveTimeout }, "on SIGINT/SIGTERM, wait this long for a peer to take over (0: leave without telling peers)"},
 		{"drain-timeout", "drain-timeout", func(c *rc) *node.Duration { return &c.Timers.DrainTimeout }, "a deregistered PE keeps its existing flows this long (0: none)"},
+		{"idle-timeout", "idle-timeout", func(c *rc) *node.Duration { return &c.Timers.IdleTimeout }, "close a client connection carrying no PE and no peer after this long silent (0: never)"},
 	} {
 		bindFlag(rf, fs, t.name, "timers."+t.path, t.get, dur, t.usage)
 	}
