@@ -30,6 +30,7 @@ import (
 	"github.com/rspxdp/rspxdp/internal/netns"
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/loader/loadertest"
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 // The topology: one L2 segment, a bridge in a "switch" namespace, to which
@@ -501,7 +502,8 @@ func nodeOf(src netip.Addr) int {
 	return 1
 }
 
-var peLabel = regexp.MustCompile(`pe="(\d+)"`)
+// peLabel matches the pe label as wire.FormatID writes it (0x00000001).
+var peLabel = regexp.MustCompile(`pe="(0x[0-9a-f]{8})"`)
 
 // flowPE runs one connection from src:port through node and returns the PE
 // the node's data plane steered it to: the one PE whose new-flow counter
@@ -530,7 +532,7 @@ func (w *world) flowPE(node int, src netip.Addr, port int) (uint32, error) {
 		if m == nil || d < 0 {
 			return 0, fmt.Errorf("node %d: %s changed by %v for one flow", node, labels, d)
 		}
-		id, _ := strconv.ParseUint(m[1], 10, 32)
+		id, _ := strconv.ParseUint(m[1], 0, 32)
 		ids = append(ids, uint32(id))
 	}
 	if len(ids) != 1 {
@@ -597,7 +599,7 @@ func testMetrics(t *testing.T, w *world) {
 	}
 	per := map[int]float64{}
 	for i := 1; i <= numPEs; i++ {
-		f := fmt.Sprintf(`pe="%d"`, w.peIDs[i])
+		f := `pe="` + wire.FormatID(w.peIDs[i]) + `"`
 		per[i] = after1.sum("rspxdp_pe_new_flows_total", f) - before1.sum("rspxdp_pe_new_flows_total", f)
 	}
 	if spread := len(per) - countZero(per); spread < 2 {
@@ -822,7 +824,7 @@ func testDrain(t *testing.T, w *world) {
 		}
 	}
 	const n = 20
-	drainLabel := fmt.Sprintf(`pe="%d"`, id)
+	drainLabel := `pe="` + wire.FormatID(id) + `"`
 	for s, src := range []netip.Addr{clientA, clientB} {
 		before := w.mustScrape(t, s+1)
 		for k := 0; k < n; k++ {
