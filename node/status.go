@@ -8,6 +8,7 @@ import (
 
 	"github.com/rspxdp/rspxdp/bgp"
 	"github.com/rspxdp/rspxdp/loader"
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 // Status is what a node reports about itself at /status: its registrar,
@@ -15,8 +16,8 @@ import (
 // weights and counters — the data-plane half that `rspxdp status --node`
 // prints next to the handlespace.
 type Status struct {
-	RegistrarID uint32          `json:"registrar_id"`
-	Peers       []uint32        `json:"enrp_peers"`
+	RegistrarID wire.ID         `json:"registrar_id"`
+	Peers       []wire.ID       `json:"enrp_peers"`
 	Pools       int             `json:"pools"`
 	VIPs        []VIPStatus     `json:"vips"`
 	Dataplane   DataplaneStatus `json:"dataplane"`
@@ -35,13 +36,13 @@ type VIPStatus struct {
 
 // PEStatus is one PE of a service in the data plane.
 type PEStatus struct {
-	ID       uint32 `json:"id"`
-	Addr     string `json:"addr"`
-	State    string `json:"state"`
-	Weight   uint32 `json:"weight"`
-	Packets  uint64 `json:"packets"`
-	Bytes    uint64 `json:"bytes"`
-	NewFlows uint64 `json:"new_flows"`
+	ID       wire.ID `json:"id"`
+	Addr     string  `json:"addr"`
+	State    string  `json:"state"`
+	Weight   uint32  `json:"weight"`
+	Packets  uint64  `json:"packets"`
+	Bytes    uint64  `json:"bytes"`
+	NewFlows uint64  `json:"new_flows"`
 }
 
 // DataplaneStatus are the data plane's global counters.
@@ -69,9 +70,9 @@ func (n *Node) Status() (Status, error) {
 }
 
 func buildStatus(dp Dataplane, stats StatsSource, id uint32, peers []uint32, pools int, vips []VIP) (Status, error) {
-	st := Status{RegistrarID: id, Peers: peers, Pools: pools, VIPs: []VIPStatus{}}
-	if st.Peers == nil {
-		st.Peers = []uint32{}
+	st := Status{RegistrarID: wire.ID(id), Peers: make([]wire.ID, len(peers)), Pools: pools, VIPs: []VIPStatus{}}
+	for i, p := range peers {
+		st.Peers[i] = wire.ID(p)
 	}
 	svcs, err := dp.Services()
 	if err != nil {
@@ -86,7 +87,7 @@ func buildStatus(dp Dataplane, stats StatsSource, id uint32, peers []uint32, poo
 		vs := VIPStatus{Pool: v.Handle, VIP: fmtKey(k), Packets: c.Services[k].Packets, Bytes: c.Services[k].Bytes, PEs: []PEStatus{}}
 		for _, b := range svcs[k] {
 			pc := c.Backends[k][b.ID]
-			vs.PEs = append(vs.PEs, PEStatus{ID: b.ID, Addr: b.Addr.String(), State: b.State.String(), Weight: b.Weight,
+			vs.PEs = append(vs.PEs, PEStatus{ID: wire.ID(b.ID), Addr: b.Addr.String(), State: b.State.String(), Weight: b.Weight,
 				Packets: pc.Packets, Bytes: pc.Bytes, NewFlows: pc.NewFlows})
 		}
 		sort.Slice(vs.PEs, func(i, j int) bool { return vs.PEs[i].ID < vs.PEs[j].ID })

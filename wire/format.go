@@ -209,6 +209,32 @@ func (t Transport) AddrPorts() []netip.AddrPort {
 	return out
 }
 
+// ID is a PE or registrar identifier in a JSON document. It marshals as
+// the string FormatID writes ("0x00000201"), so JSON shows identifiers as
+// text, logs and metric labels do, and it reads that form back (or a plain
+// JSON number, as older documents have it). It has no String method on
+// purpose: fmt's %x and %d keep formatting it as the number it is.
+type ID uint32
+
+// MarshalJSON writes id as a quoted 0x00000201.
+func (id ID) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.Quote(FormatID(uint32(id)))), nil
+}
+
+// UnmarshalJSON reads "0x00000201", "513" or 513.
+func (id *ID) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if u, err := strconv.Unquote(s); err == nil {
+		s = u
+	}
+	v, err := strconv.ParseUint(s, 0, 32)
+	if err != nil {
+		return fmt.Errorf("identifier %s: not 0x and eight hex digits, nor a number below 2^32", b)
+	}
+	*id = ID(v)
+	return nil
+}
+
 // FormatID writes a PE or registrar identifier the one way rspxdp shows
 // identifiers everywhere (logs, status, metrics labels, decode text and
 // JSON): 0x and eight hex digits, e.g. 0x00000201. It reads back as

@@ -3,6 +3,7 @@ package wire_test
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
@@ -389,5 +390,33 @@ func TestCauses(t *testing.T) {
 	}
 	if p, err := pc.Param(&dec); err != nil || p.PEID != 7 {
 		t.Errorf("invalid values cause: %+v %v", p, err)
+	}
+}
+
+// ID marshals as FormatID's string and reads that form, a quoted decimal
+// and a bare number back; anything else is refused.
+func TestIDJSON(t *testing.T) {
+	b, err := json.Marshal(struct{ ID wire.ID }{0x201})
+	if err != nil || string(b) != `{"ID":"0x00000201"}` {
+		t.Fatalf("Marshal = %s, %v", b, err)
+	}
+	for _, tc := range []struct {
+		in   string
+		want wire.ID
+		ok   bool
+	}{
+		{`"0x00000201"`, 0x201, true},
+		{`"513"`, 513, true},
+		{`513`, 513, true},
+		{`"0xffffffff"`, 0xffffffff, true},
+		{`"0x100000000"`, 0, false},
+		{`"pe"`, 0, false},
+		{`-1`, 0, false},
+	} {
+		var id wire.ID
+		err := json.Unmarshal([]byte(tc.in), &id)
+		if (err == nil) != tc.ok || (tc.ok && id != tc.want) {
+			t.Errorf("Unmarshal(%s) = %v, %v; want %v ok=%v", tc.in, id, err, tc.want, tc.ok)
+		}
 	}
 }

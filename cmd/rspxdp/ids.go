@@ -1,20 +1,11 @@
 package main
 
-import (
-	"strconv"
-
-	"github.com/rspxdp/rspxdp/wire"
-)
+import "github.com/rspxdp/rspxdp/wire"
 
 // jsonID is a PE or registrar identifier in JSON output: the string
 // wire.FormatID writes ("0x00000201"), as in text output, logs and metric
 // labels, so one grep finds an identifier everywhere.
-type jsonID uint32
-
-// MarshalJSON writes the identifier as a quoted 0x00000201.
-func (id jsonID) MarshalJSON() ([]byte, error) {
-	return []byte(strconv.Quote(wire.FormatID(uint32(id)))), nil
-}
+type jsonID = wire.ID
 
 // idPtr is a *jsonID for an optional field.
 func idPtr(v uint32) *jsonID {

@@ -9,10 +9,11 @@ import (
 
 	"github.com/rspxdp/rspxdp/bgp"
 	"github.com/rspxdp/rspxdp/node"
+	"github.com/rspxdp/rspxdp/wire"
 )
 
 func TestStatusNodeShowsTheDataPlane(t *testing.T) {
-	st := node.Status{RegistrarID: 0x2a, Peers: []uint32{7}, Pools: 1,
+	st := node.Status{RegistrarID: 0x2a, Peers: []wire.ID{7}, Pools: 1,
 		VIPs: []node.VIPStatus{{Pool: "web", VIP: "10.200.1.1:80/tcp", Packets: 100, Bytes: 6400, PEs: []node.PEStatus{
 			{ID: 2, Addr: "10.0.0.2", State: "active", Weight: 3, Packets: 60, Bytes: 3840, NewFlows: 7},
 			{ID: 9, Addr: "10.0.0.9", State: "draining", Weight: 0, Packets: 40, Bytes: 2560, NewFlows: 5},
@@ -56,6 +57,15 @@ func TestStatusNodeShowsTheDataPlane(t *testing.T) {
 	var back node.Status
 	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.VIPs[0].PEs[1].State != "draining" {
 		t.Fatalf("status --node --json: code %d, %q", code, out)
+	}
+	// Identifiers in JSON are written as everywhere else (issue 18).
+	for _, want := range []string{`"registrar_id":"0x0000002a"`, `"enrp_peers":["0x00000007"]`, `"id":"0x00000009"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status --node --json lacks %s:\n%s", want, out)
+		}
+	}
+	if back.RegistrarID != 0x2a || back.VIPs[0].PEs[1].ID != 9 {
+		t.Errorf("status JSON read back as registrar %v, PE %v", back.RegistrarID, back.VIPs[0].PEs[1].ID)
 	}
 	for _, tc := range []struct {
 		args []string
