@@ -332,8 +332,9 @@ func (w *world) scrape(i int) (metricSet, error) {
 	return m, nil
 }
 
-// scrapeIn reads /metrics at addr from inside ns.
-func scrapeIn(ns *netns.NS, addr string) (metricSet, error) {
+// getIn GETs path from the HTTP listener at addr, dialled from inside ns.
+// The caller closes the body.
+func getIn(ns *netns.NS, addr, path string) (*http.Response, error) {
 	var c net.Conn
 	if err := ns.Do(func() error {
 		var err error
@@ -344,7 +345,12 @@ func scrapeIn(ns *netns.NS, addr string) (metricSet, error) {
 	}
 	tr := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
+	return (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://" + addr + path)
+}
+
+// scrapeIn reads /metrics at addr from inside ns.
+func scrapeIn(ns *netns.NS, addr string) (metricSet, error) {
+	resp, err := getIn(ns, addr, "/metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -561,6 +567,7 @@ func TestTwoNodes(t *testing.T) {
 		fn   func(*testing.T, *world)
 	}{
 		{"Metrics", testMetrics},
+		{"Health", testHealth},
 		{"IdenticalTables", testIdenticalTables},
 		{"Drain", testDrain},
 		{"Death", testDeath},
@@ -575,6 +582,37 @@ func TestTwoNodes(t *testing.T) {
 	// setup inside a step does (t.Fatal there ends only that step).
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) { s.fn(t, w) })
+	}
+}
+
+// testHealth: a running node process answers /healthz, and /readyz with
+// every check passing (registrar serving, its peer heard, data plane
+// attached and reconciled) once it carries traffic (issue 18).
+func testHealth(t *testing.T, w *world) {
+	for i := 1; i <= 2; i++ {
+		for _, tc := range []struct {
+			path  string
+			wants []string
+		}{
+			{"/healthz", []string{"ok"}},
+			{"/readyz", []string{"[+]registrar ok", "[+]peers ok", "[+]dataplane ok"}},
+		} {
+			resp, err := getIn(w.lbs[i], metrics, tc.path)
+			if err != nil {
+				t.Fatalf("node %d %s: %v", i, tc.path, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("node %d %s: %s %q %v", i, tc.path, resp.Status, body, err)
+				continue
+			}
+			for _, want := range tc.wants {
+				if !strings.Contains(string(body), want) {
+					t.Errorf("node %d %s lacks %q:\n%s", i, tc.path, want, body)
+				}
+			}
+		}
 	}
 }
 
