@@ -27,16 +27,40 @@ type commandDoc struct {
 func commandDocs() []commandDoc {
 	var docs []commandDoc
 	for _, c := range commands() {
-		d := commandDoc{name: c.name, summary: c.summary}
-		var fs *flag.FlagSet
-		env := &cliEnv{stdout: io.Discard, stderr: io.Discard, onFlagSet: func(f *flag.FlagSet, usage string) {
-			fs, d.usage = f, usage
-		}}
-		_ = c.run(context.Background(), env, []string{"--help"})
-		if fs != nil {
-			fs.VisitAll(func(f *flag.Flag) { d.flags = append(d.flags, f) })
+		docs = append(docs, docOf(c, c.name, c.summary))
+	}
+	return docs
+}
+
+// docOf runs c with args and --help and records what it documents under
+// name.
+func docOf(c command, name, summary string, args ...string) commandDoc {
+	d := commandDoc{name: name, summary: summary}
+	var fs *flag.FlagSet
+	env := &cliEnv{stdout: io.Discard, stderr: io.Discard, onFlagSet: func(f *flag.FlagSet, usage string) {
+		fs, d.usage = f, usage
+	}}
+	_ = c.run(context.Background(), env, append(args, "--help"))
+	if fs != nil {
+		fs.VisitAll(func(f *flag.Flag) { d.flags = append(d.flags, f) })
+	}
+	return d
+}
+
+// subcommandDocs are the commands reached through another one (rspxdp node
+// detach), named command-sub. They get manual pages only: the completion
+// scripts complete the command word and its flags.
+func subcommandDocs() []commandDoc {
+	subs := []struct{ cmd, sub, summary string }{
+		{"node", "detach", "remove a data plane a node kept with --keep-on-exit (links and pins)"},
+	}
+	var docs []commandDoc
+	for _, c := range commands() {
+		for _, s := range subs {
+			if s.cmd == c.name {
+				docs = append(docs, docOf(c, s.cmd+"-"+s.sub, s.summary, s.sub))
+			}
 		}
-		docs = append(docs, d)
 	}
 	return docs
 }
@@ -171,7 +195,7 @@ func runMan(_ context.Context, env *cliEnv, args []string) error {
 	}
 	top.WriteString(".SH SEE ALSO\nThe README and ARCHITECTURE.md of the source, and /usr/share/doc/rspxdp/rspxdp.example.yaml.\n")
 	write("rspxdp.1", top.String())
-	for _, d := range docs {
+	for _, d := range append(docs, subcommandDocs()...) {
 		var b strings.Builder
 		up := strings.ToUpper("rspxdp-" + d.name)
 		fmt.Fprintf(&b, ".TH %s 1 \"\" \"rspxdp %s\" \"rspxdp manual\"\n.SH NAME\nrspxdp-%s \\- %s\n", up, roff(version), d.name, roff(d.summary))

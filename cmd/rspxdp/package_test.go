@@ -171,4 +171,13 @@ func TestCompletionAndManPages(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "rspxdp.1")); err != nil {
 		t.Error(err)
 	}
+	detach, err := os.ReadFile(filepath.Join(dir, "rspxdp-node-detach.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{".TH RSPXDP-NODE-DETACH 1", `rspxdp node detach`, `\fB\-\-pin\-dir\fR`} {
+		if !strings.Contains(string(detach), want) {
+			t.Errorf("rspxdp-node-detach.1 lacks %q:\n%s", want, detach)
+		}
+	}
 }
