@@ -2,6 +2,7 @@ package attack
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rspxdp/rspxdp/msg"
+	"github.com/rspxdp/rspxdp/security"
 	"github.com/rspxdp/rspxdp/selector"
 	"github.com/rspxdp/rspxdp/selector/policy"
 	"github.com/rspxdp/rspxdp/wire"
@@ -57,36 +59,48 @@ type attack struct {
 	// run carries out the attack on r, bounded, and returns a note with
 	// what it measured.
 	run func(ctx context.Context, t *testing.T, r *registrar) string
+	// tls runs the registrar, its PE and the honest PUs over TLS (r.pki).
+	tls bool
 }
 
 func TestAttacks(t *testing.T) {
 	for _, a := range attacks() {
-		t.Run(a.name, func(t *testing.T) {
-			r := newRegistrar(t, 1, a.args...)
-			r.prefix = a.prefix
-			r.start()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			registerPE(ctx, t, r.asap, "echo", testPE(1))
-			l := honest(ctx, r.asap, "echo", 2)
-			time.Sleep(300 * time.Millisecond)
-			l.reset()
-			note := a.run(ctx, t, r)
-			rate, n, p99 := l.figures()
-			rec := l.recovery(time.Now(), recoverMax)
-			rep := report{name: a.name, rss: r.peakRSS(), rate: rate, answers: n, p99: p99, recovered: rec, note: note}
-			t.Log(rep)
-			fmt.Println(rep)
-			if rep.rss > maxRSS {
-				t.Errorf("peak RSS %d MiB, want under %d", rep.rss, maxRSS)
-			}
-			if want := minHonestRate(); rate < want {
-				t.Errorf("honest PUs: %.2f%% answered, want at least %.0f%%", rate, want)
-			}
-			if rec >= recoverMax {
-				t.Errorf("honest PUs still failing %v after the attack", recoverMax)
-			}
-		})
+		t.Run(a.name, func(t *testing.T) { runAttack(t, a) })
+	}
+}
+
+// runAttack runs a on a fresh registrar with one PE of "echo" and two
+// honest PUs, over TLS if a.tls, checks the targets and prints the report.
+func runAttack(t *testing.T, a attack) {
+	r := newRegistrar(t, 1, a.args...)
+	r.prefix = a.prefix
+	var peCfg, puCfg *tls.Config
+	if a.tls {
+		r.pki = newPKI(t)
+		r.args = append(r.pki.registrarArgs(t, "r1"), r.args...)
+		peCfg, puCfg = r.pki.client(t, security.RolePE, "echo-1"), r.pki.client(t, security.RolePU, "honest")
+	}
+	r.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	registerPETLS(ctx, t, r.asap, "echo", testPE(1), peCfg)
+	l := honest(ctx, r.asap, "echo", 2, puCfg)
+	time.Sleep(300 * time.Millisecond)
+	l.reset()
+	note := a.run(ctx, t, r)
+	rate, n, p99 := l.figures()
+	rec := l.recovery(time.Now(), recoverMax)
+	rep := report{name: a.name, rss: r.peakRSS(), rate: rate, answers: n, p99: p99, recovered: rec, note: note}
+	t.Log(rep)
+	fmt.Println(rep)
+	if rep.rss > maxRSS {
+		t.Errorf("peak RSS %d MiB, want under %d", rep.rss, maxRSS)
+	}
+	if want := minHonestRate(); rate < want {
+		t.Errorf("honest PUs: %.2f%% answered, want at least %.0f%%", rate, want)
+	}
+	if rec >= recoverMax {
+		t.Errorf("honest PUs still failing %v after the attack", recoverMax)
 	}
 }
 
@@ -112,6 +126,14 @@ const redialPause = 2 * time.Second
 // each sending first (if not nil) and redialled redialPause after the
 // registrar closes it, until ctx ends.
 func holdConns(ctx context.Context, p wire.Protocol, addr string, n int, first func(i int) []msg.Message) (dials *atomic.Int64) {
+	return holdConnsWith(ctx, n, func(ctx context.Context, i int) (*client, error) {
+		return dial(ctx, p, addr, source(i, 400))
+	}, first)
+}
+
+// holdConnsWith is holdConns with the i-th connection dialled by dialer.
+func holdConnsWith(ctx context.Context, n int, dialer func(ctx context.Context, i int) (*client, error),
+	first func(i int) []msg.Message) (dials *atomic.Int64) {
 	dials = &atomic.Int64{}
 	var wg sync.WaitGroup
 	for i := range n {
@@ -119,7 +141,7 @@ func holdConns(ctx context.Context, p wire.Protocol, addr string, n int, first f
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				c, err := dial(ctx, p, addr, source(i, 400))
+				c, err := dialer(ctx, i)
 				dials.Add(1)
 				if err != nil {
 					time.Sleep(50 * time.Millisecond)

@@ -4,7 +4,10 @@
 // connections every 20 ms alongside, and each attack prints the
 // registrar's peak RSS, the honest PUs' success rate and p99 latency
 // during the attack, and how long the registrar took to serve normally
-// again afterwards (go test -v shows the figures).
+// again afterwards (go test -v shows the figures). TestTLSAttacks repeats
+// the connection-memory and idle-lockout attacks over TLS (a CA, the
+// certificates and a policy made in the test's temporary directory) and
+// attacks authorisation message by message across two peering registrars.
 //
 // `make test` runs the short version (bounded sizes, about a minute);
 // RSPXDP_ATTACK=long runs the sizes of the original findings at the

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -128,6 +129,7 @@ type registrar struct {
 	cmd        *exec.Cmd
 	log        *logTail
 	done       chan struct{}
+	pki        *pki // the TLS PKI the registrar runs with, or nil
 }
 
 // peerTimers judge peers within about two seconds.
@@ -260,6 +262,12 @@ type client struct {
 }
 
 func dial(ctx context.Context, p wire.Protocol, addr, src string) (*client, error) {
+	return dialTLS(ctx, p, addr, src, nil)
+}
+
+// dialTLS is dial over TLS with cfg (plain TCP if cfg is nil); the
+// handshake is complete when it returns.
+func dialTLS(ctx context.Context, p wire.Protocol, addr, src string, cfg *tls.Config) (*client, error) {
 	d := net.Dialer{Timeout: 3 * time.Second} // a SYN dropped by a full backlog is resent after 1 s
 	if src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
@@ -267,6 +275,17 @@ func dial(ctx context.Context, p wire.Protocol, addr, src string) (*client, erro
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if cfg != nil {
+		tc := tls.Client(nc, cfg)
+		hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		nc = tc
 	}
 	return &client{c: &framed{nc: nc, br: bufio.NewReader(nc)}, p: p}, nil
 }
@@ -359,8 +378,9 @@ type load struct {
 }
 
 // honest starts n PUs, each resolving handle at addr every 20 ms over a new
-// connection, until ctx ends.
-func honest(ctx context.Context, addr, handle string, n int) *load {
+// connection (TLS with cfg, a handshake each time; plain TCP if cfg is
+// nil), until ctx ends.
+func honest(ctx context.Context, addr, handle string, n int, cfg *tls.Config) *load {
 	l := &load{}
 	for range n {
 		go func() {
@@ -373,7 +393,7 @@ func honest(ctx context.Context, addr, handle string, n int) *load {
 				case <-tick.C:
 				}
 				start := time.Now()
-				ok := resolveOnce(ctx, addr, handle)
+				ok := resolveTLS(ctx, addr, handle, cfg)
 				if ctx.Err() != nil {
 					return
 				}
@@ -396,22 +416,33 @@ func honest(ctx context.Context, addr, handle string, n int) *load {
 const resolveTimeout = 2 * time.Second
 
 func resolveOnce(ctx context.Context, addr, handle string) bool {
+	return resolveTLS(ctx, addr, handle, nil)
+}
+
+// resolveTLS is resolveOnce over TLS with cfg (plain TCP if nil).
+func resolveTLS(ctx context.Context, addr, handle string, cfg *tls.Config) bool {
+	r, err := resolvePEs(ctx, addr, handle, 0, cfg)
+	return err == nil && r.Cause == 0 && len(r.PEs) > 0
+}
+
+// resolvePEs resolves handle at addr for up to items PEs (0: the
+// registrar's choice) over a new connection and returns the answer.
+func resolvePEs(ctx context.Context, addr, handle string, items uint32, cfg *tls.Config) (msg.HandleResolutionResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
-	c, err := dial(ctx, wire.ASAP, addr, "127.0.0.1")
+	c, err := dialTLS(ctx, wire.ASAP, addr, "127.0.0.1", cfg)
 	if err != nil {
-		return false
+		return msg.HandleResolutionResponse{}, err
 	}
 	defer c.close()
-	if c.send(ctx, msg.HandleResolution{Handle: handle}) != nil {
-		return false
+	if err := c.send(ctx, msg.HandleResolution{Handle: handle, MaxItems: items}); err != nil {
+		return msg.HandleResolutionResponse{}, err
 	}
 	m, err := c.recv(ctx, func(m msg.Message) bool { _, ok := m.(msg.HandleResolutionResponse); return ok })
 	if err != nil {
-		return false
+		return msg.HandleResolutionResponse{}, err
 	}
-	r := m.(msg.HandleResolutionResponse)
-	return r.Cause == 0 && len(r.PEs) > 0
+	return m.(msg.HandleResolutionResponse), nil
 }
 
 func (l *load) reset() {
@@ -444,7 +475,13 @@ func (l *load) figures() (rate float64, total int64, p99 time.Duration) {
 // keep-alives until ctx ends (the registrar reaches it there).
 func registerPE(ctx context.Context, t testing.TB, addr, handle string, pe msg.PoolElement) *client {
 	t.Helper()
-	c, err := dial(ctx, wire.ASAP, addr, "127.0.0.1")
+	return registerPETLS(ctx, t, addr, handle, pe, nil)
+}
+
+// registerPETLS is registerPE over TLS with cfg (plain TCP if nil).
+func registerPETLS(ctx context.Context, t testing.TB, addr, handle string, pe msg.PoolElement, cfg *tls.Config) *client {
+	t.Helper()
+	c, err := dialTLS(ctx, wire.ASAP, addr, "127.0.0.1", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
