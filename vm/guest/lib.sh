@@ -133,7 +133,7 @@ same_checksums() {
 	local a=status-${1##*:}.json b=status-${2##*:}.json
 	timeout 10 rspxdp status --registrar "$1" --transport sctp --json >"$a" 2>&1 || return 1
 	timeout 10 rspxdp status --registrar "$2" --transport sctp --json >"$b" 2>&1 || return 1
-	grep -q '"\$' <(checksums_of "$a") || return 1
+	grep -q '"0x' <(checksums_of "$a") || return 1
 	[ "$(checksums_of "$a")" = "$(checksums_of "$b")" ]
 }
 
