@@ -56,8 +56,8 @@ timeout 60 rspxdp pu --pool PoolM --registrar "$A:3863" --transport sctp echo --
 	--timeout 2s >failover.txt 2>&1 &
 pu=$!
 sleep 2
-on=$(sed -n 's/^session with pool "PoolM" on PE \$\([0-9a-f]*\)@.*/\1/p' failover.txt)
-echo "session on PE \$$on"
+on=$(sed -n 's/^session with pool "PoolM" on PE 0x\([0-9a-f]*\)@.*/\1/p' failover.txt)
+echo "session on PE 0x$on"
 if [ "$on" = "00005001" ]; then
 	kill_now rspxdp-pe "$rspxdp_pe"
 else
