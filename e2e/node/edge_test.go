@@ -142,10 +142,10 @@ func TestEdgeHost(t *testing.T) {
 			}
 		}
 		after := mustScrapeIn(t, nodeNS)
-		if d := after.sum("rspxdp_pe_packets_total") - before.sum("rspxdp_pe_packets_total"); d < 5*3 {
+		if d := after.Sum("rspxdp_pe_packets_total") - before.Sum("rspxdp_pe_packets_total"); d < 5*3 {
 			t.Errorf("PE packets grew by %v for 5 connections", d)
 		}
-		if d := after.sum("rspxdp_dataplane_drops_total", `reason="undeliverable"`); d != 0 {
+		if d := after.Sum("rspxdp_dataplane_drops_total", `reason="undeliverable"`); d != 0 {
 			t.Errorf("%v packets undeliverable", d)
 		}
 	})
@@ -174,10 +174,10 @@ func TestEdgeHost(t *testing.T) {
 		}
 		time.Sleep(3 * time.Second) // the rogue PE's attempts
 		after := mustScrapeIn(t, nodeNS)
-		if n := after.sum("rspxdp_pool_elements", `state="active"`); n != 1 {
+		if n := after.Sum("rspxdp_pool_elements", `state="active"`); n != 1 {
 			t.Errorf("%v active PEs after the client side tried to register, want 1", n)
 		}
-		drops := after.sum("rspxdp_dataplane_drops_total", `reason="control_port"`) - before.sum("rspxdp_dataplane_drops_total", `reason="control_port"`)
+		drops := after.Sum("rspxdp_dataplane_drops_total", `reason="control_port"`) - before.Sum("rspxdp_dataplane_drops_total", `reason="control_port"`)
 		if drops < 6 {
 			t.Errorf("control-port drops grew by %v, want every attempt counted", drops)
 		}
@@ -229,7 +229,7 @@ func TestEdgeHost(t *testing.T) {
 		key.Addr.W[0] = binary.LittleEndian.Uint32(a[:])
 		key.Port = edgeVIP1.Port()>>8 | edgeVIP1.Port()<<8
 		key.Proto, key.Family = 6, 4
-		before := mustScrapeIn(t, nodeNS).sum("rspxdp_dataplane_map_repairs_total", `map="lb_services"`)
+		before := mustScrapeIn(t, nodeNS).Sum("rspxdp_dataplane_map_repairs_total", `map="lb_services"`)
 		must(t, services.Delete(&key))
 		deleted := time.Now()
 		var took time.Duration
@@ -267,7 +267,7 @@ func waitMetric(t *testing.T, ns *netns.NS, name, filter string, want float64, t
 	var got float64
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if m, err := scrapeIn(ns, edgeMetrics); err == nil {
-			if got = m.sum(name, filter); got == want {
+			if got = m.Sum(name, filter); got == want {
 				return
 			}
 		}

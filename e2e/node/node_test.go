@@ -27,6 +27,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/rspxdp/rspxdp/internal/e2etest"
 	"github.com/rspxdp/rspxdp/internal/netns"
 	"github.com/rspxdp/rspxdp/internal/testenv"
 	"github.com/rspxdp/rspxdp/loader/loadertest"
@@ -321,7 +322,7 @@ func startPE(t *testing.T, ns *netns.NS, name string, id int, registrars []strin
 }
 
 // metricSet is one scrape: name -> labels -> value.
-type metricSet map[string]map[string]float64
+type metricSet = e2etest.Metrics
 
 // scrape reads node i's /metrics from inside its namespace.
 func (w *world) scrape(i int) (metricSet, error) {
@@ -349,38 +350,7 @@ func getIn(ns *netns.NS, addr, path string) (*http.Response, error) {
 }
 
 // scrapeIn reads /metrics at addr from inside ns.
-func scrapeIn(ns *netns.NS, addr string) (metricSet, error) {
-	resp, err := getIn(ns, addr, "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	m := metricSet{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[sp+1:], 64)
-		if err != nil {
-			continue
-		}
-		name, labels := line[:sp], ""
-		if j := strings.IndexByte(name, '{'); j >= 0 {
-			name, labels = line[:j], line[j:sp]
-		}
-		if m[name] == nil {
-			m[name] = map[string]float64{}
-		}
-		m[name][labels] = v
-	}
-	return m, sc.Err()
-}
+func scrapeIn(ns *netns.NS, addr string) (metricSet, error) { return e2etest.Scrape(ns, addr) }
 
 func (w *world) mustScrape(t *testing.T, i int) metricSet {
 	t.Helper()
@@ -405,28 +375,13 @@ func (w *world) gaugeWithin(i int, name, labels string, want float64, timeout ti
 	for time.Now().Before(deadline) {
 		m, err := w.scrape(i)
 		if err == nil {
-			if got = m.sum(name, strings.Trim(labels, "{}")); got == want {
+			if got = m.Sum(name, strings.Trim(labels, "{}")); got == want {
 				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("node %d: %s%s = %v, want %v within %v", i, name, labels, got, want, timeout)
-}
-
-// sum adds the values of name whose labels contain every filter string.
-func (m metricSet) sum(name string, filters ...string) float64 {
-	var s float64
-next:
-	for labels, v := range m[name] {
-		for _, f := range filters {
-			if !strings.Contains(labels, f) {
-				continue next
-			}
-		}
-		s += v
-	}
-	return s
 }
 
 // conn is a client TCP connection to the VIP: a plain, RSerPool-unaware
@@ -631,31 +586,31 @@ func testMetrics(t *testing.T, w *world) {
 	if _, ok := after1["rspxdp_vip_packets_total"]; !ok {
 		t.Fatalf("no rspxdp_vip_packets_total in the scrape")
 	}
-	newFlows := after1.sum("rspxdp_pe_new_flows_total", `pool="echo"`) - before1.sum("rspxdp_pe_new_flows_total", `pool="echo"`)
+	newFlows := after1.Sum("rspxdp_pe_new_flows_total", `pool="echo"`) - before1.Sum("rspxdp_pe_new_flows_total", `pool="echo"`)
 	if newFlows != n {
 		t.Errorf("rspxdp_pe_new_flows_total grew by %v for %d connections", newFlows, n)
 	}
 	per := map[int]float64{}
 	for i := 1; i <= numPEs; i++ {
 		f := `pe="` + wire.FormatID(w.peIDs[i]) + `"`
-		per[i] = after1.sum("rspxdp_pe_new_flows_total", f) - before1.sum("rspxdp_pe_new_flows_total", f)
+		per[i] = after1.Sum("rspxdp_pe_new_flows_total", f) - before1.Sum("rspxdp_pe_new_flows_total", f)
 	}
 	if spread := len(per) - countZero(per); spread < 2 {
 		t.Errorf("%d new flows all counted on one PE: %v", n, per)
 	}
 	// At least SYN, ACK, data and RST per connection reach the node.
-	vipPk := after1.sum("rspxdp_vip_packets_total") - before1.sum("rspxdp_vip_packets_total")
-	pePk := after1.sum("rspxdp_pe_packets_total") - before1.sum("rspxdp_pe_packets_total")
+	vipPk := after1.Sum("rspxdp_vip_packets_total") - before1.Sum("rspxdp_vip_packets_total")
+	pePk := after1.Sum("rspxdp_pe_packets_total") - before1.Sum("rspxdp_pe_packets_total")
 	if vipPk < 4*n {
 		t.Errorf("rspxdp_vip_packets_total grew by %v for %d connections (want >= %d)", vipPk, n, 4*n)
 	}
 	if pePk != vipPk {
 		t.Errorf("PE packets grew by %v, VIP packets by %v: every VIP packet goes to a PE", pePk, vipPk)
 	}
-	if miss := after1.sum("rspxdp_conntable_lookups_total", `result="miss"`) - before1.sum("rspxdp_conntable_lookups_total", `result="miss"`); miss < n {
+	if miss := after1.Sum("rspxdp_conntable_lookups_total", `result="miss"`) - before1.Sum("rspxdp_conntable_lookups_total", `result="miss"`); miss < n {
 		t.Errorf("connection-table misses grew by %v for %d new flows", miss, n)
 	}
-	if d := after2.sum("rspxdp_vip_packets_total") - before2.sum("rspxdp_vip_packets_total"); d != 0 {
+	if d := after2.Sum("rspxdp_vip_packets_total") - before2.Sum("rspxdp_vip_packets_total"); d != 0 {
 		t.Errorf("node 2 counted %v VIP packets of flows routed through node 1", d)
 	}
 	for _, g := range []struct {
@@ -671,7 +626,7 @@ func testMetrics(t *testing.T, w *world) {
 	} {
 		for i, m := range []metricSet{after1, after2} {
 			_, ok := m[g.name]
-			if got := m.sum(g.name, strings.Trim(g.labels, "{}")); !ok || got != g.want {
+			if got := m.Sum(g.name, strings.Trim(g.labels, "{}")); !ok || got != g.want {
 				t.Errorf("node %d: %s%s = %v (present %v), want %v", i+1, g.name, g.labels, got, ok, g.want)
 			}
 		}
@@ -750,7 +705,7 @@ func testRestart(t *testing.T, w *world) {
 	}
 	// The PEs alive now (earlier steps drained and killed some), as node 2
 	// sees them: the restarted node 1 must end up with the same.
-	active := w.mustScrape(t, 2).sum("rspxdp_dataplane_pool_elements", `state="active"`)
+	active := w.mustScrape(t, 2).Sum("rspxdp_dataplane_pool_elements", `state="active"`)
 	if active == 0 {
 		t.Fatal("no active PE left for the restart step")
 	}
@@ -871,10 +826,10 @@ func testDrain(t *testing.T, w *world) {
 			}
 		}
 		after := w.mustScrape(t, s+1)
-		if d := after.sum("rspxdp_pe_new_flows_total", drainLabel) - before.sum("rspxdp_pe_new_flows_total", drainLabel); d != 0 {
+		if d := after.Sum("rspxdp_pe_new_flows_total", drainLabel) - before.Sum("rspxdp_pe_new_flows_total", drainLabel); d != 0 {
 			t.Errorf("node %d steered %v of %d new connections to the draining PE", s+1, d, n)
 		}
-		if d := after.sum("rspxdp_pe_new_flows_total") - before.sum("rspxdp_pe_new_flows_total"); d != n {
+		if d := after.Sum("rspxdp_pe_new_flows_total") - before.Sum("rspxdp_pe_new_flows_total"); d != n {
 			t.Errorf("node %d counted %v new flows for %d new connections", s+1, d, n)
 		}
 	}
@@ -995,7 +950,7 @@ func (w *world) killAndMeasure(t *testing.T, what string, kill func(), id uint32
 				t.Errorf("node %d: a connection established on the dead PE, sending data: %v, want a reset from the PE it moved to", s+1, err)
 			}
 			after := w.mustScrape(t, s+1)
-			if d := after.sum("rspxdp_conntable_resteered_total") - before[s].sum("rspxdp_conntable_resteered_total"); d < 1 {
+			if d := after.Sum("rspxdp_conntable_resteered_total") - before[s].Sum("rspxdp_conntable_resteered_total"); d < 1 {
 				t.Errorf("node %d: rspxdp_conntable_resteered_total grew by %v after a dead PE's established flow sent data", s+1, d)
 			}
 		}
