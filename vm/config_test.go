@@ -93,3 +93,35 @@ func TestVagrantfileValidates(t *testing.T) {
 		t.Fatalf("vagrant validate: %v\n%s", err, out)
 	}
 }
+
+// TestGuestJSONKeepsStderrApart: every rspxdp command in the guest scripts
+// that writes --json to a file must send its stderr elsewhere, because the
+// pool user and the status command log warnings (for example that TLS is
+// off) on stderr, and one such line in front of the JSON makes the file
+// unreadable for the host side. A CI run lost five scenarios to this.
+func TestGuestJSONKeepsStderrApart(t *testing.T) {
+	scripts, err := filepath.Glob(filepath.Join("guest", "scenarios", "*.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scripts = append(scripts, filepath.Join("guest", "lib.sh"))
+	checked := 0
+	for _, path := range scripts {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, "rspxdp ") || !strings.Contains(line, "--json >") {
+				continue
+			}
+			checked++
+			if strings.Contains(line, "2>&1") {
+				t.Errorf("%s:%d: --json output and stderr go to one file: %s", path, n+1, strings.TrimSpace(line))
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no guest script writes rspxdp --json to a file; the check has nothing to look at")
+	}
+}

@@ -116,7 +116,7 @@ finish() {
 # resolve_json REGISTRAR_ADDR POOL OUTFILE: `rspxdp pu resolve --json` of POOL
 # through the registrar at REGISTRAR_ADDR over SCTP; true if it names a PE.
 resolve_json() {
-	timeout 5 rspxdp pu --pool "$2" --registrar "$1" --transport sctp resolve --json >"$3" 2>&1 &&
+	timeout 5 rspxdp pu --pool "$2" --registrar "$1" --transport sctp resolve --json >"$3" 2>>json-stderr.txt &&
 		grep -q '"id"' "$3"
 }
 
@@ -131,8 +131,8 @@ checksums_of() {
 # per-owner checksums (and at least one owner).
 same_checksums() {
 	local a=status-${1##*:}.json b=status-${2##*:}.json
-	timeout 10 rspxdp status --registrar "$1" --transport sctp --json >"$a" 2>&1 || return 1
-	timeout 10 rspxdp status --registrar "$2" --transport sctp --json >"$b" 2>&1 || return 1
+	timeout 10 rspxdp status --registrar "$1" --transport sctp --json >"$a" 2>>json-stderr.txt || return 1
+	timeout 10 rspxdp status --registrar "$2" --transport sctp --json >"$b" 2>>json-stderr.txt || return 1
 	grep -q '"0x' <(checksums_of "$a") || return 1
 	[ "$(checksums_of "$a")" = "$(checksums_of "$b")" ]
 }

@@ -34,7 +34,7 @@ if [ "$ok" = 1 ]; then
 	else
 		phase_fail "PoolR not served through rspxdp 10 s after the takeover"
 	fi
-	timeout 10 rspxdp status --registrar "$A:9902" --transport sctp --json >status-after-takeover.json 2>&1
+	timeout 10 rspxdp status --registrar "$A:9902" --transport sctp --json >status-after-takeover.json 2>>json-stderr.txt
 	cat status-after-takeover.json
 else
 	phase_fail "rspxdp registrar did not take over rspregistrar's PEs within 60 s"

@@ -20,7 +20,7 @@ enrp_pair_agree
 kill_now "rspxdp registrar" "$x_pid" # sets killed
 # R owns PoolX's PE once its handle table names R's own ID as the PE's home.
 r_owns_poolx() {
-	timeout 10 rspxdp status --registrar "$A:9901" --transport sctp --json >status-rsplib-after.json 2>&1 || return 1
+	timeout 10 rspxdp status --registrar "$A:9901" --transport sctp --json >status-rsplib-after.json 2>>json-stderr.txt || return 1
 	local self
 	self=$(sed -n 's/^  "registrar": "\(.*\)",$/\1/p' status-rsplib-after.json)
 	[ -n "$self" ] && sed -n '/"handle": "PoolX"/,/]/p' status-rsplib-after.json | grep -q "\"home\": \"$self\""

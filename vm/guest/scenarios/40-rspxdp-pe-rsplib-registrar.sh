@@ -40,7 +40,7 @@ for _ in $(seq 1 15); do
 done
 cat resolve.txt
 [ -n "$resolved" ] || fail "rspxdp pu did not resolve rspxdp's PE through rspregistrar"
-timeout 10 rspxdp pu --pool PoolP --registrar "$A:3863" --transport sctp resolve --json >resolve.json 2>&1 ||
+timeout 10 rspxdp pu --pool PoolP --registrar "$A:3863" --transport sctp resolve --json >resolve.json 2>>json-stderr.txt ||
 	fail "rspxdp pu resolve --json failed"
 cat resolve.json
 

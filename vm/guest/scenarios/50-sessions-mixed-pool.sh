@@ -29,7 +29,7 @@ start_bg rsplib-pe rspserver -echo -poolhandle=PoolM -policy=RoundRobin \
 rsplib_pe=${pids[-1]}
 
 two_pes() {
-	timeout 10 rspxdp pu --pool PoolM --registrar "$A:3863" --transport sctp resolve --json >resolve.json 2>&1 &&
+	timeout 10 rspxdp pu --pool PoolM --registrar "$A:3863" --transport sctp resolve --json >resolve.json 2>>json-stderr.txt &&
 		[ "$(grep -c '"id"' resolve.json)" -eq 2 ]
 }
 retry 15 two_pes || phase_fail "PoolM does not hold both PEs"

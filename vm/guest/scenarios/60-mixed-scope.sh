@@ -48,7 +48,7 @@ start_bg lu-rspxdp rspxdp pe --pool PoolLU --registrar "$A:3864" --transport sct
 # status_of PORT PHASE: `rspxdp status --json` of the registrar whose ENRP
 # port is PORT, into status-PORT-PHASE.json; true if it answered.
 status_of() {
-	timeout 10 rspxdp status --registrar "$A:$1" --transport sctp --json >"status-$1-$2.json" 2>&1 &&
+	timeout 10 rspxdp status --registrar "$A:$1" --transport sctp --json >"status-$1-$2.json" 2>>json-stderr.txt &&
 		grep -q '"pools"' "status-$1-$2.json"
 }
 
