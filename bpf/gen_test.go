@@ -23,7 +23,7 @@ func TestObjectsUpToDate(t *testing.T) {
 		genFile   string
 		generated []string
 	}{
-		{"gen_lb.go", []string{"lb_bpfel.o", "lb_bpfel.go", "lb_bench_bpfel.o", "lb_bench_bpfel.go"}},
+		{"gen_lb.go", []string{"lb_bpfel.o", "lb_bpfel.go", "lb_bench_bpfel.o", "lb_bench_bpfel.go", "lb_stages_bpfel.o", "lb_stages_bpfel.go"}},
 		{"gen_decap.go", []string{"decap_bpfel.o", "decap_bpfel.go"}},
 	} {
 		t.Run(tc.genFile, func(t *testing.T) {

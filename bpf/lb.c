@@ -41,13 +41,27 @@ struct icmp_hdr {
 #define CONN_ENTRIES 262144
 #define TX_PORTS 64
 
-/* Virtual services by VIP, port and protocol. Written by the loader. */
+/* Virtual services by VIP, port and protocol: every service, the
+ * authoritative table (the loader restores from it). The data path reads it
+ * only for a key whose lb_vips slot is shared. Written by the loader. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, struct vip_key);
 	__type(value, struct service);
 } lb_services SEC(".maps");
+
+/* The services again, direct-mapped by vip_slot_of(): the data path's
+ * service lookup is an inlined array index and a 20-byte compare, where a
+ * hash table lookup hashed the key with jhash and walked a bucket (about
+ * 40 ns of BenchmarkLbSections' "service lookup" section, on every packet,
+ * VIP or not). Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, VIP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct vip_slot);
+} lb_vips SEC(".maps");
 
 /* Maglev ring of one service: slot -> backend id (0 = none). The loader
  * builds a fresh ring and swaps it into lb_rings, so a packet sees either the
@@ -145,6 +159,22 @@ struct {
 	__type(value, __u8);
 } lb_ctrl_allow SEC(".maps");
 
+/* Section boundaries for BenchmarkLbSections. Only the LbStages build
+ * (-DLB_STAGES, a separate object) defines them: it returns at boundary
+ * lb_stage (set at load time; 0 runs the whole program), so the cost of
+ * each section is the difference of two consecutive boundaries. The
+ * balancer itself compiles them out. */
+#ifdef LB_STAGES
+volatile const __u32 lb_stage = 0;
+#define STAGE(n)                                \
+	do {                                    \
+		if (lb_stage == (n))            \
+			return XDP_TX;          \
+	} while (0)
+#else
+#define STAGE(n) do { } while (0)
+#endif
+
 static __always_inline __u32 rotl32(__u32 x, int r)
 {
 	return (x << r) | (x >> (32 - r));
@@ -184,6 +214,32 @@ static __always_inline __u32 flow_hash(const struct flow *f, __u32 seed)
 	h *= 0xc2b2ae35;
 	h ^= h >> 16;
 	return h;
+}
+
+/* The lb_vips slot of a service key: a multiplicative (Fibonacci) hash of
+ * its words' xor. loader.vipSlot mirrors it. */
+static __always_inline __u32 vip_slot_of(const struct vip_key *k)
+{
+	__u32 x = k->addr.w[0] ^ k->addr.w[1] ^ k->addr.w[2] ^ k->addr.w[3] ^
+		  *(const __u32 *)&k->port;
+	return (x * 0x9e3779b1U) >> (32 - VIP_SLOTS_LOG2);
+}
+
+/* The service of a packet's key, or NULL: the owner of its lb_vips slot,
+ * else, only when the slot is shared, lb_services. */
+static __always_inline struct service *service_of(const struct vip_key *k)
+{
+	__u32 slot = vip_slot_of(k);
+	struct vip_slot *v = bpf_map_lookup_elem(&lb_vips, &slot);
+	if (!v)
+		return NULL;
+	const __u64 *a = (const __u64 *)&v->key, *b = (const __u64 *)k;
+	if (a[0] == b[0] && a[1] == b[1] &&
+	    *(const __u32 *)&v->key.port == *(const __u32 *)&k->port)
+		return &v->svc;
+	if (!v->spill)
+		return NULL;
+	return bpf_map_lookup_elem(&lb_services, k);
 }
 
 static __always_inline struct global_stats *gstats(void)
@@ -590,16 +646,18 @@ int lb_xdp(struct xdp_md *ctx)
 		COUNT(drop_bad_header);
 		return XDP_DROP;
 	}
+	STAGE(1);
 	if (pk.ctrl_only)
 		return ctrl_verdict(&pk);
 
-	struct vip_key vk = {
+	struct vip_key vk __attribute__((aligned(8))) = {
 		.addr = pk.flow.dst,
 		.port = pk.flow.dport,
 		.proto = pk.flow.proto,
 		.family = pk.flow.family,
 	};
-	struct service *svc = bpf_map_lookup_elem(&lb_services, &vk);
+	struct service *svc = service_of(&vk);
+	STAGE(2);
 	if (!svc)
 		return pk.icmp ? XDP_PASS : ctrl_verdict(&pk);
 
@@ -675,6 +733,7 @@ int lb_xdp(struct xdp_md *ctx)
 		}
 	}
 
+	STAGE(3);
 	int l2dsr = svc->flags & SVC_F_L2DSR;
 	__u32 overhead = l2dsr ? 0 : (be->family == 6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr));
 	if (pk.l3_len + overhead > cfg->mtu) {
@@ -708,6 +767,7 @@ int lb_xdp(struct xdp_md *ctx)
 		}
 	}
 
+	STAGE(4);
 	struct vip_stats *vs = bpf_map_lookup_elem(&lb_vip_stats, &svc->id);
 	if (vs) {
 		vs->packets++;

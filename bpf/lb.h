@@ -37,6 +37,23 @@ struct service {
 	__u32 flags; /* SVC_F_* */
 };
 
+/* Slots of lb_vips, the direct-mapped service table (a power of two). */
+#define VIP_SLOTS_LOG2 12
+#define VIP_SLOTS (1 << VIP_SLOTS_LOG2)
+
+/* One slot of lb_vips: the service of one VIP, port and protocol, found
+ * with an array index instead of a hash table lookup. The slot of a key is
+ * vip_slot_of() (loader.vipSlot in Go). The service comes first: the
+ * loader's write of a new owner reaches the key last, so a reader that sees
+ * a whole matching key also sees that key's service. */
+struct vip_slot {
+	struct service svc;
+	struct vip_key key; /* all zero: no owner */
+	/* Nonzero: other services share this slot; a key that is not the
+	 * owner's is looked up in lb_services. */
+	__u32 spill;
+};
+
 /* A flow as the client sent it: the connection table key and the input of
  * the Maglev hash. Ports in network byte order. */
 struct flow {

@@ -115,8 +115,14 @@ func (h *harness) fill(tb testing.TB, frame []byte, mutateOff uint32, n int) {
 // VIPs of the shared reference frames, each behind n PEs.
 func benchEnv(tb testing.TB, n int, conns loader.ConnTable, size, flood uint32) *loader.Loader {
 	tb.Helper()
+	return benchEnvAt(tb, loadertest.PinDir(tb), n, conns, size, flood)
+}
+
+// benchEnvAt is benchEnv with its maps pinned in pinDir.
+func benchEnvAt(tb testing.TB, pinDir string, n int, conns loader.ConnTable, size, flood uint32) *loader.Loader {
+	tb.Helper()
 	l, err := loader.Open(loader.Options{
-		PinDir:        loadertest.PinDir(tb),
+		PinDir:        pinDir,
 		SourceV4:      src4,
 		SourceV6:      src6,
 		Resolver:      testResolver(),

@@ -120,6 +120,13 @@ type LbVipKey struct {
 	Family uint8
 }
 
+type LbVipSlot struct {
+	_     structs.HostLayout
+	Svc   LbService
+	Key   LbVipKey
+	Spill uint32
+}
+
 type LbVipStats struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -141,6 +148,7 @@ const (
 	LbMapLbStats     = "lb_stats"
 	LbMapLbTxPorts   = "lb_tx_ports"
 	LbMapLbVipStats  = "lb_vip_stats"
+	LbMapLbVips      = "lb_vips"
 	LbProgLbXdp      = "lb_xdp"
 )
 
@@ -204,6 +212,7 @@ type LbMapSpecs struct {
 	LbStats     *ebpf.MapSpec `ebpf:"lb_stats"`
 	LbTxPorts   *ebpf.MapSpec `ebpf:"lb_tx_ports"`
 	LbVipStats  *ebpf.MapSpec `ebpf:"lb_vip_stats"`
+	LbVips      *ebpf.MapSpec `ebpf:"lb_vips"`
 }
 
 // LbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -243,6 +252,7 @@ type LbMaps struct {
 	LbStats     *ebpf.Map `ebpf:"lb_stats"`
 	LbTxPorts   *ebpf.Map `ebpf:"lb_tx_ports"`
 	LbVipStats  *ebpf.Map `ebpf:"lb_vip_stats"`
+	LbVips      *ebpf.Map `ebpf:"lb_vips"`
 }
 
 func (m *LbMaps) Close() error {
@@ -258,6 +268,7 @@ func (m *LbMaps) Close() error {
 		m.LbStats,
 		m.LbTxPorts,
 		m.LbVipStats,
+		m.LbVips,
 	)
 }
 

@@ -620,7 +620,7 @@ func (l *Loader) closeFDs() {
 func (l *Loader) pinnedMaps() []*ebpf.Map {
 	m := l.objs.LbMaps
 	return []*ebpf.Map{m.LbBackends, m.LbConfig, m.LbConns, m.LbCtrlAllow, m.LbFlood, m.LbPeStats,
-		m.LbRings, m.LbServices, m.LbStats, m.LbTxPorts, m.LbVipStats}
+		m.LbRings, m.LbServices, m.LbStats, m.LbTxPorts, m.LbVipStats, m.LbVips}
 }
 
 // idPool hands out small integer ids, reusing freed ones oldest first so a

@@ -12,7 +12,8 @@ import (
 // Drift is one difference between a kernel map and what the loader wrote
 // there, found (and repaired) by Repair.
 type Drift struct {
-	// Map is the BPF map: lb_services, lb_backends, lb_rings or lb_tx_ports.
+	// Map is the BPF map: lb_services, lb_vips, lb_backends, lb_rings or
+	// lb_tx_ports.
 	Map string
 	// What says what differed, naming the service or slot.
 	What string
@@ -78,6 +79,9 @@ func (l *Loader) Repair() ([]Drift, error) {
 			continue
 		}
 		note(bpf.LbMapLbServices, "removed a service entry this node never wrote (id %d)", id)
+	}
+	if err := l.repairVips(note); err != nil {
+		errs = append(errs, err)
 	}
 
 	for k, svc := range l.services {

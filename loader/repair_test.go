@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -47,11 +48,15 @@ func TestRepairKernelMaps(t *testing.T) {
 		t.Cleanup(func() { m.Close() })
 		return m
 	}
-	services, rings, backends := pinned("lb_services"), pinned("lb_rings"), pinned("lb_backends")
+	services, vips, rings, backends := pinned("lb_services"), pinned("lb_vips"), pinned("lb_rings"), pinned("lb_backends")
 
-	// 1. The VIP's service entry deleted: its packets pass unsteered.
+	// 1. The VIP's service entry deleted, from both service tables: its
+	// packets pass unsteered.
 	key, _ := restartSvc.bpfKey()
 	if err := services.Delete(&key); err != nil {
+		t.Fatal(err)
+	}
+	if err := vips.Update(vipSlot(key), &bpf.LbVipSlot{}, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
 	if ret, _ := runOnce(t, l, synFrame()); ret != 2 {
@@ -95,13 +100,14 @@ func TestRepairKernelMaps(t *testing.T) {
 		"lb_rings: ring of 10.200.1.2:80/tcp was missing: rebuilt",
 		"lb_services: removed a service entry this node never wrote (id 77)",
 		"lb_services: service 10.200.1.1:80/tcp was missing",
+		fmt.Sprintf("lb_vips: slot %d held service id 0", vipSlot(key)),
 	} {
 		if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, want) }) {
 			t.Errorf("no drift %q in %q", want, got)
 		}
 	}
-	if len(got) != 5 {
-		t.Errorf("%d drifts, want 5: %q", len(got), got)
+	if len(got) != 6 {
+		t.Errorf("%d drifts, want 6: %q", len(got), got)
 	}
 	if ret, _ := runOnce(t, l, synFrame()); ret != 3 {
 		t.Errorf("after the repair: verdict %d, want XDP_TX", ret)

@@ -169,6 +169,9 @@ func (l *Loader) UpsertService(s Service) error {
 		return fmt.Errorf("write service %s: %w", s.ServiceKey, err)
 	}
 	l.services[s.ServiceKey] = svc
+	if err := l.syncVipSlot(vipSlot(key), nil); err != nil {
+		return fmt.Errorf("add service %s: %w", s.ServiceKey, err)
+	}
 	return nil
 }
 
@@ -184,6 +187,10 @@ func (l *Loader) RemoveService(k ServiceKey) error {
 	svc, ok := l.services[k]
 	if !ok {
 		return fmt.Errorf("remove service %s: %w", k, ErrNotFound)
+	}
+	// The data path's slot first: from then on the service's packets pass.
+	if err := l.syncVipSlot(vipSlot(key), &k); err != nil {
+		return fmt.Errorf("remove service %s: %w", k, err)
 	}
 	if err := l.objs.LbServices.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("remove service %s: %w", k, err)
@@ -485,6 +492,16 @@ func (l *Loader) restore() error {
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read services: %w", err)
+	}
+	// Pinned state from before lb_vips existed has only lb_services.
+	for k := range l.services {
+		key, err := k.bpfKey()
+		if err != nil {
+			return err
+		}
+		if err := l.syncVipSlot(vipSlot(key), nil); err != nil {
+			return err
+		}
 	}
 	var slot uint32
 	var be bpf.LbBackend

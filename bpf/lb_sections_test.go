@@ -1,0 +1,174 @@
+package bpf_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/rspxdp/rspxdp/bpf"
+	"github.com/rspxdp/rspxdp/internal/benchtable"
+	"github.com/rspxdp/rspxdp/loader"
+	"github.com/rspxdp/rspxdp/loader/loadertest"
+)
+
+// section is one STAGE() boundary of lb.c.
+type section struct {
+	stage uint32 // lb_stage of the LbStages build; 0: the balancer itself
+	name  string
+}
+
+// sections are the boundaries of lb.c's STAGE() marks, in program order:
+// section i costs boundary i minus boundary i-1 (boundary 0 is the
+// harness floor, the last one the whole program).
+var sections = []section{
+	{1, "parse Ethernet, IP, L4 ports"},
+	{2, "service lookup"},
+	{3, "flow table / Maglev / flood guard: the backend"},
+	{4, "MTU check, encapsulation, egress choice"},
+	{0, "counters (the whole program)"},
+}
+
+// stagedProgram loads the LbStages build of lb.c, returning at boundary
+// stage, over the maps a loader pinned in pinDir.
+func stagedProgram(tb testing.TB, pinDir string, stage uint32) *ebpf.Program {
+	tb.Helper()
+	spec, err := bpf.LoadLbStages()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := spec.Variables[bpf.LbStagesVarLbStage].Set(stage); err != nil {
+		tb.Fatal(err)
+	}
+	repl := map[string]*ebpf.Map{}
+	for name := range spec.Maps {
+		if name == ".rodata" {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, name), nil)
+		if err != nil {
+			tb.Fatalf("pinned map %s: %v", name, err)
+		}
+		tb.Cleanup(func() { m.Close() })
+		// The loader sized some maps at Open: take the pinned ones' sizes.
+		spec.Maps[name].MaxEntries = m.MaxEntries()
+		spec.Maps[name].Flags = m.Flags()
+		repl[name] = m
+	}
+	var objs bpf.LbStagesObjects
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		tb.Fatalf("load lb stages at %d: %v", stage, err)
+	}
+	tb.Cleanup(func() { objs.Close() })
+	return objs.LbXdp
+}
+
+// BenchmarkLbSections shows where a packet's time goes: per path, the
+// harness runs the balancer cut short at each section boundary (the LbStages
+// build, whose early returns the verifier resolves at load time), all
+// interleaved in one pinned-CPU run with the floor, and reports each
+// section's cost as the difference of consecutive boundaries' medians
+// above the floor. Sections of a few ns are within the noise; their sum is
+// the path's figure. The reference rows are the in-program floors of
+// BenchmarkLb, from the same run.
+//
+//	go test -run '^$' -bench BenchmarkLbSections -benchtime 11x ./bpf/
+func BenchmarkLbSections(b *testing.B) {
+	pinCPU(b)
+	frames := readBenchFrames(b)
+	const repeat = 20000
+	off := uint32(loader.NoFloodLimit)
+	var rows []benchtable.Row
+	for _, p := range []struct {
+		name, frame string
+		flood       uint32
+		mutate      uint32
+		prime       bool // run the frame once first: its flow is in the table
+		engage      bool // engage the flood guard before each round
+		pass        bool // ends after the service lookup: no sections 3 and 4
+	}{
+		{"v4 established -> IPIP", "v4_tcp_ack", off, 0, true, false, false},
+		{"v6 established -> IPv6-in-IPv6", "v6_tcp_ack", off, 0, true, false, false},
+		{"v4 SYN flood, guard engaged", "v4_tcp_syn", 0, srcOff4, false, true, false},
+		{"v4 non-VIP pass", "v4_udp_nonvip", off, 0, false, false, true},
+	} {
+		secs := sections
+		if p.pass {
+			secs = []section{sections[0], sections[1], {0, "control-port filter (the whole program)"}}
+		}
+		b.Run(p.name, func(b *testing.B) {
+			pinCPU(b)
+			frame := frames[p.frame]
+			dir := loadertest.PinDir(b)
+			l := benchEnvAt(b, dir, 3, loader.DefaultConnTable, 1<<16, p.flood)
+			b.Cleanup(func() { l.Close(false) })
+			base := newHarness(b, nil, 1024, loader.DefaultConnTable)
+			base.setFrame(b, frame, p.mutate, 0)
+			hs := make([]*harness, len(secs))
+			for i, s := range secs {
+				prog := l.Program()
+				if s.stage != 0 {
+					prog = stagedProgram(b, dir, s.stage)
+				}
+				hs[i] = newHarness(b, prog, 1024, loader.DefaultConnTable)
+				hs[i].setFrame(b, frame, p.mutate, 0)
+			}
+			if p.prime {
+				hs[len(hs)-1].run(b, frame, 1)
+			}
+			ref := newHarness(b, nil, 1024, loader.DefaultConnTable)
+			ref.setFrame(b, frames["v4_tcp_ack"], 0, 0)
+			// The reference needs its flow in its own table.
+			ref.setTarget(b, ref.objs.LbRefInsert)
+			ref.run(b, frames["v4_tcp_ack"], 1)
+			ref.setTarget(b, ref.objs.LbRefEncap)
+
+			at := make([][]float64, len(secs))
+			var refs []float64
+			for b.Loop() {
+				if p.engage {
+					b.StopTimer()
+					full := hs[len(hs)-1]
+					full.fill(b, frame, 0, loader.DefaultFloodLimit+5000)
+					full.setFrame(b, frame, p.mutate, 0)
+					b.StartTimer()
+				}
+				_, fl := base.run(b, frame, repeat)
+				for i, h := range hs {
+					_, t := h.run(b, frame, repeat)
+					at[i] = append(at[i], t-fl)
+				}
+				_, t := ref.run(b, frames["v4_tcp_ack"], repeat)
+				refs = append(refs, t-fl)
+			}
+			med := func(v []float64) float64 {
+				slices.Sort(v)
+				return v[len(v)/2]
+			}
+			prev := 0.0
+			for i, s := range secs {
+				m := med(at[i])
+				b.ReportMetric(m-prev, fmt.Sprintf("s%d-ns", i+1))
+				rows = append(rows, benchtable.Row{
+					Section: "XDP cost per section of lb.c, ns above the floor (difference of consecutive cut-short runs, one pinned CPU, median of rounds)",
+					Path:    p.name, Workload: s.name, Value: m - prev, Unit: "ns",
+					Note: fmt.Sprintf("cumulative %.0f ns", m),
+				})
+				prev = m
+			}
+			r := med(refs)
+			b.ReportMetric(r, "ref-encap-ns")
+			rows = append(rows, benchtable.Row{
+				Section: "XDP cost per section of lb.c, ns above the floor (difference of consecutive cut-short runs, one pinned CPU, median of rounds)",
+				Path:    p.name, Workload: "ref: bare lookup + IPIP, same run", Value: r, Unit: "ns",
+				Note: "reference, not a balancer",
+			})
+		})
+	}
+	if err := benchtable.Print(os.Stdout, rows); err != nil {
+		b.Fatal(err)
+	}
+}
