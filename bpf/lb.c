@@ -38,6 +38,7 @@ struct icmp_hdr {
 #define MAX_SERVICES 1024
 #define MAX_BACKENDS 16384
 #define RING_SIZE 65537
+#define RING_ENTRIES ((RING_SIZE + RING_LANES - 1) / RING_LANES)
 #define CONN_ENTRIES 262144
 #define TX_PORTS 64
 
@@ -63,14 +64,15 @@ struct {
 	__type(value, struct vip_slot);
 } lb_vips SEC(".maps");
 
-/* Maglev ring of one service: slot -> backend id (0 = none). The loader
+/* Maglev ring of one service: slots packed RING_LANES to an entry (see
+ * RING_LANES in lb.h), each a backend id (0 = none). The loader
  * builds a fresh ring and swaps it into lb_rings, so a packet sees either the
  * old ring or the new one, never a mix. */
 struct lb_ring {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, RING_SIZE);
+	__uint(max_entries, RING_ENTRIES);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64); /* RING_LANES __u16 slots */
 };
 
 /* Service id -> its current Maglev ring. Written by the loader. */
@@ -565,15 +567,19 @@ static __always_inline struct backend *maglev_pick(const struct service *svc,
 	if (!ring || !cfg->ring_size)
 		return NULL;
 	__u32 slot = flow_hash(f, cfg->seed) % cfg->ring_size;
-	__u32 *bid = bpf_map_lookup_elem(ring, &slot);
-	if (!bid || !*bid)
+	__u32 entry = slot / RING_LANES;
+	__u16 *lanes = bpf_map_lookup_elem(ring, &entry);
+	if (!lanes)
 		return NULL;
-	struct backend *be = bpf_map_lookup_elem(&lb_backends, bid);
+	__u32 bid = lanes[slot % RING_LANES];
+	if (!bid)
+		return NULL;
+	struct backend *be = bpf_map_lookup_elem(&lb_backends, &bid);
 	/* The loader swaps the ring before it marks a PE draining or down, so
 	 * this only trips on a slot freed concurrently. */
 	if (!be || be->state != PE_ACTIVE || be->svc != svc->id)
 		return NULL;
-	*id = *bid;
+	*id = bid;
 	return be;
 }
 
@@ -586,7 +592,10 @@ static __always_inline int flood_allows(const struct config *cfg)
 	struct flood_state *fs = bpf_map_lookup_elem(&lb_flood, &zero);
 	if (!fs)
 		return 1;
-	__u64 now = bpf_ktime_get_ns();
+	/* The coarse clock (the last tick's time) is exact enough for a
+	 * one-second window and costs no clock-source read: with kvm-clock
+	 * that read was a large part of the flood path. */
+	__u64 now = bpf_ktime_get_coarse_ns();
 	if (now - fs->window_start > 1000000000ULL) {
 		fs->window_start = now;
 		fs->count = 0;
@@ -708,6 +717,7 @@ int lb_xdp(struct xdp_md *ctx)
 				gs->drop_no_pe++;
 			return XDP_DROP;
 		}
+		STAGE(5);
 		/* ICMP errors steer with the flow's entry but never create one. */
 		if (!pk.icmp) {
 			new_flow = 1;

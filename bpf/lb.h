@@ -87,6 +87,15 @@ struct conn {
 /* lb.c writes a conn as one 8-byte store: backend low, svc high. */
 _Static_assert(sizeof(struct conn) == 8, "struct conn is written as a __u64");
 
+/* One entry of a Maglev ring (a __u64 in the map, for BTF's sake) holds
+ * RING_LANES consecutive slots as __u16 backend ids (0 = none): slot s is
+ * lane s % RING_LANES of entry s / RING_LANES. An array map pads every
+ * value to 8 bytes, so one __u32 slot per entry took 8: a 65,537-slot ring
+ * was 512 KB, the whole L2 of a core here, and a flood's random slot reads
+ * missed it. Packed, it is 128 KB. Backend ids are below 65,536
+ * (loader.MaxBackendsLimit). */
+#define RING_LANES 4
+
 enum pe_state {
 	PE_UNUSED = 0,   /* free slot */
 	PE_ACTIVE = 1,   /* takes new flows */

@@ -51,6 +51,9 @@ const (
 	DefaultMTU         = 1500
 	DefaultMaxServices = 1024
 	DefaultMaxBackends = 16384
+	// MaxBackendsLimit is the most PE slots Options.MaxBackends may ask
+	// for: ring slots hold 16-bit slot numbers (bpf/lb.h, ring_slots).
+	MaxBackendsLimit = 1 << 16
 )
 
 // NoFloodLimit as Options.FloodLimit turns the flood guard off.
@@ -123,7 +126,8 @@ type Options struct {
 	ConnTableSize uint32
 	// ConnTable selects the LRU flavour.
 	ConnTable ConnTable
-	// MaxServices and MaxBackends size the service and PE tables.
+	// MaxServices and MaxBackends size the service and PE tables
+	// (MaxBackends at most MaxBackendsLimit).
 	MaxServices, MaxBackends uint32
 	// FloodLimit is the number of new flows per second and CPU past which
 	// new flows are forwarded without a connection entry
@@ -232,6 +236,9 @@ func Open(opts Options) (*Loader, error) {
 	if !maglev.IsPrime(opts.TableSize) {
 		return nil, fmt.Errorf("table size %d is not prime", opts.TableSize)
 	}
+	if opts.MaxBackends > MaxBackendsLimit {
+		return nil, fmt.Errorf("%d PE slots: at most %d (a Maglev ring slot holds a 16-bit slot number)", opts.MaxBackends, MaxBackendsLimit)
+	}
 	if len(opts.ControlPorts) > MaxControlPorts {
 		return nil, fmt.Errorf("%d control ports: at most %d", len(opts.ControlPorts), MaxControlPorts)
 	}
@@ -331,7 +338,7 @@ func open(opts Options) (*Loader, error) {
 		}
 	}
 	ring := spec.Maps[bpf.LbMapLbRings].InnerMap
-	ring.MaxEntries = opts.TableSize
+	ring.MaxEntries = ringEntries(opts.TableSize)
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("count CPUs: %w", err)

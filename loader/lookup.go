@@ -24,10 +24,11 @@ func (l *Loader) Pick(k ServiceKey, f Flow) (peID uint32, ok bool, err error) {
 	}
 	defer ring.Close()
 	slot := FlowHash(f, l.opts.Seed) % l.opts.TableSize
-	var bid uint32
-	if err := ring.Lookup(slot, &bid); err != nil {
+	var e ringEntry
+	if err := ring.Lookup(slot/ringLanes, &e); err != nil {
 		return 0, false, fmt.Errorf("pick for %s: read slot %d: %w", k, slot, err)
 	}
+	bid := uint32(e[slot%ringLanes])
 	if bid == 0 {
 		return 0, false, nil
 	}

@@ -152,7 +152,7 @@ func ringDigest(vals []uint32) uint64 {
 func (l *Loader) ringSumOf(ring *ebpf.Map) (uint64, error) {
 	n := int(ring.MaxEntries())
 	keys := make([]uint32, n)
-	vals := make([]uint32, n)
+	vals := make([]ringEntry, n)
 	var cursor ebpf.MapBatchCursor
 	got, err := ring.BatchLookup(&cursor, keys, vals, nil)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) || got != n {
@@ -163,5 +163,5 @@ func (l *Loader) ringSumOf(ring *ebpf.Map) (uint64, error) {
 			}
 		}
 	}
-	return ringDigest(vals), nil
+	return ringDigest(unpackRing(vals, l.opts.TableSize)), nil
 }

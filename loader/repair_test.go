@@ -76,7 +76,7 @@ func TestRepairKernelMaps(t *testing.T) {
 	if err := rings.Lookup(l.services[restartSvc].id, &ring); err != nil {
 		t.Fatal(err)
 	}
-	if err := ring.Update(uint32(5), uint32(999), ebpf.UpdateAny); err != nil {
+	if err := ring.Update(uint32(5), ringEntry{999, 999, 999, 999}, ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
 	ring.Close()

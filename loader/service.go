@@ -342,18 +342,17 @@ func (l *Loader) swapRing(svc *service, members []maglev.Member, memberSlot []ui
 		return fmt.Errorf("create ring: %w", err)
 	}
 	defer ring.Close()
-	keys := make([]uint32, len(table))
 	vals := make([]uint32, len(table))
 	for i, m := range table {
-		keys[i] = uint32(i)
 		if m != maglev.Empty {
 			vals[i] = memberSlot[m]
 		}
 	}
-	if _, err := ring.BatchUpdate(keys, vals, nil); err != nil {
+	keys, packed := packRing(vals)
+	if _, err := ring.BatchUpdate(keys, packed, nil); err != nil {
 		// Older kernels lack batch ops on arrays.
 		for i := range keys {
-			if err := ring.Update(keys[i], vals[i], ebpf.UpdateAny); err != nil {
+			if err := ring.Update(keys[i], packed[i], ebpf.UpdateAny); err != nil {
 				return fmt.Errorf("fill ring: %w", err)
 			}
 		}
