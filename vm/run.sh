@@ -151,6 +151,9 @@ log "payload $(du -sm "$work/payload.tar" | cut -f1) MB built in $(secs "$t1")s 
 tail -n +1 -F "$work/console.log" 2>/dev/null &
 tail_pid=$!
 t2=$(date +%s.%N)
+# The host's load when the guest starts and ends: other work on the host
+# slows a TCG guest, so timing figures are read next to it.
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 # setpriv --pdeathsig: qemu dies with this script even when the script is
 # killed outright (SIGKILL runs no trap).
 setpriv --pdeathsig KILL -- qemu-system-x86_64 "${accel_args[@]}" \
@@ -194,6 +197,8 @@ payload_seconds=$(awk -v a="$t1" -v b="$t2" 'BEGIN { printf "%.1f", b - a }')
 qemu_seconds=$run_s
 total_seconds=$(secs "$t0")
 qemu_exit=$qrc
+host_load_start=$load_start
+host_load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 EOF
 log "qemu ($accel) ran ${run_s}s, exit $qrc; results in $out"
 if [ -f "$out/status" ]; then

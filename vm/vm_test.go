@@ -678,6 +678,98 @@ func TestSessionsMixedPool(t *testing.T) {
 	}, nil)
 }
 
+// throughput is one registrar's side of scenario 80: what the client
+// measured (`rspxdp pu bench --json`) and the registrar's CPU time.
+type throughput struct {
+	Resolutions int64    `json:"resolutions"`
+	Errors      int64    `json:"errors"`
+	Seconds     float64  `json:"seconds"`
+	Rate        float64  `json:"rate"`
+	P50         float64  `json:"p50_us"`
+	P99         float64  `json:"p99_us"`
+	Connections int      `json:"connections"`
+	Outstanding int      `json:"outstanding"`
+	PEs         []string `json:"pes"`
+	ClientCPU   float64  `json:"client_cpu_seconds"`
+	FirstError  string   `json:"first_error"`
+	cpu         float64  // the registrar's utime+stime over the run, seconds
+	load        string   // the guest's load average before and after
+}
+
+// cpuPerResolution is the registrar's CPU time per answered resolution.
+func (r throughput) cpuPerResolution() time.Duration {
+	if r.Resolutions == 0 {
+		return 0
+	}
+	return time.Duration(r.cpu * 1e9 / float64(r.Resolutions))
+}
+
+// readThroughput reads bench-NAME.json and cpu-NAME.txt of scenario 80.
+func readThroughput(t *testing.T, dir, name string) throughput {
+	t.Helper()
+	var r throughput
+	if err := json.Unmarshal([]byte(readFile(t, filepath.Join(dir, "bench-"+name+".json"))), &r); err != nil {
+		t.Fatalf("%s: rspxdp pu bench --json: %v", name, err)
+	}
+	kv := map[string]string{}
+	for _, l := range strings.Split(readFile(t, filepath.Join(dir, "cpu-"+name+".txt")), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), "="); ok {
+			kv[k] = v
+		}
+	}
+	ticks, err1 := strconv.ParseFloat(kv["cpu_ticks"], 64)
+	hz, err2 := strconv.ParseFloat(kv["clk_tck"], 64)
+	if err1 != nil || err2 != nil || hz <= 0 {
+		t.Fatalf("%s: cpu-%s.txt: cpu_ticks %q, clk_tck %q", name, name, kv["cpu_ticks"], kv["clk_tck"])
+	}
+	r.cpu = ticks / hz
+	r.load = kv["load_before"] + " -> " + kv["load_after"]
+	return r
+}
+
+// TestResolutionThroughput prints scenario 80's figure: Handle Resolutions
+// per second answered by rsplib's rspregistrar and by `rspxdp registrar`
+// over ASAP/SCTP in the same guest under the same client, and the CPU time
+// each spent per resolution. It fails only when a run was not answered or
+// had errors: on a shared, emulated CPU the figure is reported, not
+// asserted (the goal, twice rsplib's rate, is printed as met or not).
+func TestResolutionThroughput(t *testing.T) {
+	g := guest(t)
+	dir := enrpScenario(t, g, "80-resolution-throughput")
+	runs := map[string]throughput{}
+	for _, name := range []string{"rsplib", "rspxdp"} {
+		r := readThroughput(t, dir, name)
+		if r.Resolutions == 0 || r.Errors > 0 {
+			t.Errorf("%s: %d resolutions answered, %d errors (first: %s)", name, r.Resolutions, r.Errors, r.FirstError)
+		}
+		if len(r.PEs) != 3 {
+			t.Errorf("%s: answers named %v, want the pool's 3 PEs", name, r.PEs)
+		}
+		runs[name] = r
+		t.Logf("%-6s %8.0f resolutions/s (%d in %.1fs, %d assoc x %d outstanding), p50 %.0f µs, p99 %.0f µs; registrar CPU %.2fs = %v per resolution; client CPU %.2fs; guest load %s",
+			name, r.Rate, r.Resolutions, r.Seconds, r.Connections, r.Outstanding, r.P50, r.P99,
+			r.cpu, r.cpuPerResolution().Round(100*time.Nanosecond), r.ClientCPU, r.load)
+	}
+	x, l := runs["rspxdp"], runs["rsplib"]
+	if l.Rate == 0 || l.cpuPerResolution() == 0 {
+		return
+	}
+	ratio := x.Rate / l.Rate
+	goal := "not met"
+	if ratio >= 2 {
+		goal = "met"
+	}
+	timing, _ := os.ReadFile(filepath.Join(g.dir, "host-timing"))
+	hostLoad := ""
+	for _, l := range strings.Split(string(timing), "\n") {
+		if strings.HasPrefix(l, "host_load_") {
+			hostLoad += " " + l
+		}
+	}
+	t.Logf("rspxdp/rsplib: rate %.2fx (goal 2x: %s), CPU per resolution %.2fx;%s",
+		ratio, goal, float64(x.cpuPerResolution())/float64(l.cpuPerResolution()), hostLoad)
+}
+
 // statusDump is `rspxdp status --json` as the scenarios keep it.
 type statusDump struct {
 	Registrar string `json:"registrar"`

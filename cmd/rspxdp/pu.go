@@ -27,12 +27,24 @@ Actions:
            session fails over to another PE, echoing the last ASAP Cookie
            to it, and prints the failover with the time it took; the line
            in flight is sent again. Exits 0 once every line was answered.
+  bench    load-tests one registrar's handle resolution: opens
+           --connections associations to the first --registrar and keeps
+           --outstanding Handle Resolutions (plain RFC 5352 ASAP, so any
+           registrar, rsplib's rspregistrar too, answers it) in flight on
+           each, as fast as the answers come, for --duration or --count
+           answers (whichever ends first; --count alone counts answers,
+           --duration defaults to 10s). Every answer must name the pool's
+           PEs; --pes N asks for N and requires exactly the same N in every
+           answer. Prints resolutions/s, latency p50/p99/max, errors and the
+           client's own CPU time (--json: one object); exits 1 on any error
+           or when nothing was answered.
 
 Examples:
   rspxdp pu --pool echo --registrar 127.0.0.1:3863 resolve
   rspxdp pu --pool echo --registrar 127.0.0.1:3863,127.0.0.1:3864 resolve --json
   rspxdp pu --pool echo --registrar 10.0.0.1:3863 --transport sctp resolve
-  rspxdp pu --pool echo --registrar 127.0.0.1:3863 echo --count 100 --interval 100ms`
+  rspxdp pu --pool echo --registrar 127.0.0.1:3863 echo --count 100 --interval 100ms
+  rspxdp pu --pool echo --registrar 10.0.0.1:3863 --transport sctp bench --connections 4 --outstanding 2 --pes 3 --duration 10s`
 
 func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "pu", puUsage)
@@ -41,18 +53,22 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	fs.Var(&regs, "registrar", "registrar ASAP address HOST:PORT (repeatable or comma-separated)")
 	announces := fs.String("announces", "", "also learn registrars from ASAP Server Announces on this UDP address")
 	asJSON := fs.Bool("json", false, "resolve: print JSON")
-	count := fs.Int("count", 10, "echo: lines to send")
+	count := fs.Int("count", 10, "echo: lines to send; bench: answers to wait for (default: no limit but --duration)")
 	interval := fs.Duration("interval", 200*time.Millisecond, "echo: pause between lines")
 	timeout := fs.Duration("timeout", time.Second, "echo: an answer later than this counts as a PE failure")
 	staleness := fs.Duration("cache-staleness", asap.DefaultCacheStaleness, "reuse a resolution this long")
 	setDefault(fs, "log-level", "warn")
 	tf := addTLSFlags(fs)
+	conns := newCount(fs, "connections", 1, "bench: associations to the registrar")
+	outstanding := newCount(fs, "outstanding", 1, "bench: requests in flight per association")
+	duration := newDuration(fs, "duration", 10*time.Second, "bench: how long to run (0: until --count answers)")
+	wantPEs := newCount(fs, "pes", 0, "bench: PEs every answer must name, the same ones each time (0: any, at least one)")
 	asapTr := fs.String("transport", "tcp", "ASAP transport to registrars: tcp, sctp (needs kernel SCTP; what rsplib's rspregistrar speaks) or auto")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return usagef("missing action: resolve or echo")
+		return usagef("missing action: resolve, echo or bench")
 	}
 	action := fs.Arg(0)
 	if fs.NArg() > 1 {
@@ -73,6 +89,10 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	if *count <= 0 {
 		return usagef("--count must be positive")
 	}
+	if action == "bench" {
+		return runBench(ctx, env, fs, benchConfig{pool: *pool, registrar: firstOf(regs), connections: *conns, outstanding: *outstanding,
+			count: *count, duration: *duration, pes: *wantPEs, asJSON: *asJSON}, *asapTr, tf)
+	}
 	log := env.logger()
 	trOpt, err := asapTransportOption(env, *asapTr, tf, log, "pu")
 	if err != nil {
@@ -88,7 +108,7 @@ func runPU(ctx context.Context, env *cliEnv, args []string) error {
 	case "echo":
 		return puEcho(ctx, env, *pool, *count, *interval, *timeout, opts)
 	}
-	return usagef("unknown action %q: want resolve or echo", action)
+	return usagef("unknown action %q: want resolve, echo or bench", action)
 }
 
 func puResolve(ctx context.Context, env *cliEnv, pool string, asJSON bool, opts []asap.Option) error {

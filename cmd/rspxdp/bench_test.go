@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rspxdp/rspxdp/asap"
+)
+
+// TestPUBench: `pu bench` against an in-process registrar over TCP counts
+// exactly --count answers, each naming the pool's two PEs, and reports them
+// in JSON on stdout alone; an unknown pool and a wrong --pes are errors
+// (exit 1) after the figures; bad flags are usage errors.
+func TestPUBench(t *testing.T) {
+	asapAddr, _ := startTestRegistrar(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ids []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		pe, err := asap.Register(ctx, "bench", ln, asap.WithRegistrars(asapAddr),
+			asap.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pe.Close()
+		ids = append(ids, fmt.Sprintf("0x%08x", pe.ID()))
+	}
+	slices.Sort(ids)
+
+	code, out, errs := runCLI(t, "pu", "--pool", "bench", "--registrar", asapAddr, "bench",
+		"--count", "300", "--connections", "3", "--outstanding", "4", "--pes", "2", "--json")
+	var r benchResult
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+		t.Fatalf("pu bench --json: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if r.Resolutions != 300 || r.Errors != 0 || !slices.Equal(r.PEs, ids) || r.Rate <= 0 || r.P50Micros <= 0 ||
+		r.P99Micros < r.P50Micros || r.Connections != 3 || r.Outstanding != 4 || r.Transport != "tcp" {
+		t.Errorf("pu bench: %+v, want 300 answers, no error, PEs %v", r, ids)
+	}
+
+	code, out, _ = runCLI(t, "pu", "--pool", "bench", "--registrar", asapAddr, "bench", "--duration", "200ms", "--pes", "2")
+	if code != 0 || !strings.Contains(out, "resolutions: ") || !strings.Contains(out, "errors: 0") || !strings.Contains(out, ids[0]) {
+		t.Errorf("pu bench --duration: exit %d\n%s", code, out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--pool", "nothere", "bench", "--count", "5"}, 1, "unknown pool handle"},
+		{[]string{"--pool", "bench", "bench", "--count", "5", "--pes", "3"}, 1, "answer names 2 PEs, want 3"},
+		{[]string{"--pool", "bench", "bench", "--duration", "0"}, 2, "bench needs a bound"},
+		{[]string{"--pool", "bench", "bench", "--connections", "0", "--count", "1"}, 2, "--connections must be positive"},
+		{[]string{"--pool", "bench", "bench", "--outstanding", "-1"}, 2, "--outstanding"},
+		{[]string{"--pool", "bench", "bench", "--count", "1", "--tls-ca", "x"}, 2, "plain ASAP"},
+	} {
+		code, _, errs := runCLI(t, append([]string{"pu", "--registrar", asapAddr}, tc.args...)...)
+		if code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("pu %v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, errs, tc.code, tc.want)
+		}
+	}
+}
