@@ -50,7 +50,8 @@ generate:
 # The data-plane benchmark table: XDP ns/packet above the test-run floor
 # for each of Katran's reference workloads (with the floor, Katran's figure
 # and the ratio; bpf's BenchmarkLb, BENCH_ROUNDS interleaved rounds on one
-# pinned CPU), packets/s through the LB namespace (XDP vs nftables vs
+# pinned CPU), the cost of each section of lb.c per path (BenchmarkLbSections),
+# packets/s through the LB namespace (XDP vs nftables vs
 # HAProxy, e2e/TestPPS), and a PNG of a failover (e2e/TestFailoverPlot).
 # Prints ONE table; rows and failover.png land in BENCH_OUT. Needs root,
 # nftables and haproxy; a few minutes.
@@ -60,6 +61,8 @@ bench:
 	rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
 	RSPXDP_BENCH_OUT=$(BENCH_OUT) $(GO) test -count=1 -timeout 20m -run='^$$' -bench='^BenchmarkLb$$' \
 		-benchtime=$(BENCH_ROUNDS)x ./bpf > $(BENCH_OUT)/bpf.log 2>&1 || { tail -30 $(BENCH_OUT)/bpf.log; exit 1; }
+	RSPXDP_BENCH_OUT=$(BENCH_OUT) $(GO) test -count=1 -timeout 10m -run='^$$' -bench='^BenchmarkLbSections$$' \
+		-benchtime=$(BENCH_ROUNDS)x ./bpf > $(BENCH_OUT)/sections.log 2>&1 || { tail -30 $(BENCH_OUT)/sections.log; exit 1; }
 	RSPXDP_BENCH_OUT=$(BENCH_OUT) $(GO) test -count=1 -timeout 10m -run='^$$' -bench='^BenchmarkConnTableCapacity$$' \
 		-benchtime=1x ./bpf > $(BENCH_OUT)/capacity.log 2>&1 || { tail -30 $(BENCH_OUT)/capacity.log; exit 1; }
 	RSPXDP_BENCH_OUT=$(BENCH_OUT) RSPXDP_PPS=1 RSPXDP_PPS_PACKETS=1000000 RSPXDP_PPS_ROUNDS=3 \

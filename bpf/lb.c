@@ -691,6 +691,7 @@ int lb_xdp(struct xdp_md *ctx)
 	 * flood guard let it in (below), so a flood never pays a lookup. */
 	if (!pk.syn) {
 		c = bpf_map_lookup_elem(&lb_conns, &ck);
+		STAGE(6);
 		if (c) {
 			bid = c->backend;
 			be = bpf_map_lookup_elem(&lb_backends, &bid);

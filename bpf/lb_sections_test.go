@@ -71,9 +71,12 @@ func stagedProgram(tb testing.TB, pinDir string, stage uint32) *ebpf.Program {
 // build, whose early returns the verifier resolves at load time), all
 // interleaved in one pinned-CPU run with the floor, and reports each
 // section's cost as the difference of consecutive boundaries' medians
-// above the floor. Sections of a few ns are within the noise; their sum is
-// the path's figure. The reference rows are the in-program floors of
-// BenchmarkLb, from the same run.
+// above the floor. Sections of a few ns are within the noise, and the
+// compiler may move work across a boundary (what only later code needs is
+// computed later in a cut-short build); their sum is the path's figure.
+// The reference rows are the in-program floors of BenchmarkLb (lb_ref_*),
+// in tables of the path's size, from the same run. With RSPXDP_BENCH_OUT
+// set, the rows also go to `make bench`'s table.
 //
 //	go test -run '^$' -bench BenchmarkLbSections -benchtime 11x ./bpf/
 func BenchmarkLbSections(b *testing.B) {
@@ -82,64 +85,85 @@ func BenchmarkLbSections(b *testing.B) {
 	const repeat = 20000
 	off := uint32(loader.NoFloodLimit)
 	var rows []benchtable.Row
+	hitSecs := []section{sections[0], sections[1], {6, "connection table lookup"},
+		{3, "PE check: the backend"}, sections[3], sections[4]}
 	for _, p := range []struct {
 		name, frame string
 		flood       uint32
 		mutate      uint32
-		prime       bool // run the frame once first: its flow is in the table
-		engage      bool // engage the flood guard before each round
-		pass        bool // ends after the service lookup: no sections 3 and 4
+		size        uint32 // connection table size
+		prime       bool   // run the frame once first: its flow is in the table
+		fill        bool   // fill the table first: every new flow evicts one
+		engage      bool   // engage the flood guard before each round
+		secs        []section
 	}{
-		{"v4 established -> IPIP", "v4_tcp_ack", off, 0, true, false, false},
-		{"v6 established -> IPv6-in-IPv6", "v6_tcp_ack", off, 0, true, false, false},
-		{"v4 SYN flood, guard engaged", "v4_tcp_syn", 0, srcOff4, false, true, false},
-		{"v4 non-VIP pass", "v4_udp_nonvip", off, 0, false, false, true},
+		{"v4 established -> IPIP", "v4_tcp_ack", off, 0, 1 << 16, true, false, false, hitSecs},
+		{"v6 established -> IPv6-in-IPv6", "v6_tcp_ack", off, 0, 1 << 16, true, false, false, hitSecs},
+		{"v4 new source every packet", "v4_tcp_ack", off, srcOff4, equalCapacity, false, true, false,
+			[]section{sections[0], sections[1], {6, "connection table lookup (a miss)"},
+				{5, "Maglev ring: the backend"}, {3, "LRU insert into the full table (evicts)"},
+				sections[3], sections[4]}},
+		{"v4 SYN flood, guard engaged", "v4_tcp_syn", 0, srcOff4, 1 << 16, false, false, true,
+			[]section{sections[0], sections[1], {5, "Maglev ring: the backend"},
+				{3, "flood guard"}, sections[3], sections[4]}},
+		{"v4 non-VIP pass", "v4_udp_nonvip", off, 0, 1 << 16, false, false, false,
+			[]section{sections[0], sections[1], {0, "control-port filter (the whole program)"}}},
 	} {
-		secs := sections
-		switch {
-		case p.pass:
-			secs = []section{sections[0], sections[1], {0, "control-port filter (the whole program)"}}
-		case p.engage:
-			secs = []section{sections[0], sections[1], {5, "Maglev ring: the backend"},
-				{3, "flood guard"}, sections[3], sections[4]}
-		}
 		b.Run(p.name, func(b *testing.B) {
 			pinCPU(b)
 			frame := frames[p.frame]
 			dir := loadertest.PinDir(b)
-			l := benchEnvAt(b, dir, 3, loader.DefaultConnTable, 1<<16, p.flood)
+			l := benchEnvAt(b, dir, 3, loader.DefaultConnTable, p.size, p.flood)
 			b.Cleanup(func() { l.Close(false) })
 			base := newHarness(b, nil, 1024, loader.DefaultConnTable)
 			base.setFrame(b, frame, p.mutate, 0)
-			hs := make([]*harness, len(secs))
-			for i, s := range secs {
+			hs := make([]*harness, len(p.secs))
+			for i, s := range p.secs {
 				prog := l.Program()
 				if s.stage != 0 {
 					prog = stagedProgram(b, dir, s.stage)
 				}
 				hs[i] = newHarness(b, prog, 1024, loader.DefaultConnTable)
-				hs[i].setFrame(b, frame, p.mutate, 0)
 			}
+			full := hs[len(hs)-1]
 			if p.prime {
-				hs[len(hs)-1].run(b, frame, 1)
+				full.setFrame(b, frame, 0, 0)
+				full.run(b, frame, 1)
 			}
-			// The reference's own floor: the frames of mutating paths
-			// cost the harness one more store.
+			if p.fill {
+				full.fill(b, frame, p.mutate, int(p.size))
+			}
+			for i, h := range hs {
+				h.setFrame(b, frame, p.mutate, 0)
+				// Disjoint sources per program, none of them filled in.
+				h.setCounter(b, uint32(i+1)<<24)
+			}
+			// The references, in tables of the same size: a hit (the
+			// reference frame's flow put in first) and, for a path of
+			// new flows, an insert into the filled table. Each has its
+			// own floor: a mutating frame costs the harness one store.
+			ack := frames["v4_tcp_ack"]
 			refBase := newHarness(b, nil, 1024, loader.DefaultConnTable)
-			refBase.setFrame(b, frames["v4_tcp_ack"], 0, 0)
-			ref := newHarness(b, nil, 1024, loader.DefaultConnTable)
-			ref.setFrame(b, frames["v4_tcp_ack"], 0, 0)
-			// The reference needs its flow in its own table.
+			refBase.setFrame(b, ack, 0, 0)
+			ref := newHarness(b, nil, p.size, loader.DefaultConnTable)
+			ref.setFrame(b, ack, 0, 0)
 			ref.setTarget(b, ref.objs.LbRefInsert)
-			ref.run(b, frames["v4_tcp_ack"], 1)
+			ref.run(b, ack, 1)
 			ref.setTarget(b, ref.objs.LbRefEncap)
+			var refIns *harness
+			if p.fill {
+				refIns = newHarness(b, nil, p.size, loader.DefaultConnTable)
+				refIns.setTarget(b, refIns.objs.LbRefInsert)
+				refIns.fill(b, frame, p.mutate, int(p.size))
+				refIns.setCounter(b, 1<<30)
+			}
 
-			at := make([][]float64, len(secs))
-			var refs []float64
+			at := make([][]float64, len(p.secs))
+			var refs, insRefs []float64
 			for b.Loop() {
 				if p.engage {
 					b.StopTimer()
-					full := hs[len(hs)-1]
+					full.setFrame(b, frame, 0, 0)
 					full.fill(b, frame, 0, loader.DefaultFloodLimit+5000)
 					full.setFrame(b, frame, p.mutate, 0)
 					b.StartTimer()
@@ -149,21 +173,25 @@ func BenchmarkLbSections(b *testing.B) {
 					_, t := h.run(b, frame, repeat)
 					at[i] = append(at[i], t-fl)
 				}
-				_, rfl := refBase.run(b, frames["v4_tcp_ack"], repeat)
-				_, t := ref.run(b, frames["v4_tcp_ack"], repeat)
+				_, rfl := refBase.run(b, ack, repeat)
+				_, t := ref.run(b, ack, repeat)
 				refs = append(refs, t-rfl)
+				if refIns != nil {
+					_, t := refIns.run(b, frame, repeat)
+					insRefs = append(insRefs, t-fl)
+				}
 			}
 			med := func(v []float64) float64 {
 				slices.Sort(v)
 				return v[len(v)/2]
 			}
+			const title = "XDP cost per section of lb.c, ns above the floor (difference of consecutive cut-short runs, one pinned CPU, median of rounds)"
 			prev := 0.0
-			for i, s := range secs {
+			for i, s := range p.secs {
 				m := med(at[i])
 				b.ReportMetric(m-prev, fmt.Sprintf("s%d-ns", i+1))
 				rows = append(rows, benchtable.Row{
-					Section: "XDP cost per section of lb.c, ns above the floor (difference of consecutive cut-short runs, one pinned CPU, median of rounds)",
-					Path:    p.name, Workload: s.name, Value: m - prev, Unit: "ns",
+					Section: title, Path: p.name, Workload: s.name, Value: m - prev, Unit: "ns",
 					Note: fmt.Sprintf("cumulative %.0f ns", m),
 				})
 				prev = m
@@ -171,13 +199,23 @@ func BenchmarkLbSections(b *testing.B) {
 			r := med(refs)
 			b.ReportMetric(r, "ref-encap-ns")
 			rows = append(rows, benchtable.Row{
-				Section: "XDP cost per section of lb.c, ns above the floor (difference of consecutive cut-short runs, one pinned CPU, median of rounds)",
-				Path:    p.name, Workload: "ref: bare lookup + IPIP, same run", Value: r, Unit: "ns",
-				Note: "reference, not a balancer",
+				Section: title, Path: p.name, Workload: "ref: bare lookup + IPIP, same run", Value: r, Unit: "ns",
+				Note: fmt.Sprintf("reference, not a balancer; %d-flow table", p.size),
 			})
+			if refIns != nil {
+				r := med(insRefs)
+				b.ReportMetric(r, "ref-insert-ns")
+				rows = append(rows, benchtable.Row{
+					Section: title, Path: p.name, Workload: "ref: bare LRU insert, full table, same run", Value: r, Unit: "ns",
+					Note: fmt.Sprintf("reference, not a balancer; %d-flow table", p.size),
+				})
+			}
 		})
 	}
 	if err := benchtable.Print(os.Stdout, rows); err != nil {
+		b.Fatal(err)
+	}
+	if err := benchtable.Append("12-sections.jsonl", rows); err != nil {
 		b.Fatal(err)
 	}
 }
