@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/gopacket/gopacket"
@@ -752,6 +753,16 @@ func TestLbFloodGuard(t *testing.T) {
 	e.run(t, frame(t, netip.AddrPortFrom(client4.Addr(), 100), svcTCP4.VIP, loader.TCP, nil))
 	if e.stats(t).ConnHits != hits+1 {
 		t.Errorf("established flow missed the connection table during the flood")
+	}
+	// A second later the window is over: the guard lets new flows in
+	// again within the 16 new flows between its looks at the clock
+	// (FLOOD_CLOCK_EVERY in lb.c).
+	time.Sleep(1200 * time.Millisecond)
+	for port := uint16(200); port < 216; port++ {
+		e.run(t, frame(t, netip.AddrPortFrom(client4.Addr(), port), svcTCP4.VIP, loader.TCP, nil))
+	}
+	if after, err := e.l.ConnCount(); err != nil || after <= n {
+		t.Errorf("a second after the flood: %d entries (err %v), want more than %d: the guard did not reopen", after, err, n)
 	}
 }
 
