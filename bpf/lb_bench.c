@@ -15,7 +15,8 @@
  * lb_ref_encap and lb_ref_insert are in-program references, measured in the
  * same run as lb.c: the least any balancer does on a table hit (one
  * connection table lookup and an IPIP header) and on a new flow (one LRU
- * insert), so a figure can be read against the kernel's own floor.
+ * insert), so a figure can be read against the kernel's own floor;
+ * lb_ref_lookup is the lookup alone.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -157,6 +158,20 @@ int lb_ref_encap(struct xdp_md *ctx)
 	sum = (sum & 0xffff) + (sum >> 16);
 	ip->check = ~sum;
 	return XDP_TX;
+}
+
+/* Bare table lookup: the connection table's share of lb_ref_encap. */
+SEC("xdp")
+int lb_ref_lookup(struct xdp_md *ctx)
+{
+	struct conn_key f = {};
+
+	if (ref_flow(ctx, &f))
+		return XDP_ABORTED;
+	struct conn *c = bpf_map_lookup_elem(&lb_ref_conns, &f);
+	if (!c)
+		return XDP_ABORTED;
+	return c->backend ? XDP_TX : XDP_DROP;
 }
 
 /* Bare LRU insert of the frame's flow: the floor of a new flow. */

@@ -50,6 +50,7 @@ const (
 	LbBenchProgLbBenchTrivial = "lb_bench_trivial"
 	LbBenchProgLbRefEncap     = "lb_ref_encap"
 	LbBenchProgLbRefInsert    = "lb_ref_insert"
+	LbBenchProgLbRefLookup    = "lb_ref_lookup"
 )
 
 // LoadLbBench returns the embedded CollectionSpec for LbBench.
@@ -98,6 +99,7 @@ type LbBenchProgramSpecs struct {
 	LbBenchTrivial *ebpf.ProgramSpec `ebpf:"lb_bench_trivial"`
 	LbRefEncap     *ebpf.ProgramSpec `ebpf:"lb_ref_encap"`
 	LbRefInsert    *ebpf.ProgramSpec `ebpf:"lb_ref_insert"`
+	LbRefLookup    *ebpf.ProgramSpec `ebpf:"lb_ref_lookup"`
 }
 
 // LbBenchMapSpecs contains maps before they are loaded into the kernel.
@@ -162,6 +164,7 @@ type LbBenchPrograms struct {
 	LbBenchTrivial *ebpf.Program `ebpf:"lb_bench_trivial"`
 	LbRefEncap     *ebpf.Program `ebpf:"lb_ref_encap"`
 	LbRefInsert    *ebpf.Program `ebpf:"lb_ref_insert"`
+	LbRefLookup    *ebpf.Program `ebpf:"lb_ref_lookup"`
 }
 
 func (p *LbBenchPrograms) Close() error {
@@ -170,6 +173,7 @@ func (p *LbBenchPrograms) Close() error {
 		p.LbBenchTrivial,
 		p.LbRefEncap,
 		p.LbRefInsert,
+		p.LbRefLookup,
 	)
 }
 

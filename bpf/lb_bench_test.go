@@ -176,7 +176,7 @@ type benchCase struct {
 	name     string
 	workload string
 	frame    string
-	ref      string // "", "encap" or "insert": run lb_ref_* instead of lb.c
+	ref      string // "", "encap", "lookup" or "insert": run lb_ref_* instead of lb.c
 	kind     string // "hit", "new", "flood" or "pass": what the counters must show
 	size     uint32 // connection table size (0: loader default)
 	flood    uint32 // Options.FloodLimit (0: loader default)
@@ -200,6 +200,7 @@ func benchCases() []benchCase {
 		{name: "v4 non-VIP pass", workload: "UDP to an address with no service", frame: "v4_udp_nonvip", kind: "pass", verdict: xdpPass, katran: katranPass},
 		{name: "v6 non-VIP pass", workload: "TCP to an address with no service", frame: "v6_tcp_nonvip", kind: "pass", verdict: xdpPass},
 		{name: "ref: bare lookup + IPIP", workload: "in-program floor of a hit", frame: "v4_tcp_ack", ref: "encap", size: equalCapacity, verdict: xdpTX},
+		{name: "ref: bare lookup", workload: "the connection table's share of that floor", frame: "v4_tcp_ack", ref: "lookup", size: equalCapacity, verdict: xdpTX},
 		{name: "ref: bare LRU insert, full", workload: fmt.Sprintf("in-program floor of a new flow, %d-flow table filled", def), frame: "v4_tcp_syn", ref: "insert", fill: true, mutate: srcOff4, verdict: xdpTX},
 		{name: "ref: bare LRU insert, full", workload: fmt.Sprintf("in-program floor of a new flow, %d-flow table filled", equalCapacity), frame: "v4_tcp_syn", ref: "insert", size: equalCapacity, fill: true, mutate: srcOff4, verdict: xdpTX},
 	}
@@ -265,15 +266,18 @@ func BenchmarkLb(b *testing.B) {
 					}
 					h.fill(tb, fillFrame, srcOff4, int(size))
 				}
-				if c.kind == "hit" || c.ref == "encap" || (c.kind == "new" && c.mutate == 0) {
+				if c.kind == "hit" || c.ref == "encap" || c.ref == "lookup" || (c.kind == "new" && c.mutate == 0) {
 					// Put the flow in the table first.
 					h.setFrame(tb, frame, 0, 0)
 					if ret, _ := h.run(tb, frame, 1); ret != c.verdict {
 						sb.Fatalf("%s: priming verdict %d", c.name, ret)
 					}
 				}
-				if c.ref == "encap" {
+				switch c.ref {
+				case "encap":
 					h.setTarget(tb, h.objs.LbRefEncap)
+				case "lookup":
+					h.setTarget(tb, h.objs.LbRefLookup)
 				}
 			}
 			b.Run(ct.name+"/"+c.name+"/"+fmt.Sprint(size), func(b *testing.B) {

@@ -150,6 +150,9 @@ func BenchmarkLbSections(b *testing.B) {
 			ref.setTarget(b, ref.objs.LbRefInsert)
 			ref.run(b, ack, 1)
 			ref.setTarget(b, ref.objs.LbRefEncap)
+			// The lookup alone, in the same table.
+			refLook := newHarness(b, ref.objs.LbRefLookup, p.size, loader.DefaultConnTable)
+			refLook.setFrame(b, ack, 0, 0)
 			var refIns *harness
 			if p.fill {
 				refIns = newHarness(b, nil, p.size, loader.DefaultConnTable)
@@ -159,7 +162,7 @@ func BenchmarkLbSections(b *testing.B) {
 			}
 
 			at := make([][]float64, len(p.secs))
-			var refs, insRefs []float64
+			var refs, lookRefs, insRefs []float64
 			for b.Loop() {
 				if p.engage {
 					b.StopTimer()
@@ -176,6 +179,8 @@ func BenchmarkLbSections(b *testing.B) {
 				_, rfl := refBase.run(b, ack, repeat)
 				_, t := ref.run(b, ack, repeat)
 				refs = append(refs, t-rfl)
+				_, t = refLook.run(b, ack, repeat)
+				lookRefs = append(lookRefs, t-rfl)
 				if refIns != nil {
 					_, t := refIns.run(b, frame, repeat)
 					insRefs = append(insRefs, t-fl)
@@ -200,6 +205,12 @@ func BenchmarkLbSections(b *testing.B) {
 			b.ReportMetric(r, "ref-encap-ns")
 			rows = append(rows, benchtable.Row{
 				Section: title, Path: p.name, Workload: "ref: bare lookup + IPIP, same run", Value: r, Unit: "ns",
+				Note: fmt.Sprintf("reference, not a balancer; %d-flow table", p.size),
+			})
+			r = med(lookRefs)
+			b.ReportMetric(r, "ref-lookup-ns")
+			rows = append(rows, benchtable.Row{
+				Section: title, Path: p.name, Workload: "ref: bare lookup, same run", Value: r, Unit: "ns",
 				Note: fmt.Sprintf("reference, not a balancer; %d-flow table", p.size),
 			})
 			if refIns != nil {
