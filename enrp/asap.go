@@ -92,9 +92,7 @@ func (c *Core) onRegistration(link LinkID, src netip.Addr, m Registration) {
 		c.log.Debug("PE re-registered", "pool", m.Handle, "pe", idString(pe.ID))
 	}
 	c.send(Output{Link: link, Msg: RegistrationResponse{Handle: m.Handle, PEID: pe.ID}})
-	c.toAllPeers(func(h Header) Message {
-		return HandleUpdate{Header: h, Action: AddPE, Handle: m.Handle, PE: clonePE(pe)}
-	})
+	c.replicate(HandleUpdate{Action: AddPE, Handle: m.Handle, PE: clonePE(pe)})
 }
 
 func (c *Core) onDeregistration(link LinkID, src netip.Addr, m Deregistration) {

@@ -139,8 +139,10 @@ type Core struct {
 	leave     leaveState               // graceful leave (leave.go)
 	forwarded map[peKey]*forwardWindow // unreachable reports passed on
 
-	// awayFrom and recoverUntil: after a stall (ownership.go).
+	// awayFrom and recoverUntil: after a stall (ownership.go); held: the
+	// updates about our PEs held back until then.
 	awayFrom, recoverUntil time.Time
+	held                   map[peKey]HandleUpdate
 
 	synced       bool // mentor sync done (or nothing to sync from)
 	mentor       uint32
@@ -359,10 +361,7 @@ func (c *Core) removeOwned(k peKey, reason selector.Reason) {
 	} else {
 		_, _ = c.hs.Remove(k.handle, k.id, reason)
 	}
-	c.toAllPeers(func(h Header) Message {
-		return HandleUpdate{Header: h, Action: DelPE, Handle: k.handle, PE: clonePE(pe),
-			Drain: reason == selector.ReasonDeregistered}
-	})
+	c.replicate(HandleUpdate{Action: DelPE, Handle: k.handle, PE: clonePE(pe), Drain: reason == selector.ReasonDeregistered})
 }
 
 // toAllPeers sends one message per live peer with its receiver ID filled in.

@@ -1,6 +1,9 @@
 package enrp
 
 import (
+	"cmp"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/rspxdp/rspxdp/selector"
@@ -27,6 +30,12 @@ import (
 // hearing instead of declaring them all dead, restarts its keep-alive
 // timeouts instead of removing PEs whose acks are still queued, and asks
 // every peer for the PEs it owns, so that what moved is yielded at once.
+// Until then it holds back its Handle Updates about its own PEs: an rsplib
+// peer carries no epochs and takes any update for the truth, so the update
+// of a re-registration that queued on a moved PE's old association, or the
+// delete when that association is closed, would take the PE from its new
+// home there (scenario 70 in vm/). What is still ours afterwards goes out
+// then (flushHeld).
 //
 // The same ordering settles a pool created at two registrars at once with
 // different policies: the pool keeps the policy of its oldest PE, and the
@@ -184,7 +193,8 @@ func (c *Core) stallThreshold() time.Duration {
 
 func (c *Core) recovering() bool { return c.now.Before(c.recoverUntil) }
 
-// advance moves the clock to now, noticing a stall.
+// advance moves the clock to now, noticing a stall, and sends what was
+// held back once the recovery from one is over.
 func (c *Core) advance(now time.Time) {
 	if !now.After(c.now) {
 		return
@@ -194,6 +204,59 @@ func (c *Core) advance(now time.Time) {
 	if gap := now.Sub(from); gap > c.stallThreshold() && !c.leave.active {
 		c.recoverStall(from, gap)
 	}
+	if len(c.held) > 0 && !c.recovering() {
+		c.flushHeld()
+	}
+}
+
+// replicate sends u, about one of our PEs, to every peer, or holds it
+// back while we recover from a stall.
+func (c *Core) replicate(u HandleUpdate) {
+	if c.recovering() {
+		if c.held == nil {
+			c.held = map[peKey]HandleUpdate{}
+		}
+		// The last update per PE is the one that counts.
+		c.held[peKey{u.Handle, u.PE.ID}] = u
+		return
+	}
+	c.toAllPeers(func(h Header) Message {
+		m := u
+		m.Header, m.PE = h, clonePE(u.PE)
+		return m
+	})
+}
+
+// flushHeld sends, after the recovery from a stall, the held updates that
+// still hold: an add for a PE that is still ours (as it is now), a delete
+// for one that nobody else has claimed meanwhile (gone here and not ours
+// again). An update about a PE that a peer owns now is dropped.
+func (c *Core) flushHeld() {
+	held := c.held
+	c.held = nil
+	keys := slices.SortedFunc(maps.Keys(held), func(a, b peKey) int {
+		return cmp.Or(cmp.Compare(a.handle, b.handle), cmp.Compare(a.id, b.id))
+	})
+	sent := 0
+	for _, k := range keys {
+		u := held[k]
+		el, found := c.hs.Lookup(k.handle, k.id)
+		ours := c.owned[k] != nil
+		switch {
+		case u.Action == AddPE && ours:
+			pe, ok := c.lookup(k.handle, k.id)
+			if !ok {
+				continue
+			}
+			u.PE = pe
+		case u.Action == DelPE && !ours && (!found || el.Home == c.cfg.ID):
+		default:
+			continue // a peer owns it now, or it is ours again
+		}
+		sent++
+		c.replicate(u)
+	}
+	c.log.Info("recovered from the stall: replicated what is still ours", "held", len(held), "sent", sent)
 }
 
 // recoverStall runs when we find we were away for gap since from.

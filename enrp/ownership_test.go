@@ -1,7 +1,9 @@
 package enrp
 
 import (
+	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -273,5 +275,70 @@ func TestForeignKeepAliveAckIgnored(t *testing.T) {
 	c.Tick(now.Add(400 * time.Millisecond))
 	if _, ok := c.hs.Lookup("echo", 5); ok {
 		t.Fatal("a PE kept alive only by someone else's acks stayed listed")
+	}
+}
+
+// updatesAbout lists the Handle Updates in outs about PE id, as "action
+// home->peer" strings.
+func updatesAbout(outs []Output, id uint32) []string {
+	var r []string
+	for _, o := range outs {
+		if u, ok := o.Msg.(HandleUpdate); ok && u.PE.ID == id {
+			r = append(r, fmt.Sprintf("%v home %d -> %d", u.Action, u.PE.Home, o.Peer))
+		}
+	}
+	return r
+}
+
+// A registrar that was stalled tells its peers nothing about its PEs until
+// it has re-checked who owns them. An rsplib peer carries no epochs and
+// takes any Handle Update for the truth, so a queued re-registration's
+// update (home: the stalled registrar) or the delete for the old
+// association the PE closed when it moved would take a PE away from its new
+// home there (issue 15 item 7, scenario 70: the rspserver PE missing at
+// rspregistrar for 1.6 s). What is still ours after the re-check is
+// replicated then.
+func TestStallHoldsBackUpdates(t *testing.T) {
+	c1, c2, now := pair(t)
+	hello(c1, 3, 3)                     // an rsplib peer: it only listens here
+	register(c1, 10, "echo", testPE(5)) // moves to c2 while c1 is stalled
+	register(c1, 11, "echo", testPE(7)) // stays c1's and re-registers
+	register(c1, 12, "echo", testPE(8)) // dies while c1 is stalled
+	c1.Tick(now.Add(1100 * time.Millisecond))
+	c1.Drain()
+	run(c2, now, now.Add(5*time.Second))
+	moved := register(c2, 13, "echo", testPE(5))
+	woke := now.Add(7 * time.Second)
+	c1.SetNow(woke)
+	c1.Drain()
+	// What queued at c1: the re-registrations of 5 and 7 on their old
+	// associations, then 5's old association (5 moved on) and 8's abort.
+	var out []Output
+	out = append(out, register(c1, 10, "echo", testPE(5))...)
+	out = append(out, register(c1, 11, "echo", testPE(7))...)
+	c1.LinkAborted(10)
+	c1.LinkAborted(12)
+	out = append(out, c1.Drain()...)
+	if ups := updatesAbout(out, 5); len(ups) > 0 {
+		t.Errorf("while re-checking ownership after the stall, sent %v about PE 5, which c2 owns now", ups)
+	}
+	// c2's update arrives; the re-check ends.
+	deliver(t, moved, c1)
+	out = append(out, c1.Drain()...)
+	out = append(out, run(c1, woke.Add(500*time.Millisecond), woke.Add(3*time.Second))...)
+	if ups := updatesAbout(out, 5); len(ups) > 0 {
+		t.Errorf("after the stall sent %v about PE 5, which c2 owns now", ups)
+	}
+	if h := homeOf(t, c1, "echo", 5); h != 2 {
+		t.Errorf("PE 5 homed at %d, want 2", h)
+	}
+	// What stayed ours reaches the peers once the re-check is over.
+	for _, tc := range []struct {
+		id   uint32
+		want string
+	}{{7, fmt.Sprintf("%v home 1 -> 3", AddPE)}, {8, fmt.Sprintf("%v home 1 -> 3", DelPE)}} {
+		if ups := updatesAbout(out, tc.id); !slices.Contains(ups, tc.want) {
+			t.Errorf("PE %d: after the stall sent %v, want %q", tc.id, ups, tc.want)
+		}
 	}
 }
