@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -671,10 +673,11 @@ func TestSessionsMixedPool(t *testing.T) {
 		t.Errorf("rspxdp pu echo did not fail over losing no line:\n%s", fo)
 	}
 	t.Logf("failover: %s", lastLine(fo))
+	t.Run("rspterminal failover", func(t *testing.T) { checkTerminalFailover(t, dir) })
 	checkCapture(t, filepath.Join(dir, "capture.pcap"), map[int]string{
 		1: "REGISTRATION", 3: "REGISTRATION_RESPONSE",
 		5: "HANDLE_RESOLUTION", 6: "HANDLE_RESOLUTION_RESPONSE",
-		11: "COOKIE",
+		11: "COOKIE", 12: "COOKIE_ECHO",
 	}, nil)
 }
 
@@ -770,6 +773,73 @@ func TestResolutionThroughput(t *testing.T) {
 		ratio, goal, float64(x.cpuPerResolution())/float64(l.cpuPerResolution()), hostLoad)
 }
 
+// ansi matches the colour escapes rsplib's tools print.
+var ansi = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+
+// checkTerminalFailover judges scenario 50's last phase: rsplib's
+// rspterminal, in a session on rspxdp's PE $00005001, has that PE killed
+// after line 5 of 20. Every line must come back, lines 1-5 from $00005001
+// and lines 6-20 from the other PE, and rsplib must have echoed the rspxdp
+// PE's cookie ("pe=0x00005001 ...") to the PE it failed over to.
+func checkTerminalFailover(t *testing.T, dir string) {
+	t.Helper()
+	out := ansi.ReplaceAllString(readFile(t, filepath.Join(dir, "terminal-failover.txt")), "")
+	from := map[int]string{}
+	for _, m := range regexp.MustCompile(`from PE \$([0-9a-f]{8})> fo-(\d\d)`).FindAllStringSubmatch(out, -1) {
+		n, _ := strconv.Atoi(m[2])
+		from[n] = m[1]
+	}
+	lost := 0
+	for n := 1; n <= 20; n++ {
+		switch pe, ok := from[n]; {
+		case !ok:
+			lost++
+			t.Errorf("rspterminal line %d not answered", n)
+		case n <= 5 && pe != "00005001":
+			t.Errorf("rspterminal line %d answered by $%s before the kill, want rspxdp's $00005001", n, pe)
+		case n > 5 && pe == "00005001":
+			t.Errorf("rspterminal line %d answered by the killed PE $00005001", n)
+		}
+	}
+	var other resolvedPE
+	for _, pe := range readPEs(t, filepath.Join(dir, "resolve-terminal.json")) {
+		if pe.ID != "0x00005001" {
+			other = pe
+		}
+	}
+	_, port, _ := strings.Cut(other.Addr, ":")
+	kill := strings.TrimPrefix(strings.SplitN(readFile(t, filepath.Join(dir, "terminal-kill.txt")), "\n", 2)[0], "kill_epoch=")
+	if other.ID == "" || port == "" || kill == "" {
+		t.Fatalf("no rspserver PE in resolve-terminal.json (%+v) or no kill time", other)
+	}
+	fields := tsharkFields(t, filepath.Join(dir, "capture.pcap"))
+	echoed, after := 0, ""
+	f := fields("asap.message_type == 12 && sctp.dstport == "+port+" && frame.time_epoch >= "+kill, "frame.time_epoch", "asap.cookie")
+	for i := 0; i+1 < len(f); i += 2 {
+		if b, err := hexBytes(f[i+1]); err == nil && strings.Contains(string(b), "pe=0x00005001") {
+			if echoed == 0 {
+				at, err1 := strconv.ParseFloat(f[i], 64)
+				k, err2 := strconv.ParseFloat(kill, 64)
+				if err1 == nil && err2 == nil {
+					after = fmt.Sprintf(", the first %.0f ms after the kill", 1000*(at-k))
+				}
+			}
+			echoed++
+		}
+	}
+	if echoed == 0 {
+		t.Errorf("no Cookie Echo carrying rspxdp's cookie from rspterminal to PE %s (port %s) after the kill", other.ID, port)
+	}
+	t.Logf("rspterminal: %d of 20 lines answered (%d lost), lines 6-20 from %s; %d Cookie Echo(es) with rspxdp's cookie to it%s",
+		len(from), lost, other.ID, echoed, after)
+}
+
+// hexBytes decodes tshark's hex form of a bytes field ("70653d..." or
+// "70:65:3d...").
+func hexBytes(s string) ([]byte, error) {
+	return hex.DecodeString(strings.ReplaceAll(s, ":", ""))
+}
+
 // statusDump is `rspxdp status --json` as the scenarios keep it.
 type statusDump struct {
 	Registrar string `json:"registrar"`
@@ -797,11 +867,39 @@ func homes(t *testing.T, path string) (map[string]string, string) {
 	return m, d.Registrar
 }
 
+// mixedScopePEs is how many PEs scenario 60 registers: an rspserver and an
+// rspxdp PE in each of three pools, and one more of each kind at the
+// registrar of the other kind.
+const mixedScopePEs = 8
+
+// rspxdpPE reports whether a PE identifier (as `rspxdp status` prints it) is
+// one the scenarios give `rspxdp pe` (0x6xxx, 0x7xxx); rspserver's are random.
+func rspxdpPE(id string) bool {
+	return regexp.MustCompile(`^0x0000[67][0-9a-f]{3}$`).MatchString(id)
+}
+
+// peKinds returns the kinds ("rspxdp", "rsplib") of the PEs homed at home in
+// m (pool/PE -> home).
+func peKinds(m map[string]string, home string) []string {
+	seen := map[string]bool{}
+	for pe, h := range m {
+		if h != home {
+			continue
+		}
+		if rspxdpPE(pe[strings.LastIndexByte(pe, '/')+1:]) {
+			seen["rspxdp"] = true
+		} else {
+			seen["rsplib"] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
 // TestMixedScope: two rsplib and two rspxdp registrars share one operation
-// scope whose pools each hold an rspserver PE and an rspxdp PE; every
-// registrar lists every PE with the same home, before and after a takeover
-// of an rspxdp registrar and of an rsplib one, and the registrars do not
-// audit each other in a loop.
+// scope whose pools each hold rspserver PEs and rspxdp PEs; every registrar
+// lists every PE with the same home, before and after a takeover of an
+// rspxdp registrar and of an rsplib one, each of them home to PEs of both
+// kinds, and the registrars do not audit each other in a loop.
 func TestMixedScope(t *testing.T) {
 	g := guest(t)
 	dir := enrpScenario(t, g, "60-mixed-scope")
@@ -827,8 +925,8 @@ func TestMixedScope(t *testing.T) {
 			if ph.name == "agree" {
 				ids[port] = id
 			}
-			if len(m) != 6 {
-				t.Errorf("%s: registrar %s (%s) lists %d PEs, want 6: %v", ph.name, port, id, len(m), m)
+			if len(m) != mixedScopePEs {
+				t.Errorf("%s: registrar %s (%s) lists %d PEs, want %d: %v", ph.name, port, id, len(m), mixedScopePEs, m)
 			}
 			for pe, home := range m {
 				for _, d := range ph.dead {
@@ -844,6 +942,15 @@ func TestMixedScope(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %v", ph.name, ref)
+		if ph.name == "agree" {
+			// Each registrar killed below is home to PEs of both
+			// kinds, so its takeover moves both (issue 15).
+			for _, d := range []string{"9902", "9901"} {
+				if kinds := peKinds(ref, ids[d]); len(kinds) != 2 {
+					t.Errorf("agree: registrar %s (%s) is home to PEs of kinds %v, want both rspxdp and rsplib", d, ids[d], kinds)
+				}
+			}
+		}
 	}
 	// No audit loop: Handle Table Requests between the registrars (not
 	// the status readers') stay few over the whole run.

@@ -5,6 +5,13 @@
 pids=()
 capture_pid=
 
+# Fast timers for the operation-scope scenarios: rsplib's registrar keeps
+# its PEs alive every second (KA); rspxdp's registrar too, with peer
+# timers of 1-2 s, over SCTP (XKA).
+KA=(-endpointkeepalivetransmissioninterval=1000 -endpointkeepalivetimeoutinterval=1000)
+XKA=(--keepalive-interval=1s --keepalive-timeout=1s --heartbeat=1s --max-time-last-heard=2s
+	--max-time-no-response=2s --takeover-expiry=2s --transport=sctp)
+
 # start_bg NAME CMD...: run CMD in the background, output in NAME.log.
 start_bg() {
 	local name=$1
@@ -18,6 +25,8 @@ start_bg() {
 # stop_all: stop what start_bg started, gently first so PEs deregister.
 stop_all() {
 	local p
+	# With no pids, a bare wait would wait for every child (tcpdump too).
+	[ ${#pids[@]} -gt 0 ] || return 0
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	sleep 1
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done

@@ -1,11 +1,11 @@
 #!/bin/bash
 # Scenario (issue 15): one operation scope shared by two rsplib registrars
 # (R1, R2) and two rspxdp registrars (X1 = $00000058, X2 = $00000059), with
-# three pools (RoundRobin, WeightedRoundRobin, LeastUsed) each holding an
-# rspserver PE and an rspxdp PE (rspxdp pe --transport sctp), homed across
-# all four registrars.
+# three pools (RoundRobin, WeightedRoundRobin, LeastUsed) each holding
+# rspserver PEs and rspxdp PEs (rspxdp pe --transport sctp), homed across
+# all four registrars, X1 and R1 each home to PEs of both kinds (8 PEs).
 #   agree:      every registrar's handlespace, read with `rspxdp status`
-#               (status-<enrp port>-agree.json), lists the six PEs with the
+#               (status-<enrp port>-agree.json), lists the eight PEs with the
 #               same homes, and the per-owner checksums are equal;
 #   kill X1:    the survivors take X1's PEs over (status-*-x1.json);
 #   kill R1:    the survivors take R1's PEs over (status-*-r1.json).
@@ -16,9 +16,6 @@ set -u
 
 A=$VM_ADDR4
 capture_start lo || fail "no capture"
-KA=(-endpointkeepalivetransmissioninterval=1000 -endpointkeepalivetimeoutinterval=1000)
-XKA=(--keepalive-interval=1s --keepalive-timeout=1s --heartbeat=1s --max-time-last-heard=2s
-	--max-time-no-response=2s --takeover-expiry=2s --transport=sctp)
 start_bg r1 rspregistrar -asap="$A:3863" -enrp="$A:9901" -asapannounce=off -enrpannounce=off -loglevel=3 "${KA[@]}"
 r1=${pids[-1]}
 wait_sctp_listen 9901 || fail "R1 does not listen"
@@ -44,6 +41,11 @@ start_bg wrr-rspxdp rspxdp pe --pool PoolWRR --registrar "$A:3866" --transport s
 start_bg lu-rsplib rspserver -echo -poolhandle=PoolLU -policy=LeastUsed -registrar="$A:3863" -asapannounce=off -loglevel=3
 start_bg lu-rspxdp rspxdp pe --pool PoolLU --registrar "$A:3864" --transport sctp --id 0x6003 \
 	--listen "$A:7203" --asap-listen "$A:7213" --service echo --policy lu:10%
+# And each kind at the other kind's registrar, so that both takeovers below
+# move PEs of both kinds: an rspserver homed at X1, an rspxdp PE at R1.
+start_bg wrr-rsplib-x1 rspserver -echo -poolhandle=PoolWRR -policy=WeightedRoundRobin:3 -registrar="$A:3864" -asapannounce=off -loglevel=3
+start_bg lu-rspxdp-r1 rspxdp pe --pool PoolLU --registrar "$A:3863" --transport sctp --id 0x6004 \
+	--listen "$A:7204" --asap-listen "$A:7214" --service echo --policy lu:10%
 
 # status_of PORT PHASE: `rspxdp status --json` of the registrar whose ENRP
 # port is PORT, into status-PORT-PHASE.json; true if it answered.
@@ -52,14 +54,14 @@ status_of() {
 		grep -q '"pools"' "status-$1-$2.json"
 }
 
-# converged PHASE PORT...: every listed registrar holds six PEs and they
+# converged PHASE PORT...: every listed registrar holds the eight PEs and they
 # all print the same per-owner checksums.
 converged() {
 	local phase=$1 p first=
 	shift
 	for p in "$@"; do status_of "$p" "$phase"; done # all read, for the host
 	for p in "$@"; do
-		[ "$(grep -c '"id"' "status-$p-$phase.json")" -eq 6 ] || return 1
+		[ "$(grep -c '"id"' "status-$p-$phase.json")" -eq 8 ] || return 1
 		if [ -z "$first" ]; then
 			first=$p
 		elif [ "$(checksums_of "status-$first-$phase.json")" != "$(checksums_of "status-$p-$phase.json")" ]; then
@@ -91,7 +93,7 @@ timeout 30 rspxdp pu --pool PoolWRR --registrar "$A:3865" --transport sctp echo 
 # Takeover of an rspxdp registrar: X1 dies, its PEs move to a survivor.
 kill_now X1 "$x1"
 retry 60 taken_over 0x00000058 x1 9901 9903 9904 ||
-	phase_fail "after X1's death the survivors do not agree on six PEs, none homed at X1"
+	phase_fail "after X1's death the survivors do not agree on eight PEs, none homed at X1"
 echo "X1's PEs taken over after $(uptime_since "$killed") s"
 
 # Takeover of an rsplib registrar: R1 dies, its PEs move to a survivor.
@@ -99,7 +101,7 @@ r1id=$(sed -n 's/^  "registrar": "\(.*\)",$/\1/p' status-9901-agree.json)
 [ -n "$r1id" ] || phase_fail "no registrar id for R1 in its status"
 kill_now R1 "$r1"
 retry 90 taken_over "${r1id:-none}" r1 9903 9904 ||
-	phase_fail "after R1's death the survivors do not agree on six PEs, none homed at R1"
+	phase_fail "after R1's death the survivors do not agree on eight PEs, none homed at R1"
 echo "R1's PEs taken over after $(uptime_since "$killed") s"
 for p in 9903 9904; do echo "$p:"; checksums_of "status-$p-r1.json"; done
 
