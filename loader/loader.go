@@ -339,6 +339,9 @@ func open(opts Options) (*Loader, error) {
 	}
 	ring := spec.Maps[bpf.LbMapLbRings].InnerMap
 	ring.MaxEntries = ringEntries(opts.TableSize)
+	if err := checkPinnedRings(opts.PinDir, ring.ValueSize); err != nil {
+		return nil, err
+	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("count CPUs: %w", err)
