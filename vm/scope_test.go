@@ -187,12 +187,22 @@ func TestSigstopMixedScope(t *testing.T) {
 		"frame.number", "sctp.dstport", "enrp.update_action", "enrp.pool_element_pe_identifier", "enrp.pool_element_home_enrp_server_identifier"); len(stale) > 0 {
 		t.Errorf("after the SIGCONT X1 sent Handle Updates (frame, to port, action, PE, home): %v; X2 owns every PE by then", stale)
 	}
+	// Between polls too: from the SIGSTOP on, every Handle Update R got
+	// adds a PE homed at X2 (no delete, no other home), so R never lost
+	// one or saw it elsewhere.
+	toR := fields("frame.time_epoch >= "+times["stop_epoch"]+" && sctp.dstport == 9901 && enrp.message_type == 4",
+		"enrp.update_action", "enrp.pool_element_home_enrp_server_identifier")
+	for i := 0; i+1 < len(toR); i += 2 {
+		if toR[i] != "0" || toR[i+1] != x2 {
+			t.Errorf("R got a Handle Update with action %s for a PE homed at %s after the SIGSTOP; want adds homed at X2 %s only", toR[i], toR[i+1], x2)
+		}
+	}
 	withEpoch := len(fields(resumed+" && sctp.dstport == 9901 && enrp.parameter_type == 0xbf43", "frame.number"))
 	if withEpoch == 0 {
 		t.Errorf("after the SIGCONT R got no ENRP message with rspxdp's epoch parameter 0xbf43: nothing shows rsplib skipping it")
 	}
-	t.Logf("after the SIGCONT: X1 sent ENRP messages (type: count) %v; R got %d frames with the private epoch parameter 0xbf43",
-		types, withEpoch)
+	t.Logf("after the SIGCONT: X1 sent ENRP messages (type: count) %v; R got %d frames with the private epoch parameter 0xbf43; %d Handle Updates to R since the SIGSTOP",
+		types, withEpoch, len(toR)/2)
 	if echo := readFile(t, filepath.Join(dir, "echo-after.txt")); !strings.Contains(echo, "> echo-PoolS") {
 		t.Errorf("PoolS not served through R after the SIGCONT:\n%s", echo)
 	}

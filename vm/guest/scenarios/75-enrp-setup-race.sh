@@ -122,7 +122,8 @@ round() {
 }
 
 r=0
-for spec in "rsplib a 0" "rsplib b 40" "rsplib a 100" "rspxdp a 0" "rspxdp b 25" "rspxdp a 70"; do
+for spec in "rsplib a 0" "rsplib b 40" "rsplib a 100" "rsplib b 0" "rspxdp a 0" "rspxdp b 25" "rspxdp a 70" \
+	"rspxdp b 100" "rspxdp a 10"; do
 	r=$((r + 1))
 	# shellcheck disable=SC2086
 	round "$r" $spec
