@@ -63,6 +63,13 @@ type outQueue struct {
 	bytes  int
 	closed bool
 	wake   chan struct{} // one token: something was queued
+	// writing: a goroutine is writing this queue out (the link's writer
+	// or its reader, see writeQueued); it empties the queue before it
+	// lets go, so a message queued meanwhile needs no wake-up.
+	writing bool
+	// inline: the link's reader is handling a message and writes what it
+	// queues itself once done (readLoop), so queueing wakes nobody.
+	inline bool
 }
 
 // queueBudget is the server-wide bound on queued bytes.
@@ -115,19 +122,85 @@ func (l *link) enqueue(b []byte) bool {
 	l.unsent.Add(1)
 	q.msgs = append(q.msgs, b)
 	q.bytes += len(b)
+	wake := !q.inline && !q.writing
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
 	}
 	return true
 }
 
-// dequeue moves up to maxWriteBatch queued messages into batch.
-func (l *link) dequeue(batch [][]byte) [][]byte {
+// writeQueued writes l's queued messages until the queue is empty, unless
+// another goroutine is already doing so (then that one writes them). Both
+// the link's writer goroutine and, for ASAP links, its reader call it: the
+// reader writes the answer to the request it just handled itself, which
+// saves a goroutine wake-up and hand-off per request (issue 15). batch is
+// scratch space, returned for reuse.
+func (l *link) writeQueued(ctx context.Context, bw transport.BatchWriter, batch [][]byte) ([][]byte, error) {
 	q := &l.q
 	q.mu.Lock()
-	defer q.mu.Unlock()
+	if q.writing {
+		q.mu.Unlock()
+		return batch, nil
+	}
+	q.writing = true
+	for {
+		batch = l.dequeueLocked(batch[:0])
+		if len(batch) == 0 {
+			q.writing = false
+			q.mu.Unlock()
+			return batch, nil
+		}
+		q.mu.Unlock()
+		var err error
+		if len(batch) > 1 && bw != nil {
+			err = bw.WriteMessages(ctx, batch)
+		} else {
+			for _, b := range batch {
+				if err = l.conn.WriteMessage(ctx, b); err != nil {
+					break
+				}
+			}
+		}
+		l.sent(batch)
+		clear(batch)
+		q.mu.Lock()
+		if err != nil {
+			q.writing = false
+			q.mu.Unlock()
+			return batch, err
+		}
+	}
+}
+
+// beginInline marks that the link's reader will write what handling its
+// current message queues (endInline).
+func (l *link) beginInline() {
+	l.q.mu.Lock()
+	l.q.inline = true
+	l.q.mu.Unlock()
+}
+
+// endInline writes, from the reader, what its message queued on l; a
+// failed write closes the link (its reader then ends too).
+func (l *link) endInline(ctx context.Context, bw transport.BatchWriter, batch [][]byte) [][]byte {
+	l.q.mu.Lock()
+	l.q.inline = false
+	l.q.mu.Unlock()
+	batch, err := l.writeQueued(ctx, bw, batch)
+	if err != nil {
+		l.close()
+	}
+	return batch
+}
+
+// dequeueLocked moves up to maxWriteBatch queued messages into batch;
+// l.q.mu is held.
+func (l *link) dequeueLocked(batch [][]byte) [][]byte {
+	q := &l.q
 	n := min(len(q.msgs), maxWriteBatch)
 	batch = append(batch, q.msgs[:n]...)
 	clear(q.msgs[:n])

@@ -561,27 +561,10 @@ func (s *Server) writeLoop(l *link) {
 			return
 		case <-l.q.wake:
 		}
-		for {
-			batch = l.dequeue(batch[:0])
-			if len(batch) == 0 {
-				break
-			}
-			var err error
-			if len(batch) > 1 && bw != nil {
-				err = bw.WriteMessages(s.ctx, batch)
-			} else {
-				for _, b := range batch {
-					if err = l.conn.WriteMessage(s.ctx, b); err != nil {
-						break
-					}
-				}
-			}
-			l.sent(batch)
-			clear(batch)
-			if err != nil {
-				l.close()
-				return
-			}
+		var err error
+		if batch, err = l.writeQueued(s.ctx, bw, batch); err != nil {
+			l.close()
+			return
 		}
 	}
 }
@@ -602,7 +585,23 @@ func (s *Server) readLoop(l *link) {
 	var w wire.Message
 	first := l.table != nil
 	checkFirst := first
+	// An ASAP link's reader writes the answers to what it read itself
+	// (writeQueued). Not an ENRP link's: two registrars writing a big
+	// handle table to each other from their readers could both block,
+	// neither reading.
+	inline := l.proto == wire.ASAP
+	bw, _ := l.conn.(transport.BatchWriter)
+	pending, _ := l.conn.(transport.Pending)
+	var batch [][]byte
+	deferred := 0 // messages handled since the reader last wrote its queue
 	for {
+		// What the reader queued is written before it may block in a
+		// read, and held back while more requests are already buffered
+		// (answered then with one write).
+		if deferred > 0 && (pending == nil || !pending.MessageBuffered() || deferred >= maxWriteBatch) {
+			batch = l.endInline(s.ctx, bw, batch)
+			deferred = 0
+		}
 		var b []byte
 		var err error
 		if first {
@@ -613,12 +612,16 @@ func (s *Server) readLoop(l *link) {
 		}
 		if err != nil {
 			readErr = err
+			if deferred > 0 {
+				l.endInline(s.ctx, bw, batch)
+			}
 			if !errors.Is(err, io.EOF) && s.ctx.Err() == nil {
 				s.log.Debug("connection closed", "remote", l.conn.RemoteAddr().String(), "err", err)
 			}
 			return
 		}
-		l.lastRead.Store(time.Now().UnixNano())
+		now := time.Now() // one clock read per message: under emulation each is a system call
+		l.lastRead.Store(now.UnixNano())
 		l.spoke.Store(true)
 		derr := dec.Decode(l.proto, b, &w)
 		var m Message
@@ -667,7 +670,15 @@ func (s *Server) readLoop(l *link) {
 			}
 		}
 		m = withASAPEndpoint(m, remote, s.cfg.Config.Transport)
-		s.step(l.id, src, m)
+		if !inline {
+			s.stepAt(l.id, src, m, now)
+			continue
+		}
+		if deferred == 0 {
+			l.beginInline()
+		}
+		deferred++
+		s.stepAt(l.id, src, m, now)
 	}
 }
 
@@ -710,7 +721,11 @@ func (s *Server) dropLink(l *link, abort bool) {
 
 // step feeds one message to the core and sends what it produced.
 func (s *Server) step(id LinkID, src netip.Addr, m Message) {
-	start := time.Now()
+	s.stepAt(id, src, m, time.Now())
+}
+
+// stepAt is step for a message that arrived at start.
+func (s *Server) stepAt(id LinkID, src netip.Addr, m Message, start time.Time) {
 	s.mu.Lock()
 	s.core.SetNow(start)
 	s.core.Step(id, src, m)

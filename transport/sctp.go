@@ -369,8 +369,12 @@ type sctpConn struct {
 	// per-message path does not allocate closures.
 	rd, wr          ioResult
 	readFn, writeFn func(fd uintptr) bool
-	wmu             sync.Mutex
-	closed          atomic.Bool
+	// peekFn looks for a queued message without taking it (MessageBuffered).
+	peekFn  func(fd uintptr)
+	peekBuf [1]byte
+	peekErr error
+	wmu     sync.Mutex
+	closed  atomic.Bool
 }
 
 // sndRcvInfoLen is sizeof(struct sctp_sndrcvinfo); the PPID sits at offset 8
@@ -397,12 +401,15 @@ func newSCTPConn(s *SCTP, fd int, checkPPID bool) (*sctpConn, error) {
 	c.rw = newWatcher(func() { _ = c.f.SetReadDeadline(time.Unix(1, 0)) })
 	c.ww = newWatcher(func() { _ = c.f.SetWriteDeadline(time.Unix(1, 0)) })
 	c.readFn = func(fd uintptr) bool {
-		c.rd.n, c.rd.oobn, c.rd.flags, c.rd.err = recvmsg(int(fd), c.rd.p, c.oob)
+		c.rd.n, c.rd.oobn, c.rd.flags, c.rd.err = recvmsg(int(fd), c.rd.p, c.oob, 0)
 		return !errors.Is(c.rd.err, unix.EAGAIN)
 	}
 	c.writeFn = func(fd uintptr) bool {
-		c.wr.n, c.wr.err = unix.SendmsgN(int(fd), c.wr.p, c.sndCmsg, nil, 0)
+		c.wr.n, c.wr.err = unix.SendmsgN(int(fd), c.wr.p, c.sndCmsg, nil, c.wr.flags)
 		return !errors.Is(c.wr.err, unix.EAGAIN)
+	}
+	c.peekFn = func(fd uintptr) {
+		_, _, _, c.peekErr = recvmsg(int(fd), c.peekBuf[:], nil, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	}
 	return c, nil
 }
@@ -410,7 +417,7 @@ func newSCTPConn(s *SCTP, fd int, checkPPID bool) (*sctpConn, error) {
 // ioResult carries one raw read or write: its buffer in, its outcome out.
 type ioResult struct {
 	p              []byte
-	n, oobn, flags int
+	n, oobn, flags int // flags: in for a write (MSG_MORE), out of a read
 	err            error
 }
 
@@ -435,7 +442,7 @@ func (c *sctpConn) fail(fe *FrameError) error {
 func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	cfg := &c.s.cfg
 	c.rw.arm(ctx)
-	if err := c.f.SetReadDeadline(deadlineFor(ctx, time.Now(), cfg.IdleTimeout)); err != nil {
+	if err := c.f.SetReadDeadline(readDeadline(ctx, cfg.IdleTimeout)); err != nil {
 		return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -542,7 +549,7 @@ func sndrcvCmsg(ppid uint32) []byte {
 
 // recvmsg is unix.Recvmsg without the source address, which a connected
 // socket does not need and which would cost an allocation per message.
-func recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) {
+func recvmsg(fd int, p, oob []byte, how int) (n, oobn, flags int, err error) {
 	iov := unix.Iovec{Base: &p[0]}
 	iov.SetLen(len(p))
 	msg := unix.Msghdr{Iov: &iov, Iovlen: 1}
@@ -550,30 +557,100 @@ func recvmsg(fd int, p, oob []byte) (n, oobn, flags int, err error) {
 		msg.Control = &oob[0]
 		msg.SetControllen(len(oob))
 	}
-	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
+	r, _, errno := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(how))
 	if errno != 0 {
 		return 0, 0, 0, errno
 	}
 	return int(r), int(msg.Controllen), int(msg.Flags), nil
 }
 
-func (c *sctpConn) WriteMessage(ctx context.Context, msg []byte) error {
-	cfg := &c.s.cfg
-	if err := checkOutgoing(msg, MaxMessageSize); err != nil {
-		return err
+// MessageBuffered implements Pending with one non-blocking peek
+// (MSG_PEEK|MSG_DONTWAIT) at the receive queue: a message, the peer's
+// shutdown or an error is there for the next ReadMessage to return at once.
+// It is a system call, unlike the stream transports' check; a server calls
+// it only after a message it answered, to bundle that answer with the next
+// ones (WriteMessages).
+//
+// The peek goes through Control, not Read: Read refuses to start once the
+// read deadline has passed, which is the state an interrupted read (its
+// context ended) leaves behind, and a "yes" then would hold answers back
+// while the next ReadMessage waits.
+func (c *sctpConn) MessageBuffered() bool {
+	c.peekErr = nil
+	if err := c.rc.Control(c.peekFn); err != nil {
+		return true // closed: ReadMessage says so
+	}
+	return !errors.Is(c.peekErr, unix.EAGAIN)
+}
+
+// corkLimit bounds the bytes WriteMessages holds back with MSG_MORE: corked
+// data is not sent until a send without it, so a batch that filled the send
+// buffer while corked would wait for acknowledgements that cannot come.
+const corkLimit = 32 << 10
+
+// WriteMessages implements BatchWriter: each message but the last (and any
+// that reaches corkLimit) is sent with MSG_MORE, which corks the
+// association (Linux 4.15 and later), so the kernel bundles their DATA
+// chunks into as few packets as fit instead of sending a packet per message
+// — and the peer receives, acknowledges and wakes up for one. Each message
+// keeps its own boundary and PPID. On an older kernel MSG_MORE is ignored
+// and the messages leave one by one, as WriteMessage sends them.
+func (c *sctpConn) WriteMessages(ctx context.Context, msgs [][]byte) error {
+	for _, m := range msgs {
+		if err := checkOutgoing(m, MaxMessageSize); err != nil {
+			return err
+		}
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.prepareWrite(ctx); err != nil {
+		return err
+	}
+	corked := 0
+	for i, m := range msgs {
+		flags := 0
+		if corked += len(m); i < len(msgs)-1 && corked < corkLimit {
+			flags = unix.MSG_MORE
+		} else {
+			corked = 0
+		}
+		if err := c.writeLocked(ctx, m, flags); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepareWrite arms the write interrupt for ctx and sets the deadline; wmu
+// is held.
+func (c *sctpConn) prepareWrite(ctx context.Context) error {
+	cfg := &c.s.cfg
 	// Armed before the deadline is set: arming waits out an interrupt
 	// of an earlier, ended context, which would otherwise land after it.
 	c.ww.arm(ctx)
 	if err := c.f.SetWriteDeadline(deadlineFor(ctx, time.Now(), cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("write %s message to %v: %w", cfg.Protocol, c.raddr, err)
 	}
-	if err := ctx.Err(); err != nil {
+	return ctx.Err()
+}
+
+func (c *sctpConn) WriteMessage(ctx context.Context, msg []byte) error {
+	if err := checkOutgoing(msg, MaxMessageSize); err != nil {
 		return err
 	}
-	c.wr.p = msg
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.prepareWrite(ctx); err != nil {
+		return err
+	}
+	return c.writeLocked(ctx, msg, 0)
+}
+
+// writeLocked sends one message with the send flags how; wmu is held and
+// prepareWrite done.
+func (c *sctpConn) writeLocked(ctx context.Context, msg []byte, how int) error {
+	cfg := &c.s.cfg
+	c.wr.p, c.wr.flags = msg, how
 	err := c.rc.Write(c.writeFn)
 	c.wr.p = nil
 	if err == nil {

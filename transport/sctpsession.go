@@ -125,7 +125,7 @@ func (s *SessionConn) ReadMsg(p []byte) (n int, ppid uint32, eor bool, err error
 		var got, oobn, flags int
 		var rerr error
 		err := s.c.rc.Read(func(fd uintptr) bool {
-			got, oobn, flags, rerr = recvmsg(int(fd), p, s.oob)
+			got, oobn, flags, rerr = recvmsg(int(fd), p, s.oob, 0)
 			return !errors.Is(rerr, unix.EAGAIN)
 		})
 		if err == nil {

@@ -173,6 +173,17 @@ type streamConn struct {
 	closed    atomic.Bool
 }
 
+// MessageBuffered implements Pending: a whole frame (its header's length)
+// is in the read buffer.
+func (c *streamConn) MessageBuffered() bool {
+	n := c.br.Buffered()
+	if n < HeaderLen {
+		return false
+	}
+	h, err := c.br.Peek(HeaderLen)
+	return err == nil && int(binary.BigEndian.Uint16(h[2:4])) <= n
+}
+
 func (c *streamConn) LocalAddr() net.Addr  { return c.raw.LocalAddr() }
 func (c *streamConn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
 
@@ -356,7 +367,7 @@ func (c *streamConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	cfg := &c.t.cfg
 	// Between messages: wait as long as the idle timeout (or ctx) allows.
 	if c.br.Buffered() == 0 {
-		if err := c.setReadDeadline(ctx, deadlineFor(ctx, time.Now(), cfg.IdleTimeout)); err != nil {
+		if err := c.setReadDeadline(ctx, readDeadline(ctx, cfg.IdleTimeout)); err != nil {
 			return nil, err
 		}
 		if _, err := c.br.Peek(1); err != nil {

@@ -135,11 +135,25 @@ type Listener interface {
 // each other on the stream). A server that finds messages queued for a
 // peer sends them together: under load that halves the writes per
 // message, which is where a loaded registrar spends its time. SCTP
-// associations send each message on its own and do not implement it.
+// associations implement it with MSG_MORE: the messages stay separate
+// messages, but their chunks share packets.
 type BatchWriter interface {
 	// WriteMessages sends msgs in order, each one whole message as for
 	// Conn.WriteMessage, with the same timeout and failure rules.
 	WriteMessages(ctx context.Context, msgs [][]byte) error
+}
+
+// Pending is implemented by connections that can tell, without waiting,
+// whether a message is already there for the next ReadMessage: TCP and TLS
+// look at their read buffer (no I/O), SCTP peeks at the socket's receive
+// queue (one non-blocking system call). A server answering from its reader
+// goroutine writes its answers once nothing more is pending, so requests
+// that arrived together are answered with one write (BatchWriter). Only the
+// goroutine that reads may call it.
+type Pending interface {
+	// MessageBuffered reports whether the next ReadMessage returns a
+	// message without reading from the network.
+	MessageBuffered() bool
 }
 
 type Conn interface {
@@ -340,6 +354,18 @@ func closeLogged(log *slog.Logger, proto Protocol, name string, c interface{ Clo
 	log.Warn("closing connection", "transport", name, "protocol", proto.String(),
 		"remote", fmt.Sprint(fe.Remote), "reason", fe.Error())
 	_ = c.Close()
+}
+
+// readDeadline is deadlineFor(ctx, time.Now(), d) reading the clock only
+// when d asks for it: reads wait without an idle limit by default, and in a
+// guest whose clock source is emulated (the test VM's HPET) every clock
+// read is a system call.
+func readDeadline(ctx context.Context, d time.Duration) time.Time {
+	if d <= 0 {
+		t, _ := ctx.Deadline()
+		return t
+	}
+	return deadlineFor(ctx, time.Now(), d)
 }
 
 // deadlineFor returns the earlier of ctx's deadline and now+d (d <= 0: no
