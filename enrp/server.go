@@ -114,14 +114,15 @@ type Server struct {
 	// per source.
 	replies *security.RateLimiter
 
-	mu       sync.Mutex // guards core, links, nextLink, byAddr, dialing, timerAt, enc
+	mu       sync.Mutex // guards core, links, nextLink, byAddr, dialing, timerAt, enc, answers
 	core     *Core
 	links    map[LinkID]*link
 	nextLink LinkID
 	byAddr   map[netip.AddrPort]LinkID // links we dialled to PEs and peers
 	dialing  map[netip.AddrPort][][]byte
-	timerAt  time.Time // when the timer loop next wakes
-	enc      Encoder   // used under mu
+	timerAt  time.Time   // when the timer loop next wakes
+	enc      Encoder     // used under mu
+	answers  answerCache // used under mu
 
 	asapLn, enrpLn transport.Listener
 	announcer      *transport.AnnounceSender
@@ -800,7 +801,13 @@ func (s *Server) flushLocked(outs []Output) []deferredOut {
 			later = append(later, deferredOut{o: o})
 			continue
 		}
-		b, err := s.enc.Encode(o.Msg)
+		var b []byte
+		var err error
+		if r, ok := o.Msg.(HandleResolutionResponse); ok {
+			b, err = s.answers.encode(&s.enc, r)
+		} else {
+			b, err = s.enc.Encode(o.Msg)
+		}
 		if err != nil {
 			s.log.Error("encode failed", "err", err)
 			continue
