@@ -18,7 +18,9 @@
 # 2), RSPXDP_VM_KEEP=1 keeps the work directory, RSPXDP_VM_TIME_SCALE (the
 # guest's RSPXDP_TIME_SCALE), RSPXDP_VM_SCENARIOS (a glob of scenario names,
 # default all) and RSPXDP_VM_TEST_RUN (-test.run for the test binaries) to
-# narrow a run, ENRP_TEST_LOG=1 (enrp tests log), and build-image.sh's own.
+# narrow a run, ENRP_TEST_LOG=1 (enrp tests log), RSPXDP_VM_PROFILE=1
+# (scenarios that support it leave Go CPU profiles of rspxdp), and
+# build-image.sh's own.
 #
 # The guest's layout (see vm/guest/init): /payload/bin/rspxdp,
 # /payload/tests/<name>.test run in /payload/src/<package dir>, with go.mod at
@@ -139,6 +141,7 @@ RSPXDP_TIME_SCALE=$scale
 SCENARIOS='${RSPXDP_VM_SCENARIOS:-}'
 TEST_RUN='${RSPXDP_VM_TEST_RUN:-}'
 ENRP_TEST_LOG=${ENRP_TEST_LOG:-}
+PROFILE=${RSPXDP_VM_PROFILE:-}
 PATH=/payload/bin:\$PATH
 EOF
 tar -c -f "$work/payload.tar" -C "$p" .

@@ -165,8 +165,9 @@ func perResolution(cpu float64, n int64) float64 {
 }
 
 // benchOne runs one association from one goroutine: it sends
-// cfg.outstanding requests, then one more for each answer until the run
-// ends, and then reads the answers still in flight. No goroutine hand-off
+// cfg.outstanding requests, tops the window up again whenever half of it
+// is answered, until the run ends, and then reads the answers still in
+// flight. No goroutine hand-off
 // per request: the client must cost as little CPU as it can, since in the
 // test VM it shares the CPUs with the registrar it measures.
 func benchOne(ctx context.Context, c transport.Conn, req []byte, cfg benchConfig, budget *atomic.Int64, ref *pesRef) benchConn {
@@ -208,19 +209,41 @@ func benchOne(ctx context.Context, c transport.Conn, req []byte, cfg benchConfig
 		return cfg.count == 0 || budget.Add(-1) >= 0
 	}
 	inflight := make([]time.Time, 0, cfg.outstanding) // send times, oldest first
-	send := func() error {
-		inflight = append(inflight, time.Now())
-		if err := c.WriteMessage(ioctx, req); err != nil {
-			inflight = inflight[:len(inflight)-1]
+	bw, _ := c.(transport.BatchWriter)
+	batch := make([][]byte, 0, cfg.outstanding)
+	// refill sends requests until cfg.outstanding are in flight, together
+	// in one write where the transport can (SCTP: in as few packets as fit),
+	// as a client with that many requests to make would.
+	refill := func() error {
+		batch = batch[:0]
+		for len(inflight)+len(batch) < cfg.outstanding && more() {
+			batch = append(batch, req)
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		now := time.Now()
+		var err error
+		if len(batch) > 1 && bw != nil {
+			err = bw.WriteMessages(ioctx, batch)
+		} else {
+			for _, b := range batch {
+				if err = c.WriteMessage(ioctx, b); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("send request: %w", err)
+		}
+		for range batch {
+			inflight = append(inflight, now)
 		}
 		return nil
 	}
-	for len(inflight) < cfg.outstanding && more() {
-		if err := send(); err != nil {
-			fail(err)
-			return out
-		}
+	if err := refill(); err != nil {
+		fail(err)
+		return out
 	}
 	var dec wire.Decoder
 	var w wire.Message
@@ -244,8 +267,10 @@ func benchOne(ctx context.Context, c transport.Conn, req []byte, cfg benchConfig
 		} else {
 			out.lat = append(out.lat, d)
 		}
-		if more() {
-			if err := send(); err != nil {
+		// Refilled once half the window is answered, so requests leave in
+		// groups rather than one per answer.
+		if len(inflight) <= cfg.outstanding/2 {
+			if err := refill(); err != nil {
 				fail(err)
 				return out
 			}

@@ -29,9 +29,11 @@ Actions:
            in flight is sent again. Exits 0 once every line was answered.
   bench    load-tests one registrar's handle resolution: opens
            --connections associations to the first --registrar and keeps
-           --outstanding Handle Resolutions (plain RFC 5352 ASAP, so any
-           registrar, rsplib's rspregistrar too, answers it) in flight on
-           each, as fast as the answers come, for --duration or --count
+           up to --outstanding Handle Resolutions (plain RFC 5352 ASAP, so
+           any registrar, rsplib's rspregistrar too, answers it) in flight
+           on each, as fast as the answers come (the window is topped up,
+           in one write, whenever half of it is answered), for --duration
+           or --count
            answers (whichever ends first; --count alone counts answers,
            --duration defaults to 10s). Every answer must name the pool's
            PEs; --pes N asks for N and requires exactly the same N in every

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -61,5 +63,28 @@ func TestRegistrarRunsUntilCancelled(t *testing.T) {
 		if !strings.Contains(errb.String(), want) {
 			t.Fatalf("no clean leave logged (%q): %s", want, errb.String())
 		}
+	}
+}
+
+// TestRegistrarCPUProfile: --cpu-profile leaves a pprof profile (gzip
+// compressed protobuf) once the registrar stops; an unwritable path is a
+// run-time error before anything is served.
+func TestRegistrarCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, &cliEnv{stdout: &out, stderr: &errb}, []string{"registrar", "--id", "0x2b",
+		"--asap", "127.0.0.1:0", "--enrp", "127.0.0.1:0", "--cpu-profile", path})
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errb.String())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("profile %s: %v, %d bytes, want a gzip-compressed pprof profile", path, err, len(b))
+	}
+	code, _, errs := runCLI(t, "registrar", "--asap", "127.0.0.1:0", "--enrp", "127.0.0.1:0", "--cpu-profile", filepath.Join(t.TempDir(), "no", "such", "dir"))
+	if code != 1 || !strings.Contains(errs, "--cpu-profile") {
+		t.Fatalf("unwritable profile: exit %d, stderr %q", code, errs)
 	}
 }

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+)
+
+// startCPUProfile writes a Go CPU profile (runtime/pprof, read with `go
+// tool pprof FILE`) to path until the returned stop is called. It is how
+// the registrar's SCTP path was profiled in the test VM (issue 15), where
+// no debugger or perf runs.
+func startCPUProfile(path string, log *slog.Logger) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpu-profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpu-profile %s: %w", path, err)
+	}
+	log.Info("writing a CPU profile until exit", "file", path)
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Warn("CPU profile not written", "file", path, "err", err)
+			return
+		}
+		log.Info("CPU profile written", "file", path)
+	}, nil
+}
