@@ -595,6 +595,7 @@ func (s *Server) readLoop(l *link) {
 	pending, _ := l.conn.(transport.Pending)
 	var batch [][]byte
 	deferred := 0 // messages handled since the reader last wrote its queue
+	var now time.Time
 	for {
 		// What the reader queued is written before it may block in a
 		// read, and held back while more requests are already buffered
@@ -621,7 +622,14 @@ func (s *Server) readLoop(l *link) {
 			}
 			return
 		}
-		now := time.Now() // one clock read per message: under emulation each is a system call
+		// One clock read per message read after a wait; a message that was
+		// already queued behind the previous one (deferred > 0: Pending
+		// said so) arrived by then and takes its time. Under emulation (the
+		// test VM's HPET) a clock read is a system call, a twentieth of a
+		// resolution's cost.
+		if deferred == 0 || now.IsZero() {
+			now = time.Now()
+		}
 		l.lastRead.Store(now.UnixNano())
 		l.spoke.Store(true)
 		derr := dec.Decode(l.proto, b, &w)

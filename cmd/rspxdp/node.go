@@ -89,6 +89,7 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	redirect := fs.Bool("redirect", false, "XDP_REDIRECT every packet, also to PEs behind the ingress interface (PEs behind another interface are always redirected)")
 	keep := fs.Bool("keep-on-exit", false, "leave the program attached and maps pinned on exit (restart without dropping flows)")
 	metrics := fs.String("metrics", d.Metrics, "Prometheus listen address (empty: off)")
+	cpuProfile := addCPUProfileFlag(fs)
 	reconcile := newDuration(fs, "reconcile-every", 0, "drift check period (default 10s)")
 	// The client-side/control-side model (edge): who may reach the
 	// registrar through the client-facing interfaces.
@@ -238,6 +239,11 @@ func runNode(ctx context.Context, env *cliEnv, args []string) error {
 	env.logLevel = cfg.LogLevel // the file's, unless --log-level
 	env.logFormat = cfg.LogFormat
 	log := env.logger()
+	stopProfile, err := cpuProfileFor(*cpuProfile, log)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	if !cfg.Registrar.TLS.Enabled() {
 		warnUnauthenticated(log, "node", "any host that reaches the ASAP and ENRP ports may register PEs (and so steer the VIPs' traffic), resolve and peer")
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -29,4 +30,18 @@ func startCPUProfile(path string, log *slog.Logger) (stop func(), err error) {
 		}
 		log.Info("CPU profile written", "file", path)
 	}, nil
+}
+
+// addCPUProfileFlag defines --cpu-profile, which registrar and node share.
+func addCPUProfileFlag(fs *flag.FlagSet) *string {
+	return fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file, to read with go tool pprof (performance work; empty: off)")
+}
+
+// cpuProfileFor starts the profile --cpu-profile asks for; stop is a no-op
+// without one.
+func cpuProfileFor(path string, log *slog.Logger) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	return startCPUProfile(path, log)
 }

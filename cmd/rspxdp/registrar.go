@@ -69,20 +69,18 @@ func runRegistrar(ctx context.Context, env *cliEnv, args []string) error {
 	fs := newFlagSet(env, "registrar", registrarUsage)
 	rf := addRegistrarFlags(fs)
 	metrics := fs.String("metrics", "", "Prometheus /metrics, /healthz and /readyz listen address, e.g. :9465 (empty: off)")
-	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the whole run to this file, to read with go tool pprof (performance work; empty: off)")
+	cpuProfile := addCPUProfileFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile, env.logger())
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopProfile, err := cpuProfileFor(*cpuProfile, env.logger())
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	rc := rf.src
 	if err := rf.serverID(&rc); err != nil {
 		return err
