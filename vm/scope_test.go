@@ -257,21 +257,25 @@ func TestENRPSetupRace(t *testing.T) {
 	pcap := filepath.Join(dir, "capture.pcap")
 	fields := tsharkFields(t, pcap)
 	lines := strings.Split(strings.TrimSpace(readFile(t, filepath.Join(dir, "race.txt"))), "\n")
-	pairs := map[string]int{}
+	pairs, crossed := map[string]int{}, 0
 	for _, l := range lines {
 		f := strings.Fields(l)
-		if len(f) < 8 {
-			t.Errorf("race.txt: %q: want ROUND PAIR FIRST OFFSET ok|fail SECONDS A_ENRP B_ENRP WHAT", l)
+		if len(f) < 9 {
+			t.Errorf("race.txt: %q: want ROUND PAIR FIRST OFFSET ok|fail SECONDS A_ENRP B_ENRP DELAY WHAT", l)
 			continue
 		}
-		round, pair, first, off, verdict, secs, ae, be := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]
+		round, pair, first, off, verdict, secs, ae, be, delay := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 		pairs[pair]++
 		inits := func(from, to string) int {
 			return len(fields("sctp.chunk_type == 1 && sctp.srcport == "+from+" && sctp.dstport == "+to, "frame.number"))
 		}
-		opened := fmt.Sprintf("INITs a->b %d, b->a %d", inits(ae, be), inits(be, ae))
+		ab, ba := inits(ae, be), inits(be, ae)
+		opened := fmt.Sprintf("INITs a->b %d, b->a %d", ab, ba)
+		if ab > 0 && ba > 0 {
+			crossed++
+		}
 		if verdict != "ok" {
-			t.Errorf("round %s (%s, %s first, +%s ms, ENRP ports a %s b %s; %s): %s", round, pair, first, off, ae, be, opened, strings.Join(f[8:], " "))
+			t.Errorf("round %s (%s, %s first, +%s ms, %s ms delay on lo, ENRP ports a %s b %s; %s): %s", round, pair, first, off, delay, ae, be, opened, strings.Join(f[9:], " "))
 			continue
 		}
 		if q := stuckSendQueue(readFile(t, filepath.Join(dir, "race-"+round+"-ss.txt")), ae, be); q != "" {
@@ -282,8 +286,9 @@ func TestENRPSetupRace(t *testing.T) {
 				t.Errorf("round %s: resolution %s gave %d PEs, want 1", round, r, len(pes))
 			}
 		}
-		t.Logf("round %s: %s pair, %s first, +%s ms, ENRP ports a %s b %s (%s): peers and resolutions after %s s", round, pair, first, off, ae, be, opened, secs)
+		t.Logf("round %s: %s pair, %s first, +%s ms, %s ms delay on lo, ENRP ports a %s b %s (%s): peers and resolutions after %s s", round, pair, first, off, delay, ae, be, opened, secs)
 	}
+	t.Logf("%d of %d rounds with INITs both ways", crossed, len(lines))
 	if pairs["rsplib"] < 3 || pairs["rspxdp"] < 3 {
 		t.Errorf("rounds per pair %v: want at least 3 of each", pairs)
 	}

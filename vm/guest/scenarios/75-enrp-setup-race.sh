@@ -11,8 +11,10 @@
 # second registrar of the pair has the lower ENRP port. Pairs:
 #   rsplib  rspregistrar R and rspxdp registrar X (0x58)
 #   rspxdp  rspxdp registrars X (0x58) and Y (0x59)
-# One line per round in race.txt: "ROUND PAIR FIRST OFFSET_MS ok|fail
-# SECONDS A_ENRP B_ENRP WHAT", where SECONDS is from the second start to the round's
+# The last rounds delay every packet on lo by 100 ms, so that the two
+# registrars' INITs can be in flight at once. One line per round in
+# race.txt: "ROUND PAIR FIRST OFFSET_MS ok|fail SECONDS A_ENRP B_ENRP
+# DELAY_MS WHAT", where SECONDS is from the second start to the round's
 # success; files race-ROUND-*.{log,txt,json} hold each round's evidence.
 set -u
 . /payload/lib.sh
@@ -54,10 +56,12 @@ rpeer() {
 	sed -n '/^PeerList/,/Peers by Timer/p' "race-$1-hsdump.txt" | grep -A1 '\$00000058' | grep -q "} $3/SCTP"
 }
 
-# round N PAIR FIRST OFFSET_MS: one round. FIRST names who starts first
-# ("a" or "b" of the pair); the other follows OFFSET_MS later.
+# round N PAIR FIRST OFFSET_MS [DELAY_MS]: one round. FIRST names who
+# starts first ("a" or "b" of the pair); the other follows OFFSET_MS later.
+# DELAY_MS delays every packet on lo (netem) so that INITs sent within that
+# long of each other are in flight at once and cross.
 round() {
-	local r=$1 pair=$2 first=$3 off=$4 base=$((20000 + 10 * $1))
+	local r=$1 pair=$2 first=$3 off=$4 delay=${5:-0} base=$((20000 + 10 * $1))
 	local aa=$((base + 1)) ae=$((base + 2)) ba=$((base + 3)) be=$((base + 4))
 	# Who has the lower ENRP address alternates: rspxdp's lower side
 	# dials at once, its higher side first waits for the peer's
@@ -70,6 +74,10 @@ round() {
 	rsplib) ka=rsplib kb=x ;;
 	rspxdp) ka=x kb=y ;;
 	esac
+	if [ "$delay" != 0 ]; then
+		modprobe sch_netem 2>/dev/null
+		tc qdisc replace dev lo root netem delay "${delay}ms" || phase_fail "round $r: no netem delay on lo"
+	fi
 	local secs
 	secs() { awk -v o="$off" 'BEGIN { printf "%.3f", o / 1000 }'; }
 	if [ "$first" = a ]; then
@@ -115,15 +123,16 @@ round() {
 	took=$(uptime_since "$t0")
 	local verdict=fail
 	[ -z "$ok" ] || verdict=ok
-	echo "$r $pair $first $off $verdict $took $ae $be ${what:-both peers, both pools resolved}" | tee -a race.txt
-	[ -n "$ok" ] || phase_fail "round $r ($pair, $first first, +${off}ms): $what"
+	echo "$r $pair $first $off $verdict $took $ae $be $delay ${what:-both peers, both pools resolved}" | tee -a race.txt
+	[ -n "$ok" ] || phase_fail "round $r ($pair, $first first, +${off}ms, ${delay}ms delay): $what"
 	stop_all
+	[ "$delay" = 0 ] || tc qdisc del dev lo root || phase_fail "round $r: netem delay not removed"
 	wait_sctp_closed "$ae" && wait_sctp_closed "$be" || phase_fail "round $r: ENRP ports still held after the round"
 }
 
 r=0
 for spec in "rsplib a 0" "rsplib b 40" "rsplib a 100" "rsplib b 0" "rspxdp a 0" "rspxdp b 25" "rspxdp a 70" \
-	"rspxdp b 100" "rspxdp a 10"; do
+	"rspxdp b 100" "rspxdp a 10" "rsplib b 0 100" "rsplib a 20 100" "rspxdp a 0 100"; do
 	r=$((r + 1))
 	# shellcheck disable=SC2086
 	round "$r" $spec
