@@ -697,6 +697,9 @@ type throughput struct {
 	FirstError  string   `json:"first_error"`
 	cpu         float64  // the registrar's utime+stime over the run, seconds
 	load        string   // the guest's load average before and after
+	// SCTP packets and DATA chunks sent in the guest over the run (both
+	// directions: requests and answers), -1 when not recorded.
+	packets, chunks float64
 }
 
 // cpuPerResolution is the registrar's CPU time per answered resolution.
@@ -727,6 +730,13 @@ func readThroughput(t *testing.T, dir, name string) throughput {
 	}
 	r.cpu = ticks / hz
 	r.load = kv["load_before"] + " -> " + kv["load_after"]
+	r.packets, r.chunks = -1, -1
+	if v, err := strconv.ParseFloat(kv["sctp_packets"], 64); err == nil {
+		r.packets = v
+	}
+	if v, err := strconv.ParseFloat(kv["sctp_data_chunks"], 64); err == nil {
+		r.chunks = v
+	}
 	return r
 }
 
@@ -749,6 +759,10 @@ func TestResolutionThroughput(t *testing.T) {
 			t.Errorf("%s: answers named %v, want the pool's 3 PEs", name, r.PEs)
 		}
 		runs[name] = r
+		if r.packets > 0 && r.Resolutions > 0 {
+			t.Logf("%-6s SCTP sent in the guest per resolution (requests, answers, SACKs): %.2f packets carrying %.2f DATA chunks",
+				name, r.packets/float64(r.Resolutions), r.chunks/float64(r.Resolutions))
+		}
 		t.Logf("%-6s %8.0f resolutions/s (%d in %.1fs, %d assoc x %d outstanding), p50 %.0f µs, p99 %.0f µs; registrar CPU %.2fs = %v per resolution; client CPU %.2fs; guest load %s",
 			name, r.Rate, r.Resolutions, r.Seconds, r.Connections, r.Outstanding, r.P50, r.P99,
 			r.cpu, r.cpuPerResolution().Round(100*time.Nanosecond), r.ClientCPU, r.load)

@@ -14,8 +14,9 @@
 # the figure.
 #
 # Leaves for the host, per registrar NAME (rsplib, rspxdp): bench-NAME.json
-# (the client's figures), cpu-NAME.txt (cpu_ticks, clk_tck, pid, the guest's
-# load average before and after), and the logs. The host test prints the
+# (the client's figures), cpu-NAME.txt (cpu_ticks, clk_tck, pid, the SCTP
+# packets and DATA chunks sent in the guest over the run, both directions,
+# the guest's load average before and after), and the logs. The host test prints the
 # rates, CPU per resolution and the ratios; it asserts only that both runs
 # were answered without error.
 set -u
@@ -28,7 +29,7 @@ fi
 A=$VM_ADDR4
 SECONDS_PER_RUN=${BENCH_SECONDS:-12}
 CONNS=${BENCH_CONNECTIONS:-4}
-OUTSTANDING=${BENCH_OUTSTANDING:-8}
+OUTSTANDING=${BENCH_OUTSTANDING:-16}
 PES=3
 TCK=$(getconf CLK_TCK)
 # Time is read often on both paths; under TCG the clock source decides
@@ -42,6 +43,12 @@ cpu_ticks() {
 	local f
 	read -r -a f < <(sed 's/^.*) //' "/proc/$1/stat")
 	echo $((f[11] + f[12]))
+}
+
+# sctp_mib NAME: a counter of /proc/net/sctp/snmp (the whole guest's SCTP:
+# client and registrar together).
+sctp_mib() {
+	awk -v k="$1" '$1 == k { print $2 }' /proc/net/sctp/snmp
 }
 
 # pes_up: the pool resolves to all PEs through the registrar.
@@ -62,6 +69,9 @@ measure() {
 	echo "$name: registrar pid $pid is $(cat "/proc/$pid/comm"), $(taskset -p "$pid")"
 	local load0
 	load0=$(cut -d' ' -f1-3 /proc/loadavg)
+	local pk0 ch0
+	pk0=$(sctp_mib SctpOutSCTPPacks)
+	ch0=$(sctp_mib SctpOutOrderChunks)
 	t0=$(cpu_ticks "$pid")
 	timeout $((SECONDS_PER_RUN + 30)) taskset -c 1 rspxdp pu --pool TputPool --registrar "$A:3863" --transport sctp \
 		bench --connections "$CONNS" --outstanding "$OUTSTANDING" --pes "$PES" \
@@ -72,6 +82,8 @@ measure() {
 		pid=$pid
 		cpu_ticks=$((t1 - t0))
 		clk_tck=$TCK
+		sctp_packets=$(($(sctp_mib SctpOutSCTPPacks) - pk0))
+		sctp_data_chunks=$(($(sctp_mib SctpOutOrderChunks) - ch0))
 		load_before=$load0
 		load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 	EOF
