@@ -95,7 +95,7 @@ lint:
 # Packages whose tests also run inside the test VM, where the kernel has SCTP.
 VM_PACKAGES ?= ./transport ./enrp ./asap
 # Bound, in seconds, on the guest's run (qemu is killed when it is reached).
-VM_TIMEOUT  ?= 1500
+VM_TIMEOUT  ?= 1200
 
 # Boot the Debian test VM (vm/, image cached in /var/cache/rspxdp-vm): the
 # VM_PACKAGES tests over real SCTP and the rsplib interop scenarios. Needs

@@ -16,7 +16,7 @@
 # Environment: RSPXDP_VM_ACCEL=auto|kvm|tcg (auto: KVM only if a guest really
 # boots under it), RSPXDP_VM_MEM (MB, default 2048), RSPXDP_VM_CPUS (default
 # 2), RSPXDP_VM_KEEP=1 keeps the work directory, RSPXDP_VM_TIME_SCALE (the
-# guest's RSPXDP_TIME_SCALE), RSPXDP_VM_SCENARIOS (a glob of scenario names,
+# guest's RSPXDP_TIME_SCALE), RSPXDP_VM_SCENARIOS (globs of scenario names, space-separated,
 # default all) and RSPXDP_VM_TEST_RUN (-test.run for the test binaries) to
 # narrow a run, ENRP_TEST_LOG=1 (enrp tests log), RSPXDP_VM_PROFILE=1
 # (scenarios that support it leave Go CPU profiles of rspxdp), and

@@ -99,8 +99,29 @@ func guest(t *testing.T) *guestRun {
 	return booted
 }
 
-// boot runs vm/run.sh once. Its output (the guest's console as it happens)
-// goes straight to stdout so a long run shows progress under go test -v.
+// vmShard is one guest of a sharded `make vmtest`: the scenarios it runs
+// (globs, in order) and whether the Go test binaries run in it.
+type vmShard struct {
+	name      string
+	scenarios string
+	tests     bool
+}
+
+// defaultShards splits the scenarios over two guests that boot at once. Most
+// of a scenario's time is spent waiting for protocol timers (keep-alives,
+// takeovers), not on the CPU, so two TCG guests on two cores take little
+// longer than one, and the VM stage takes ~11 minutes instead of ~18. Shard a
+// also runs the Go test binaries and finishes first, so that scenario 80 (the
+// throughput comparison, last in shard b) runs with no other guest beside it.
+var defaultShards = []vmShard{
+	{name: "a", scenarios: "[1-4]0-*", tests: true},
+	{name: "b", scenarios: "35-* [5-9]*"},
+}
+
+// boot runs the guests. Their output (the consoles as they happen, each line
+// marked with its shard) goes to stdout so a long run shows progress under
+// go test -v. RSPXDP_VM_SCENARIOS narrows the run to one guest with those
+// scenarios; RSPXDP_VM_SHARDS=1 runs everything in one guest.
 func boot() (*guestRun, error) {
 	root, err := testenv.ModuleRoot()
 	if err != nil {
@@ -117,13 +138,9 @@ func boot() (*guestRun, error) {
 	// Judging an earlier run's results again (while changing these tests)
 	// needs no boot.
 	if dir := os.Getenv("RSPXDP_VM_RESULTS"); dir != "" {
-		b, err := os.ReadFile(filepath.Join(dir, "status"))
+		st, err := readGuestStatus(dir)
 		if err != nil {
 			return nil, fmt.Errorf("RSPXDP_VM_RESULTS: %w", err)
-		}
-		st, err := parseStatus(b)
-		if err != nil {
-			return nil, fmt.Errorf("RSPXDP_VM_RESULTS: guest status: %w", err)
 		}
 		return &guestRun{dir: dir, status: st, packages: pkgs}, nil
 	}
@@ -133,34 +150,175 @@ func boot() (*guestRun, error) {
 			return nil, fmt.Errorf("RSPXDP_VM_TIMEOUT=%q: %w", v, err)
 		}
 	}
-	// The script bounds the guest; this bounds the image build and the
-	// compiles around it too.
 	// A stale status from an earlier run must never be read as this one's.
 	if err := os.RemoveAll(out); err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, err
+	}
+	shards := defaultShards
+	if os.Getenv("RSPXDP_VM_SCENARIOS") != "" || os.Getenv("RSPXDP_VM_SHARDS") == "1" {
+		shards = []vmShard{{name: "a", scenarios: os.Getenv("RSPXDP_VM_SCENARIOS"), tests: true}}
+	}
+	// The image is built (or found in the cache) once, before the guests
+	// start, so that two builds never race for the cache.
+	img := exec.Command(filepath.Join(root, "vm", "build-image.sh"))
+	img.Dir = root
+	img.Stdout, img.Stderr = os.Stdout, os.Stdout
+	if err := img.Run(); err != nil {
+		return nil, fmt.Errorf("vm/build-image.sh: %w", err)
+	}
+	start := time.Now()
+	errs := make([]error, len(shards))
+	var wg sync.WaitGroup
+	for i, sh := range shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = runShard(root, filepath.Join(out, "shard-"+sh.name), sh, pkgs, limit)
+		}()
+	}
+	wg.Wait()
+	run := &guestRun{dir: out, packages: pkgs, wall: time.Since(start)}
+	if err := mergeShards(out, shards, errs); err != nil {
+		return nil, err
+	}
+	if run.status, err = readGuestStatus(out); err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+// runShard runs vm/run.sh for one shard into dir. A non-zero exit is not an
+// error here (a failed guest test is judged per test); a missing status is.
+func runShard(root, dir string, sh vmShard, pkgs []string, limit int) error {
+	// The script bounds the guest; this bounds the compiles around it too.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(limit)*time.Second+10*time.Minute)
 	defer cancel()
-	args := append([]string{"-o", out, "-t", strconv.Itoa(limit)}, pkgs...)
+	args := append([]string{"-o", dir, "-t", strconv.Itoa(limit)}, pkgs...)
 	cmd := exec.CommandContext(ctx, filepath.Join(root, "vm", "run.sh"), args...)
 	cmd.Dir = root
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	cmd.Env = append(os.Environ(), "RSPXDP_VM_SCENARIOS="+sh.scenarios)
+	if !sh.tests {
+		// The binaries are still built (run.sh needs a package) but run
+		// no test: shard a runs them.
+		cmd.Env = append(cmd.Env, "RSPXDP_VM_TEST_RUN=^$")
+	}
+	w := &prefixWriter{prefix: "[vm " + sh.name + "] ", w: os.Stdout}
+	cmd.Stdout, cmd.Stderr = w, w
 	// At the bound, ask run.sh to stop (its trap kills qemu) before the
 	// KILL that WaitDelay brings; qemu also dies with run.sh by itself
 	// (setpriv --pdeathsig in run.sh).
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
-	start := time.Now()
-	runErr := cmd.Run() // non-zero when a guest test failed; judged per test below
-	b, err := os.ReadFile(filepath.Join(out, "status"))
+	runErr := cmd.Run()
+	w.flush()
+	if _, err := os.Stat(filepath.Join(dir, "status")); err != nil {
+		return fmt.Errorf("shard %s: vm/run.sh (%v) left no guest status: %w", sh.name, runErr, err)
+	}
+	return nil
+}
+
+// mergeShards lays the shards' results out as one run's: one status file
+// (test lines only from the shard that ran the tests, so an empty run of a
+// test binary elsewhere never hides a failure), scenarios/ and tests/ moved
+// up, host-timing and console.log concatenated with the shard named on each
+// line or section.
+func mergeShards(out string, shards []vmShard, errs []error) error {
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var status, timing, console bytes.Buffer
+	for _, sh := range shards {
+		dir := filepath.Join(out, "shard-"+sh.name)
+		b, err := os.ReadFile(filepath.Join(dir, "status"))
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.SplitAfter(string(b), "\n") {
+			if strings.HasPrefix(line, "test ") && !sh.tests {
+				continue
+			}
+			status.WriteString(line)
+		}
+		for _, sub := range []string{"scenarios", "tests"} {
+			if sub == "tests" && !sh.tests {
+				continue
+			}
+			entries, _ := os.ReadDir(filepath.Join(dir, sub))
+			if err := os.MkdirAll(filepath.Join(out, sub), 0o755); err != nil {
+				return err
+			}
+			for _, e := range entries {
+				if err := os.Rename(filepath.Join(dir, sub, e.Name()), filepath.Join(out, sub, e.Name())); err != nil {
+					return fmt.Errorf("shard %s: %w", sh.name, err)
+				}
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "host-timing")); err == nil {
+			for _, line := range strings.Fields(string(b)) {
+				fmt.Fprintf(&timing, "%s_%s\n", sh.name, line)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "console.log")); err == nil {
+			fmt.Fprintf(&console, "==== shard %s\n", sh.name)
+			console.Write(b)
+		}
+	}
+	for name, b := range map[string][]byte{"status": status.Bytes(), "host-timing": timing.Bytes(), "console.log": console.Bytes()} {
+		if err := os.WriteFile(filepath.Join(out, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readGuestStatus parses DIR/status, the guest's record of every step.
+func readGuestStatus(dir string) (map[string]entry, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "status"))
 	if err != nil {
-		return nil, fmt.Errorf("vm/run.sh (%v) left no guest status: %w", runErr, err)
+		return nil, err
 	}
 	st, err := parseStatus(b)
 	if err != nil {
 		return nil, fmt.Errorf("guest status: %w", err)
 	}
-	return &guestRun{dir: out, status: st, packages: pkgs, wall: time.Since(start)}, nil
+	return st, nil
+}
+
+// prefixWriter writes whole lines, each with prefix in front, so two
+// guests' consoles on one stdout stay readable.
+type prefixWriter struct {
+	mu     sync.Mutex
+	prefix string
+	w      io.Writer
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		if _, err := fmt.Fprintf(p.w, "%s%s", p.prefix, p.buf[:i+1]); err != nil {
+			return len(b), err
+		}
+		p.buf = p.buf[i+1:]
+	}
+}
+
+func (p *prefixWriter) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.buf) > 0 {
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf)
+		p.buf = nil
+	}
 }
 
 func readFile(t *testing.T, path string) string {
@@ -779,7 +937,7 @@ func TestResolutionThroughput(t *testing.T) {
 	timing, _ := os.ReadFile(filepath.Join(g.dir, "host-timing"))
 	hostLoad := ""
 	for _, l := range strings.Split(string(timing), "\n") {
-		if strings.HasPrefix(l, "host_load_") {
+		if strings.Contains(l, "host_load_") {
 			hostLoad += " " + l
 		}
 	}
