@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -245,8 +246,10 @@ func TestIdleConnectionMemory(t *testing.T) {
 	for range conns {
 		dialFrom(t, "127.0.0.1", addr)
 	}
-	if _, err := eventually(5*time.Second, func() bool { return n.srv.conns[wire.ENRP].total == conns }); err != nil {
-		t.Fatalf("only %d connections accepted", n.srv.conns[wire.ENRP].total)
+	// counts takes the table's lock: the accept loop writes total.
+	accepted := func() int { total, _ := n.srv.conns[wire.ENRP].counts(netip.Prefix{}); return total }
+	if _, err := eventually(5*time.Second, func() bool { return accepted() == conns }); err != nil {
+		t.Fatalf("only %d connections accepted", accepted())
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
