@@ -257,7 +257,7 @@ func mergeShards(out string, shards []vmShard, errs []error) error {
 			}
 		}
 		if b, err := os.ReadFile(filepath.Join(dir, "host-timing")); err == nil {
-			for _, line := range strings.Fields(string(b)) {
+			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 				fmt.Fprintf(&timing, "%s_%s\n", sh.name, line)
 			}
 		}
