@@ -116,15 +116,22 @@ static __always_inline int ref_flow(struct xdp_md *ctx, struct conn_key *f)
 	return 0;
 }
 
-/* Bare table lookup + IPIP encapsulation: the floor of a hit. */
-SEC("xdp")
-int lb_ref_encap(struct xdp_md *ctx)
+/* The frame's entry in lb_ref_conns, or NULL: the lookup both hit
+ * references share, inlined into each. */
+static __always_inline struct conn *ref_hit(struct xdp_md *ctx)
 {
 	struct conn_key f = {};
 
 	if (ref_flow(ctx, &f))
-		return XDP_ABORTED;
-	struct conn *c = bpf_map_lookup_elem(&lb_ref_conns, &f);
+		return NULL;
+	return bpf_map_lookup_elem(&lb_ref_conns, &f);
+}
+
+/* Bare table lookup + IPIP encapsulation: the floor of a hit. */
+SEC("xdp")
+int lb_ref_encap(struct xdp_md *ctx)
+{
+	struct conn *c = ref_hit(ctx);
 	if (!c)
 		return XDP_ABORTED;
 	__u32 tot = bpf_xdp_get_buff_len(ctx) - sizeof(struct ethhdr);
@@ -164,11 +171,7 @@ int lb_ref_encap(struct xdp_md *ctx)
 SEC("xdp")
 int lb_ref_lookup(struct xdp_md *ctx)
 {
-	struct conn_key f = {};
-
-	if (ref_flow(ctx, &f))
-		return XDP_ABORTED;
-	struct conn *c = bpf_map_lookup_elem(&lb_ref_conns, &f);
+	struct conn *c = ref_hit(ctx);
 	if (!c)
 		return XDP_ABORTED;
 	return c->backend ? XDP_TX : XDP_DROP;
