@@ -373,6 +373,17 @@ type sctpConn struct {
 	peekFn  func(fd uintptr)
 	peekBuf [1]byte
 	peekErr error
+	// ra takes every queued message with one recvmmsg, nil where the
+	// socket cannot split a message over entries (SOCK_SEQPACKET
+	// truncates instead) or the buffer is too small to split; raFn
+	// fills it for ReadMessage, probeFn for MessageBuffered.
+	ra      *readAhead
+	raFn    func(fd uintptr) bool
+	probeFn func(fd uintptr)
+	// wb sends a batch with one sendmmsg (WriteMessages); wmu is held.
+	wb      *writeBatch
+	wbFn    func(fd uintptr) bool
+	wbFlags int
 	wmu     sync.Mutex
 	closed  atomic.Bool
 }
@@ -411,6 +422,19 @@ func newSCTPConn(s *SCTP, fd int, checkPPID bool) (*sctpConn, error) {
 	c.peekFn = func(fd uintptr) {
 		_, _, _, c.peekErr = recvmsg(int(fd), c.peekBuf[:], nil, unix.MSG_PEEK|unix.MSG_DONTWAIT)
 	}
+	if checkPPID {
+		c.ra = newReadAhead(c.buf, len(c.oob))
+	}
+	if c.ra != nil {
+		c.raFn = func(fd uintptr) bool {
+			c.rd.err = c.ra.fill(int(fd), len(c.oob))
+			return !errors.Is(c.rd.err, unix.EAGAIN)
+		}
+		c.probeFn = func(fd uintptr) {
+			c.peekErr = c.ra.fill(int(fd), len(c.oob))
+		}
+	}
+	c.wbFn = func(fd uintptr) bool { return c.wb.send(int(fd), c.wbFlags) }
 	return c, nil
 }
 
@@ -441,6 +465,13 @@ func (c *sctpConn) fail(fe *FrameError) error {
 
 func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	cfg := &c.s.cfg
+	if c.ra.pending() {
+		// Already read: no system call, no deadline to set.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return c.readAheadMessage(ctx)
+	}
 	c.rw.arm(ctx)
 	if err := c.f.SetReadDeadline(readDeadline(ctx, cfg.IdleTimeout)); err != nil {
 		return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, err)
@@ -448,8 +479,71 @@ func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	n := 0
-	ppid, havePPID := uint32(0), false
+	if c.ra == nil {
+		return c.readOne(ctx, 0, 0, false)
+	}
+	err := c.ra.err
+	c.ra.err = nil
+	if err == nil {
+		err = c.rc.Read(c.raFn)
+		if err == nil {
+			err = c.rd.err
+		}
+	}
+	if err != nil {
+		return nil, c.readFailed(ctx, err, 0)
+	}
+	return c.readAheadMessage(ctx)
+}
+
+// readAheadMessage hands out the next message recvmmsg took, reading the
+// rest of one whose end had not arrived.
+func (c *sctpConn) readAheadMessage(ctx context.Context) ([]byte, error) {
+	cfg := &c.s.cfg
+	g, ok := c.ra.nextMessage(c.buf, len(c.oob), cfg.MaxMessageSize)
+	switch {
+	case !ok: // only notifications
+		return c.ReadMessage(ctx)
+	case g.eof:
+		return nil, io.EOF
+	case g.n > cfg.MaxMessageSize:
+		return nil, c.fail(&FrameError{Err: ErrOversized, Length: g.n, Cause: fmt.Errorf("maximum %d", cfg.MaxMessageSize)})
+	case !g.complete:
+		if err := c.f.SetReadDeadline(deadlineFor(ctx, time.Now(), cfg.FrameTimeout)); err != nil {
+			return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, err)
+		}
+		return c.readOne(ctx, g.n, g.ppid, g.havePPID)
+	}
+	return c.checkMessage(c.buf[g.off:g.off+g.n], g.ppid, g.havePPID)
+}
+
+// readFailed turns a failed read (n bytes of a message read so far) into
+// ReadMessage's error, closing the connection where the contract says so.
+func (c *sctpConn) readFailed(ctx context.Context, err error, n int) error {
+	cfg := &c.s.cfg
+	switch {
+	case isTimeout(err):
+		if cerr := ctxExpired(ctx); cerr != nil {
+			if n > 0 {
+				_ = c.Close()
+			}
+			return cerr
+		}
+		if n > 0 {
+			return c.fail(&FrameError{Err: ErrStalled, Got: n, Cause: fmt.Errorf("frame timeout %v", cfg.FrameTimeout)})
+		}
+		return c.fail(&FrameError{Err: ErrIdle, Cause: fmt.Errorf("nothing received for %v", cfg.IdleTimeout)})
+	case c.closed.Load() || errors.Is(err, os.ErrClosed):
+		return fmt.Errorf("read %s message: %w", cfg.Protocol, net.ErrClosed)
+	}
+	_ = c.Close()
+	return fmt.Errorf("read %s message from %v: %w", cfg.Protocol, c.raddr, err)
+}
+
+// readOne reads a message with one recvmsg per part into c.buf after the
+// n bytes (and the PPID) of it already there.
+func (c *sctpConn) readOne(ctx context.Context, n int, ppid uint32, havePPID bool) ([]byte, error) {
+	cfg := &c.s.cfg
 	for {
 		c.rd.p = c.buf[n:]
 		err := c.rc.Read(c.readFn)
@@ -458,23 +552,7 @@ func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 			err = c.rd.err
 		}
 		if err != nil {
-			switch {
-			case isTimeout(err):
-				if cerr := ctxExpired(ctx); cerr != nil {
-					if n > 0 {
-						_ = c.Close()
-					}
-					return nil, cerr
-				}
-				if n > 0 {
-					return nil, c.fail(&FrameError{Err: ErrStalled, Got: n, Cause: fmt.Errorf("frame timeout %v", cfg.FrameTimeout)})
-				}
-				return nil, c.fail(&FrameError{Err: ErrIdle, Cause: fmt.Errorf("nothing received for %v", cfg.IdleTimeout)})
-			case c.closed.Load() || errors.Is(err, os.ErrClosed):
-				return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, net.ErrClosed)
-			}
-			_ = c.Close()
-			return nil, fmt.Errorf("read %s message from %v: %w", cfg.Protocol, c.raddr, err)
+			return nil, c.readFailed(ctx, err, n)
 		}
 		if flags&sctp.MSG_NOTIFICATION != 0 {
 			continue // not subscribed to any, but never mistake one for data
@@ -501,10 +579,16 @@ func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 			return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, err)
 		}
 	}
+	return c.checkMessage(c.buf[:n], ppid, havePPID)
+}
+
+// checkMessage checks a whole message's PPID and header length.
+func (c *sctpConn) checkMessage(msg []byte, ppid uint32, havePPID bool) ([]byte, error) {
+	cfg := &c.s.cfg
+	n := len(msg)
 	if c.checkPPID && havePPID && ppid != cfg.Protocol.PPID() {
 		return nil, c.fail(&FrameError{Err: ErrWrongPPID, Length: n, Got: int(ppid)})
 	}
-	msg := c.buf[:n]
 	if n < HeaderLen {
 		return nil, c.fail(&FrameError{Err: ErrBadLength, Length: n})
 	}
@@ -575,12 +659,30 @@ func recvmsg(fd int, p, oob []byte, how int) (n, oobn, flags int, err error) {
 // read deadline has passed, which is the state an interrupted read (its
 // context ended) leaves behind, and a "yes" then would hold answers back
 // while the next ReadMessage waits.
+//
+// With read-ahead, messages recvmmsg already took answer "yes" without a
+// system call, and once they are used up the look is itself a
+// non-blocking recvmmsg: what it finds is what the next ReadMessage
+// returns, so the call a peek would cost is not paid again there.
 func (c *sctpConn) MessageBuffered() bool {
+	if c.ra.pending() || (c.ra != nil && c.ra.err != nil) {
+		return true
+	}
 	c.peekErr = nil
-	if err := c.rc.Control(c.peekFn); err != nil {
+	fn := c.peekFn
+	if c.ra != nil {
+		fn = c.probeFn
+	}
+	if err := c.rc.Control(fn); err != nil {
 		return true // closed: ReadMessage says so
 	}
-	return !errors.Is(c.peekErr, unix.EAGAIN)
+	switch {
+	case errors.Is(c.peekErr, unix.EAGAIN):
+		return false
+	case c.ra != nil && c.peekErr != nil:
+		c.ra.err = c.peekErr // for ReadMessage to report
+	}
+	return true
 }
 
 // corkLimit bounds the bytes WriteMessages holds back with MSG_MORE: corked
@@ -606,19 +708,52 @@ func (c *sctpConn) WriteMessages(ctx context.Context, msgs [][]byte) error {
 	if err := c.prepareWrite(ctx); err != nil {
 		return err
 	}
-	corked := 0
+	// Messages sent with MSG_MORE go in runs, one sendmmsg per run; the
+	// message that ends a run (the batch's last, or the one that reaches
+	// corkLimit) goes alone without it, which uncorks.
+	corked, run := 0, 0
 	for i, m := range msgs {
-		flags := 0
 		if corked += len(m); i < len(msgs)-1 && corked < corkLimit {
-			flags = unix.MSG_MORE
-		} else {
-			corked = 0
+			if run++; run < writeBatchEntries {
+				continue
+			}
+			if err := c.writeRun(ctx, msgs[i+1-run:i+1]); err != nil {
+				return err
+			}
+			run = 0
+			continue
 		}
-		if err := c.writeLocked(ctx, m, flags); err != nil {
+		if err := c.writeRun(ctx, msgs[i-run:i]); err != nil {
+			return err
+		}
+		corked, run = 0, 0
+		if err := c.writeLocked(ctx, m, 0); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeRun sends msgs with MSG_MORE: one sendmmsg (a plain send for one
+// message); wmu is held and prepareWrite done.
+func (c *sctpConn) writeRun(ctx context.Context, msgs [][]byte) error {
+	switch len(msgs) {
+	case 0:
+		return nil
+	case 1:
+		return c.writeLocked(ctx, msgs[0], unix.MSG_MORE)
+	}
+	if c.wb == nil {
+		c.wb = newWriteBatch(c.sndCmsg) // only connections that send batches
+	}
+	c.wb.set(msgs)
+	c.wbFlags = unix.MSG_MORE
+	err := c.rc.Write(c.wbFn)
+	if err == nil {
+		err = c.wb.err
+	}
+	c.wb.clear()
+	return c.writeFailed(ctx, err)
 }
 
 // prepareWrite arms the write interrupt for ctx and sets the deadline; wmu
@@ -649,13 +784,18 @@ func (c *sctpConn) WriteMessage(ctx context.Context, msg []byte) error {
 // writeLocked sends one message with the send flags how; wmu is held and
 // prepareWrite done.
 func (c *sctpConn) writeLocked(ctx context.Context, msg []byte, how int) error {
-	cfg := &c.s.cfg
 	c.wr.p, c.wr.flags = msg, how
 	err := c.rc.Write(c.writeFn)
 	c.wr.p = nil
 	if err == nil {
 		err = c.wr.err
 	}
+	return c.writeFailed(ctx, err)
+}
+
+// writeFailed wraps a failed send's error (nil: nil).
+func (c *sctpConn) writeFailed(ctx context.Context, err error) error {
+	cfg := &c.s.cfg
 	if err != nil {
 		// SCTP sends whole messages, so the association stays in step; a
 		// timeout or cancellation leaves it usable.

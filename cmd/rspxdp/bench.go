@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -247,6 +248,12 @@ func benchOne(ctx context.Context, c transport.Conn, req []byte, cfg benchConfig
 	}
 	var dec wire.Decoder
 	var w wire.Message
+	// Answers already checked, byte for byte: a registrar repeats the
+	// same few (RoundRobin rotates one order), and one equal to a checked
+	// one needs no decoding. The client's CPU bounds the rate it can
+	// measure (it shares the guest with the registrar), so this keeps
+	// every answer checked at a fraction of the cost.
+	var checked [][]byte
 	for len(inflight) > 0 {
 		b, err := c.ReadMessage(ioctx)
 		if err != nil {
@@ -262,10 +269,18 @@ func benchOne(ctx context.Context, c transport.Conn, req []byte, cfg benchConfig
 		last.Store(now.UnixNano())
 		d := now.Sub(inflight[0])
 		inflight = append(inflight[:0], inflight[1:]...)
-		if err := checkAnswer(&dec, &w, b, cfg, ref); err != nil {
-			fail(err)
-		} else {
+		switch {
+		case knownAnswer(checked, b):
 			out.lat = append(out.lat, d)
+		default:
+			if err := checkAnswer(&dec, &w, b, cfg, ref); err != nil {
+				fail(err)
+				break
+			}
+			out.lat = append(out.lat, d)
+			if len(checked) < maxCheckedAnswers {
+				checked = append(checked, slices.Clone(b))
+			}
 		}
 		// Refilled once half the window is answered, so requests leave in
 		// groups rather than one per answer.
@@ -277,6 +292,20 @@ func benchOne(ctx context.Context, c transport.Conn, req []byte, cfg benchConfig
 		}
 	}
 	return out
+}
+
+// maxCheckedAnswers bounds the checked answers benchOne remembers.
+const maxCheckedAnswers = 16
+
+// knownAnswer reports whether b is byte for byte one of the answers
+// already checked.
+func knownAnswer(checked [][]byte, b []byte) bool {
+	for _, c := range checked {
+		if bytes.Equal(c, b) {
+			return true
+		}
+	}
+	return false
 }
 
 // answerTimeout bounds the wait for one answer.

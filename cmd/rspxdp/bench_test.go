@@ -7,12 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rspxdp/rspxdp/asap"
+	"github.com/rspxdp/rspxdp/msg"
+	"github.com/rspxdp/rspxdp/selector"
+	"github.com/rspxdp/rspxdp/selector/policy"
+	"github.com/rspxdp/rspxdp/transport"
 )
 
 // TestPUBench: `pu bench` against an in-process registrar over TCP counts
@@ -72,5 +78,74 @@ func TestPUBench(t *testing.T) {
 		if code != tc.code || !strings.Contains(errs, tc.want) {
 			t.Errorf("pu %v: exit %d, stderr %q; want exit %d mentioning %q", tc.args, code, errs, tc.code, tc.want)
 		}
+	}
+}
+
+// scriptedConn answers each request with the next of its answers.
+type scriptedConn struct {
+	answers [][]byte
+	sent    int
+	read    int
+}
+
+func (c *scriptedConn) WriteMessage(context.Context, []byte) error { c.sent++; return nil }
+func (c *scriptedConn) ReadMessage(ctx context.Context) ([]byte, error) {
+	if c.read >= c.sent || c.read >= len(c.answers) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	c.read++
+	return c.answers[c.read-1], nil
+}
+func (c *scriptedConn) Close() error             { return nil }
+func (c *scriptedConn) LocalAddr() net.Addr      { return nil }
+func (c *scriptedConn) RemoteAddr() net.Addr     { return nil }
+func (c *scriptedConn) Peer() transport.Identity { return transport.Identity{} }
+
+// TestBenchChecksEveryAnswer: answers equal to one already checked skip
+// decoding, but any other answer is checked in full, however late it comes
+// and however often a good one came before.
+func TestBenchChecksEveryAnswer(t *testing.T) {
+	pe := func(id uint32) msg.PoolElement {
+		return msg.PoolElement{ID: id, Home: 1, Lifetime: 30 * time.Second, Transport: selector.Transport{
+			Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, Port: uint16(id), Protocol: selector.TCP, Use: selector.DataOnly},
+			Policy: policy.RoundRobin()}
+	}
+	answer := func(ids ...uint32) []byte {
+		r := msg.HandleResolutionResponse{Handle: "p", PolicyType: 1}
+		for _, id := range ids {
+			r.PEs = append(r.PEs, pe(id))
+		}
+		b, err := msg.Encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	good, rotated := answer(1, 2, 3), answer(2, 3, 1)
+	for _, tc := range []struct {
+		name    string
+		answers [][]byte
+		errs    int64
+	}{
+		{"repeats of good answers", [][]byte{good, good, rotated, good, rotated, good}, 0},
+		{"a short answer after good ones", [][]byte{good, good, good, answer(1, 2), good}, 1},
+		{"another PE set after good ones", [][]byte{good, rotated, answer(1, 2, 4), good}, 1},
+		{"a PE twice", [][]byte{good, answer(1, 2, 2), good}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var budget atomic.Int64
+			budget.Store(int64(len(tc.answers)))
+			cfg := benchConfig{count: len(tc.answers), outstanding: 2, pes: 3}
+			var ref pesRef
+			c := &scriptedConn{answers: tc.answers}
+			out := benchOne(ctx, c, []byte("req"), cfg, &budget, &ref)
+			if out.errs != tc.errs || int64(len(out.lat))+out.errs != int64(len(tc.answers)) {
+				t.Fatalf("%d errors (first %v), %d answers counted; want %d errors of %d answers",
+					out.errs, out.first, len(out.lat), tc.errs, len(tc.answers))
+			}
+		})
 	}
 }
