@@ -126,17 +126,14 @@ type Listener interface {
 	Addr() net.Addr
 }
 
-// Conn carries whole RSerPool messages in both directions.
-//
-// One goroutine may read while others write; writes are serialised so
-// messages never interleave.
 // BatchWriter is implemented by connections that can send several whole
 // messages with one system call (TCP and TLS, where frames simply follow
 // each other on the stream). A server that finds messages queued for a
 // peer sends them together: under load that halves the writes per
 // message, which is where a loaded registrar spends its time. SCTP
-// associations implement it with MSG_MORE: the messages stay separate
-// messages, but their chunks share packets.
+// associations implement it with sendmmsg and MSG_MORE: one system call
+// for the messages of a batch but the last, which goes alone and uncorks,
+// so the messages stay separate messages, but their chunks share packets.
 type BatchWriter interface {
 	// WriteMessages sends msgs in order, each one whole message as for
 	// Conn.WriteMessage, with the same timeout and failure rules.
@@ -145,8 +142,10 @@ type BatchWriter interface {
 
 // Pending is implemented by connections that can tell, without waiting,
 // whether a message is already there for the next ReadMessage: TCP and TLS
-// look at their read buffer (no I/O), SCTP peeks at the socket's receive
-// queue (one non-blocking system call). A server answering from its reader
+// look at their read buffer (no I/O); SCTP reads ahead (one recvmmsg takes
+// every message queued) and answers from what it read, looking at the
+// socket again (one non-blocking recvmmsg, whose messages the next reads
+// return) only once those are used up. A server answering from its reader
 // goroutine writes its answers once nothing more is pending, so requests
 // that arrived together are answered with one write (BatchWriter). Only the
 // goroutine that reads may call it.
@@ -156,6 +155,10 @@ type Pending interface {
 	MessageBuffered() bool
 }
 
+// Conn carries whole RSerPool messages in both directions.
+//
+// One goroutine may read while others write; writes are serialised so
+// messages never interleave.
 type Conn interface {
 	// ReadMessage returns the next whole message, header included. The
 	// returned slice is owned by the Conn and valid until the next

@@ -917,6 +917,7 @@ func TestResolutionThroughput(t *testing.T) {
 	g := guest(t)
 	dir := enrpScenario(t, g, "80-resolution-throughput")
 	var rates, cpus []float64
+	total := map[string]*throughput{"rsplib": {}, "rspxdp": {}}
 	for round := 1; ; round++ {
 		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("bench-rsplib-%d.json", round))); err != nil {
 			if round == 1 {
@@ -935,6 +936,9 @@ func TestResolutionThroughput(t *testing.T) {
 				t.Errorf("%s: answers named %v, want the pool's 3 PEs", run, r.PEs)
 			}
 			runs[name] = r
+			total[name].Resolutions += r.Resolutions
+			total[name].Seconds += r.Seconds
+			total[name].cpu += r.cpu
 			pk := ""
 			if r.packets > 0 && r.Resolutions > 0 {
 				pk = fmt.Sprintf("; SCTP sent per resolution (requests, answers, SACKs): %.2f packets, %.2f DATA chunks",
@@ -955,7 +959,12 @@ func TestResolutionThroughput(t *testing.T) {
 	if len(rates) == 0 {
 		return
 	}
-	ratio := median(rates)
+	// The figure of record pools the rounds: every answer over the whole
+	// time of each registrar's runs. With the rounds in ABBA order a
+	// linear drift of the guest's speed cancels out of it; the median of
+	// the rounds' own ratios is printed beside it.
+	x, l := total["rspxdp"], total["rsplib"]
+	ratio := (float64(x.Resolutions) / x.Seconds) / (float64(l.Resolutions) / l.Seconds)
 	goal := "not met"
 	if ratio >= 2 {
 		goal = "met"
@@ -967,8 +976,11 @@ func TestResolutionThroughput(t *testing.T) {
 			hostLoad += " " + l
 		}
 	}
-	t.Logf("rspxdp/rsplib over %d rounds: rate %.2fx median (%.2f-%.2fx; goal 2x: %s), CPU per resolution %.2fx median (%.2f-%.2fx);%s",
-		len(rates), ratio, slices.Min(rates), slices.Max(rates), goal, median(cpus), slices.Min(cpus), slices.Max(cpus), hostLoad)
+	t.Logf("rspxdp/rsplib over %d rounds: rate %.2fx (%.0f /s against %.0f /s, all rounds pooled; goal 2x: %s), median of the rounds %.2fx (%.2f-%.2fx); CPU per resolution %.2fx pooled (%v against %v), median %.2fx (%.2f-%.2fx);%s",
+		len(rates), ratio, float64(x.Resolutions)/x.Seconds, float64(l.Resolutions)/l.Seconds, goal,
+		median(rates), slices.Min(rates), slices.Max(rates),
+		float64(x.cpuPerResolution())/float64(l.cpuPerResolution()), x.cpuPerResolution().Round(100*time.Nanosecond), l.cpuPerResolution().Round(100*time.Nanosecond),
+		median(cpus), slices.Min(cpus), slices.Max(cpus), hostLoad)
 }
 
 // median is the middle value of xs (the mean of the middle two for an

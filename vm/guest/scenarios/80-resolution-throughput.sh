@@ -6,8 +6,9 @@
 # 5352), the same flags and the same duration. Both registrars run for the
 # whole scenario (rsplib on port 3863, rspxdp on 3864, each with its own
 # PEs and no peers), and the client measures them in interleaved rounds
-# (rsplib first in odd rounds, rspxdp first in even ones), so that a drift
-# of the emulated machine's speed over the run falls on both alike: one
+# (rsplib first in odd rounds, rspxdp first in even ones: ABBAABBA), so
+# that a drift of the emulated machine's speed over the run falls on both
+# alike (a linear one cancels out over an even number of rounds): one
 # 12 s run of each varied by more than any change measured with it.
 # Each registrar's CPU time (utime+stime from /proc/PID/stat) is read just
 # before and just after each round, and the idle one's too. The registrars
@@ -36,7 +37,7 @@ if ! rspxdp pu --help 2>&1 | grep -q -- '-outstanding'; then
 fi
 A=$VM_ADDR4
 SECONDS_PER_RUN=${BENCH_SECONDS:-8}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-4}
 CONNS=${BENCH_CONNECTIONS:-4}
 OUTSTANDING=${BENCH_OUTSTANDING:-16}
 PES=3
