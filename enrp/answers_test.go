@@ -222,3 +222,29 @@ func BenchmarkAnswer(b *testing.B) {
 		}
 	})
 }
+
+// TestResolutionArmsNoTimer: Handle Resolutions never move the core's next
+// deadline, so Server.stepAt need not check whether to wake its timer loop
+// after one (the resolution fast path relies on it).
+func TestResolutionArmsNoTimer(t *testing.T) {
+	c, now := newTestCore(t, 1)
+	for i := uint32(1); i <= 3; i++ {
+		c.Step(LinkID(i), netip.MustParseAddr("10.0.0.1"), Registration{Handle: "echo", PE: testPE(i)})
+	}
+	c.Drain()
+	for i := range 50 {
+		now = now.Add(37 * time.Millisecond)
+		c.SetNow(now)
+		before := c.NextDeadline()
+		for _, max := range []uint32{1, 3, maxResolutionAll} {
+			c.Step(LinkID(9), netip.Addr{}, HandleResolution{Handle: "echo", MaxItems: max})
+			c.Step(LinkID(9), netip.Addr{}, HandleResolution{Handle: "nothere", MaxItems: max})
+		}
+		if out := c.Drain(); len(out) != 6 {
+			t.Fatalf("step %d: %d outputs, want the 6 answers", i, len(out))
+		}
+		if after := c.NextDeadline(); !after.Equal(before) {
+			t.Fatalf("step %d: resolutions moved the next deadline from %v to %v", i, before, after)
+		}
+	}
+}

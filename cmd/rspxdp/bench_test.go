@@ -142,9 +142,12 @@ func TestBenchChecksEveryAnswer(t *testing.T) {
 			var ref pesRef
 			c := &scriptedConn{answers: tc.answers}
 			out := benchOne(ctx, c, []byte("req"), cfg, &budget, &ref)
-			if out.errs != tc.errs || int64(len(out.lat))+out.errs != int64(len(tc.answers)) {
+			if out.errs != tc.errs || out.n+out.errs != int64(len(tc.answers)) {
 				t.Fatalf("%d errors (first %v), %d answers counted; want %d errors of %d answers",
-					out.errs, out.first, len(out.lat), tc.errs, len(tc.answers))
+					out.errs, out.first, out.n, tc.errs, len(tc.answers))
+			}
+			if want := (len(tc.answers) + latencyEvery - 1) / latencyEvery; len(out.lat) > want || len(out.lat) == 0 {
+				t.Fatalf("%d latency samples of %d answers, want 1-%d", len(out.lat), len(tc.answers), want)
 			}
 		})
 	}
