@@ -79,7 +79,6 @@ func edgeConfig(t *testing.T, path string, vips ...netip.AddrPort) {
 func TestEdgeHost(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip", "iproute2")
-	testenv.RequireCommand(t, "ethtool", "ethtool")
 	rspxdpBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
