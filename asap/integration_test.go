@@ -130,12 +130,16 @@ type logBuf struct{ testenv.LogBuffer }
 
 func (l *logBuf) logger() *slog.Logger { return l.Logger() }
 
-func waitFor(t testing.TB, d time.Duration, what string, f func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, f func() bool, explain ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(testenv.Scaled(d))
 	for !f() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			why := ""
+			for _, e := range explain {
+				why += ": " + e()
+			}
+			t.Fatalf("timed out waiting for %s%s", what, why)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -81,7 +81,10 @@ type peMachine struct {
 	nextReg  time.Time
 	dirty    bool // policy changed: re-register now
 	everOK   bool
-	out      []peOutput
+	// reasserted is when a foreign registrar's keep-alive last made us
+	// re-register with the home (at most once per respTimeout).
+	reasserted time.Time
+	out        []peOutput
 }
 
 func newPEMachine(handle string, pe msg.PoolElement, registrars []string, interval, respTimeout, retry time.Duration, now time.Time) *peMachine {
@@ -290,6 +293,19 @@ func (m *peMachine) step(l linkID, in msg.Message) {
 			// Only the home's keep-alives are answered (and a takeover's):
 			// a registrar that lost us while it was stalled must find us
 			// silent and let go, not keep us alongside our home.
+			//
+			// But it believes it owns us: a registration of ours reached
+			// it late, after we had given up on it and registered with
+			// the home (a lost packet's retransmission), and its newer
+			// claim made the home let go. Left alone it times us out and
+			// deletes us everywhere, home included. Registering with the
+			// home again at once makes the home's claim the newer one,
+			// so the other lets go instead
+			// (TestLateRegistrationConverges).
+			if m.state == stRegistered && (m.reasserted.IsZero() || m.now.Sub(m.reasserted) >= m.respTimeout) {
+				m.reasserted = m.now
+				m.register()
+			}
 			return
 		}
 		m.emit(peOutput{Link: l, Msg: msg.EndpointKeepAliveAck{Handle: m.handle, PEID: m.pe.ID}})

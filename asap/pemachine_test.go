@@ -219,13 +219,29 @@ func TestMachineDeregister(t *testing.T) {
 
 // A keep-alive from a registrar that is not our home, on another
 // connection and without the home flag (one that lost us while it was
-// stalled), goes unanswered, so it lets go (issue 19 item 6).
+// stalled, or that a registration of ours reached late), goes unanswered,
+// so it lets go (issue 19 item 6); and the PE re-registers with its home
+// at once, at most once per response timeout, so the home's claim is the
+// newer one and the other cannot delete it everywhere when it times it
+// out (TestLateRegistrationConverges).
 func TestMachineAnswersOnlyItsHome(t *testing.T) {
 	m := registered(t)
 	m.step(1, msg.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
 	expect(t, "home's keep-alive", m.drain(), "ack", "home")
 	m.step(3, msg.EndpointKeepAlive{ServerID: 8, Handle: "echo", PEID: 0x42})
-	expect(t, "a stale registrar's keep-alive", m.drain())
+	outs := m.drain()
+	expect(t, "a stale registrar's keep-alive", outs, "registration")
+	if outs[0].Link != 1 {
+		t.Fatalf("re-registration on link %d, want the home's link 1", outs[0].Link)
+	}
+	m.step(1, msg.RegistrationResponse{Handle: "echo", PEID: 0x42})
+	expect(t, "home's answer", m.drain(), "registered")
+	m.tick(t0.Add(tResp / 2))
+	m.step(3, msg.EndpointKeepAlive{ServerID: 8, Handle: "echo", PEID: 0x42})
+	expect(t, "the stale registrar again, within the response timeout", m.drain())
 	m.step(1, msg.EndpointKeepAlive{ServerID: 7, Handle: "echo", PEID: 0x42})
 	expect(t, "home's keep-alive again", m.drain(), "ack")
+	m.tick(t0.Add(tResp))
+	m.step(3, msg.EndpointKeepAlive{ServerID: 8, Handle: "echo", PEID: 0x42})
+	expect(t, "the stale registrar after the response timeout", m.drain(), "registration")
 }

@@ -18,7 +18,8 @@
 # 2), RSPXDP_VM_KEEP=1 keeps the work directory, RSPXDP_VM_TIME_SCALE (the
 # guest's RSPXDP_TIME_SCALE), RSPXDP_VM_SCENARIOS (globs of scenario names, space-separated,
 # default all) and RSPXDP_VM_TEST_RUN (-test.run for the test binaries) to
-# narrow a run, ENRP_TEST_LOG=1 (enrp tests log), RSPXDP_VM_PROFILE=1
+# narrow a run, RSPXDP_VM_TEST_COUNT (-test.count, default 1: repeat a
+# test to chase a rare failure), ENRP_TEST_LOG=1 (enrp tests log), RSPXDP_VM_PROFILE=1
 # (scenarios that support it leave Go CPU profiles of rspxdp), and
 # build-image.sh's own.
 #
@@ -140,6 +141,7 @@ RSPXDP_TEST_TRANSPORT=sctp
 RSPXDP_TIME_SCALE=$scale
 SCENARIOS='${RSPXDP_VM_SCENARIOS:-}'
 TEST_RUN='${RSPXDP_VM_TEST_RUN:-}'
+TEST_COUNT='${RSPXDP_VM_TEST_COUNT:-1}'
 ENRP_TEST_LOG=${ENRP_TEST_LOG:-}
 PROFILE=${RSPXDP_VM_PROFILE:-}
 PATH=/payload/bin:\$PATH
