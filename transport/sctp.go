@@ -466,7 +466,11 @@ func (c *sctpConn) fail(fe *FrameError) error {
 func (c *sctpConn) ReadMessage(ctx context.Context) ([]byte, error) {
 	cfg := &c.s.cfg
 	if c.ra.pending() {
-		// Already read: no system call, no deadline to set.
+		// Already read: no system call, no deadline to set. A closed
+		// connection (Close, or a framing failure) hands out nothing more.
+		if c.closed.Load() {
+			return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, net.ErrClosed)
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -509,12 +513,18 @@ func (c *sctpConn) readAheadMessage(ctx context.Context) ([]byte, error) {
 	case g.n > cfg.MaxMessageSize:
 		return nil, c.fail(&FrameError{Err: ErrOversized, Length: g.n, Cause: fmt.Errorf("maximum %d", cfg.MaxMessageSize)})
 	case !g.complete:
+		// The rest is waited for: tied to ctx as every blocking read is
+		// (arming also waits out an earlier context's interrupt, which
+		// would otherwise land on this deadline).
+		c.rw.arm(ctx)
 		if err := c.f.SetReadDeadline(deadlineFor(ctx, time.Now(), cfg.FrameTimeout)); err != nil {
 			return nil, fmt.Errorf("read %s message: %w", cfg.Protocol, err)
 		}
 		return c.readOne(ctx, g.n, g.ppid, g.havePPID)
 	}
-	return c.checkMessage(c.buf[g.off:g.off+g.n], g.ppid, g.havePPID)
+	// Capped: the buffer after it holds the messages still to hand out,
+	// which an append to the returned slice must not overwrite.
+	return c.checkMessage(c.buf[g.off:g.off+g.n:g.off+g.n], g.ppid, g.havePPID)
 }
 
 // readFailed turns a failed read (n bytes of a message read so far) into

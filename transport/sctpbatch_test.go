@@ -3,6 +3,8 @@ package transport
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -200,6 +202,76 @@ func TestBatchedMixedSizes(t *testing.T) {
 					t.Fatalf("round %d message %d: %d bytes, want %d (first differ at %d)", round, i, len(got), len(want), firstDiff(got, want))
 				}
 			}
+		}
+	})
+}
+
+// readAheadConn is a connection over one end of a SOCK_SEQPACKET pair with
+// read-ahead forced on and es already taken, as if recvmmsg had read them
+// (the host has no SCTP).
+func readAheadConn(t *testing.T, es []fakeEntry) *sctpConn {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fds[1]) })
+	cfg, err := quietConfig(t, ASAP).withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newSCTPConn(&SCTP{cfg: cfg}, fds[0], false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.checkPPID = true
+	c.ra = newReadAhead(c.buf, len(c.oob))
+	loadEntries(t, c.ra, c.buf, len(c.oob), es)
+	return c
+}
+
+// TestReadAheadHandOut: a message handed out from read-ahead cannot be
+// appended to over the ones after it; a closed connection hands out
+// nothing more; and waiting for the rest of a message cut short is tied to
+// the caller's context like every blocking read.
+func TestReadAheadHandOut(t *testing.T) {
+	ctx := context.Background()
+	eor := unix.MSG_EOR
+	t.Run("capped", func(t *testing.T) {
+		first, second := msg(0x05, 16, 1), msg(0x05, 24, 2)
+		c := readAheadConn(t, []fakeEntry{{first, eor, 0}, {second, eor, 0}})
+		b, err := c.ReadMessage(ctx)
+		if err != nil || !bytes.Equal(b, first) {
+			t.Fatalf("first: % x, %v", b, err)
+		}
+		if cap(b) != len(b) {
+			t.Fatalf("returned slice has room for %d bytes more", cap(b)-len(b))
+		}
+		_ = append(b, make([]byte, 64)...)
+		if b, err := c.ReadMessage(ctx); err != nil || !bytes.Equal(b, second) {
+			t.Fatalf("second after an append to the first: % x, %v", b, err)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		c := readAheadConn(t, []fakeEntry{{msg(0x05, 16, 1), eor, 0}, {msg(0x05, 16, 2), eor, 0}})
+		c.Close()
+		if _, err := c.ReadMessage(ctx); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read after Close: %v, want net.ErrClosed", err)
+		}
+	})
+	t.Run("rest of a message waits under ctx", func(t *testing.T) {
+		big := msg(0x05, 6000, 3)
+		c := readAheadConn(t, []fakeEntry{{big[:4096], 0, 0}})
+		rctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(50*time.Millisecond, cancel)
+		start := time.Now()
+		_, err := c.ReadMessage(rctx)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("read of the rest: %v, want the context's cancellation", err)
+		}
+		if d := time.Since(start); d > c.s.cfg.FrameTimeout/2 {
+			t.Fatalf("cancellation took %v (frame timeout %v): the wait was not tied to ctx", d, c.s.cfg.FrameTimeout)
 		}
 	})
 }

@@ -151,7 +151,9 @@ type BatchWriter interface {
 // goroutine that reads may call it.
 type Pending interface {
 	// MessageBuffered reports whether the next ReadMessage returns a
-	// message without reading from the network.
+	// message without reading from the network. It may read ahead into
+	// the connection's buffer (SCTP), so the slice the last ReadMessage
+	// returned is not valid after it: call it once done with that one.
 	MessageBuffered() bool
 }
 
