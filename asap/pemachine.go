@@ -296,7 +296,7 @@ func (m *peMachine) step(l linkID, in msg.Message) {
 			//
 			// But it believes it owns us: a registration of ours reached
 			// it late, after we had given up on it and registered with
-			// the home (a lost packet's retransmission), and its newer
+			// the home (a retransmission, say), and its newer
 			// claim made the home let go. Left alone it times us out and
 			// deletes us everywhere, home included. Registering with the
 			// home again at once makes the home's claim the newer one,

@@ -380,12 +380,12 @@ type sctpConn struct {
 	ra      *readAhead
 	raFn    func(fd uintptr) bool
 	probeFn func(fd uintptr)
-	// wb sends a batch with one sendmmsg (WriteMessages); wmu is held.
-	wb      *writeBatch
-	wbFn    func(fd uintptr) bool
-	wbFlags int
-	wmu     sync.Mutex
-	closed  atomic.Bool
+	// wb sends a run of MSG_MORE messages with one sendmmsg
+	// (WriteMessages); wmu is held.
+	wb     *writeBatch
+	wbFn   func(fd uintptr) bool
+	wmu    sync.Mutex
+	closed atomic.Bool
 }
 
 // sndRcvInfoLen is sizeof(struct sctp_sndrcvinfo); the PPID sits at offset 8
@@ -434,7 +434,7 @@ func newSCTPConn(s *SCTP, fd int, checkPPID bool) (*sctpConn, error) {
 			c.peekErr = c.ra.fill(int(fd), len(c.oob))
 		}
 	}
-	c.wbFn = func(fd uintptr) bool { return c.wb.send(int(fd), c.wbFlags) }
+	c.wbFn = func(fd uintptr) bool { return c.wb.send(int(fd), unix.MSG_MORE) }
 	return c, nil
 }
 
@@ -757,7 +757,6 @@ func (c *sctpConn) writeRun(ctx context.Context, msgs [][]byte) error {
 		c.wb = newWriteBatch(c.sndCmsg) // only connections that send batches
 	}
 	c.wb.set(msgs)
-	c.wbFlags = unix.MSG_MORE
 	err := c.rc.Write(c.wbFn)
 	if err == nil {
 		err = c.wb.err

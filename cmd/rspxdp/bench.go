@@ -274,7 +274,7 @@ func benchOne(ctx context.Context, c transport.Conn, req []byte, cfg benchConfig
 		}
 		// The clock is read for every latencyEvery'th answer only: in
 		// the test VM a clock read is a system call (the guest's clock
-		// source is the HPET), and two per answer were a good part of
+		// source is the HPET), and one per answer was a good part of
 		// the client's cost.
 		sample := answered%latencyEvery == 0
 		answered++
